@@ -1,0 +1,3 @@
+"""vidssl: self-supervised learning of video representations."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,25 @@
+"""Video decoders behind one protocol: frame indices in, ``uint8 (T, C, H, W)`` out."""
+
+from vidssl.data.decoders.base import (
+    DEFAULT_BACKEND,
+    VideoDecoder,
+    VideoMeta,
+    available_decoders,
+    decoder_class,
+    list_decoders,
+    open_video,
+    probe_video,
+    register_decoder,
+)
+
+__all__ = [
+    "DEFAULT_BACKEND",
+    "VideoDecoder",
+    "VideoMeta",
+    "available_decoders",
+    "decoder_class",
+    "list_decoders",
+    "open_video",
+    "probe_video",
+    "register_decoder",
+]
