@@ -130,8 +130,9 @@ def open_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND, **kwargs
         MissingDependencyError: the backend is not installed.
     """
     path = os.fspath(path)
+    cls = decoder_class(backend)
     check_readable(path)
-    return decoder_class(backend)(path, **kwargs)
+    return cls(path, **kwargs)
 
 
 def probe_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> VideoMeta:

@@ -1,0 +1,5 @@
+import sys
+
+from vidssl.cli import main
+
+sys.exit(main())

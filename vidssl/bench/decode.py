@@ -1,0 +1,197 @@
+"""Decode throughput: the vidssl loader against raw torchcodec and pytorchvideo, in one process.
+
+Every contender reads the *same* clips (same videos, same frame indices, drawn once up front
+with the same sampler), in interleaved rounds so that machine noise hits all of them alike.
+Results are ratios to the floor (a) — raw ``torchcodec`` ``get_frames_at`` on the sampled
+indices, one decoder per clip, nothing else — because absolute clip rates on a shared machine
+mean little.
+
+Contenders:
+    raw_torchcodec        the floor.
+    vidssl[<backend>]     ``ClipDataset`` + ``DataLoader`` (in-process, batch collation
+                          included, no augmentation), for every installed backend.
+    pytorchvideo          ``EncodedVideo.from_path(...).get_clip(start_s, end_s)`` (PyAV) and
+                          its usual stride subsampling, if pytorchvideo is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vidssl.data.dataset import ClipDataset, build_loader
+from vidssl.data.decoders import available_decoders
+from vidssl.data.index.core import VideoIndex
+from vidssl.data.samplers.base import SampledClips
+
+
+class FixedClipDataset(ClipDataset):
+    """``ClipDataset`` whose sampler output is fixed per video (benchmark only)."""
+
+    def __init__(self, index: VideoIndex, indices: list[np.ndarray], **kw):
+        super().__init__(index, _Replay(indices), **kw)
+
+    def rng(self, i: int, attempt: int = 0) -> np.random.Generator:  # carries i to the replay
+        return _IndexedRng(i)
+
+
+class _IndexedRng:
+    def __init__(self, i: int):
+        self.i = i
+
+
+class _Replay:
+    def __init__(self, indices: list[np.ndarray]):
+        self.indices = indices
+        self.view_lengths = (len(indices[0]),)
+
+    def __call__(self, num_frames: int, fps: float, rng: _IndexedRng) -> SampledClips:
+        return SampledClips((self.indices[rng.i],), ("clip",))
+
+
+def _raw_torchcodec(paths: list[str], indices: list[np.ndarray]) -> int:
+    from torchcodec.decoders import VideoDecoder
+
+    for path, idx in zip(paths, indices):
+        dec = VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=1)
+        dec.get_frames_at(idx.tolist())
+    return len(paths)
+
+
+def _vidssl(index: VideoIndex, indices: list[np.ndarray], backend: str, batch_size: int) -> int:
+    ds = FixedClipDataset(index, indices, decoder=backend)
+    loader = build_loader(ds, batch_size, shuffle=False, drop_last=False, num_workers=0)
+    n = 0
+    for batch in loader:
+        n += batch["views"][0].shape[0]
+    return n
+
+
+def _pytorchvideo(paths: list[str], indices: list[np.ndarray], fps: list[float]) -> int:
+    from pytorchvideo.data.encoded_video import EncodedVideo
+
+    for path, idx, rate in zip(paths, indices, fps):
+        video = EncodedVideo.from_path(path, decode_audio=False, decoder="pyav")
+        start, end = idx[0] / rate, (idx[-1] + 1) / rate
+        frames = video.get_clip(start, end)["video"]  # (C, T, H, W) float32
+        stride = max(1, int(round((idx[-1] - idx[0]) / max(1, len(idx) - 1))))
+        frames = frames[:, ::stride][:, : len(idx)]
+        video.close()
+    return len(paths)
+
+
+def run_decode_benchmark(index: VideoIndex, *, clip_len: int = 16, stride: int = 2,
+                         num_clips: int = 64, rounds: int = 5, batch_size: int = 8,
+                         seed: int = 0, backends: list[str] | None = None,
+                         include_pytorchvideo: bool = True,
+                         progress: Callable[[str], None] | None = None) -> dict:
+    """Time every contender on the same ``num_clips`` clips, ``rounds`` times, interleaved."""
+    from vidssl.data.samplers import RandomClipSampler
+
+    rng = np.random.default_rng(seed)
+    sampler = RandomClipSampler(num_frames=clip_len, stride=stride)
+    pos = rng.choice(len(index), size=num_clips, replace=num_clips > len(index))
+    sub = index.subset(pos, name=f"{index.name} (benchmark)")
+    indices = [sampler(int(sub.num_frames[i]), float(sub.fps[i]), rng).views[0]
+               for i in range(len(sub))]
+    paths, fps = sub.paths, [float(f) for f in sub.fps]
+
+    contenders: dict[str, Callable[[], int]] = {
+        "raw_torchcodec": lambda: _raw_torchcodec(paths, indices)}
+    for backend in backends or available_decoders():
+        contenders[f"vidssl[{backend}]"] = (
+            lambda b=backend: _vidssl(sub, indices, b, batch_size))
+    notes = []
+    if include_pytorchvideo:
+        try:
+            import pytorchvideo.data.encoded_video  # noqa: F401
+            contenders["pytorchvideo"] = lambda: _pytorchvideo(paths, indices, fps)
+        except ImportError as err:
+            notes.append(f"pytorchvideo skipped: {err}")
+    for fn in contenders.values():  # warm-up: imports, page cache
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for r in range(rounds):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            n = fn()
+            times[name].append(time.perf_counter() - t0)
+            assert n == num_clips, (name, n)
+        if progress:
+            progress(f"round {r + 1}/{rounds} done")
+    floor = statistics.median(times["raw_torchcodec"])
+    results = {name: {"clips_per_s": num_clips / statistics.median(t),
+                      "median_s": statistics.median(t),
+                      "ratio_to_raw_torchcodec": floor / statistics.median(t),
+                      "round_s": t} for name, t in times.items()}
+    return {
+        "benchmark": "decode_throughput",
+        "dataset": index.name,
+        "clip": {"frames": clip_len, "stride": stride, "num_clips": num_clips,
+                 "size": _frame_size(paths[0])},
+        "rounds": rounds,
+        "batch_size": batch_size,
+        "results": results,
+        "notes": notes,
+        "environment": environment(),
+    }
+
+
+def _frame_size(path: str) -> list[int]:
+    from vidssl.data.decoders import probe_video
+
+    meta = probe_video(path)
+    return [meta.height, meta.width]
+
+
+def environment() -> dict:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("torch", "torchvision", "torchcodec", "av", "decord", "pytorchvideo", "numpy"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "versions": versions, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def to_markdown(result: dict) -> str:
+    clip = result["clip"]
+    lines = [
+        f"# Decode throughput ({result['dataset']})",
+        "",
+        f"{clip['num_clips']} clips of {clip['frames']} frames at stride {clip['stride']}, "
+        f"{clip['size'][0]}x{clip['size'][1]}, median of {result['rounds']} interleaved rounds, "
+        "one process, one decode thread.",
+        "",
+        "| contender | clips/s | ratio to raw torchcodec |",
+        "|---|---:|---:|",
+    ]
+    for name, r in result["results"].items():
+        lines.append(f"| {name} | {r['clips_per_s']:.1f} | {r['ratio_to_raw_torchcodec']:.3f} |")
+    env = result["environment"]
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v),
+              f"CPU count {env['cpu_count']}, {env['platform']}, {env['time']}."]
+    lines += [f"Note: {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict, out_dir: str, stem: str = "decode_throughput") -> tuple[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = os.path.join(out_dir, f"{stem}.json")
+    md_path = os.path.join(out_dir, f"{stem}.md")
+    with open(json_path, "w") as f:
+        json.dump(result, f, indent=2)
+    with open(md_path, "w") as f:
+        f.write(to_markdown(result))
+    return json_path, md_path

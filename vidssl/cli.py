@@ -1,0 +1,251 @@
+"""The ``vidssl`` command line. Each sub-command is a thin layer over the Python API.
+
+    vidssl demo                     the quick-start job on the embedded synthetic dataset
+    vidssl make-synthetic           write the synthetic action + tracking dataset
+    vidssl index DATASET --root R   build (and cache) a video index, print a summary table
+    vidssl bench decode             decode throughput vs raw torchcodec and pytorchvideo
+
+Errors that are the user's to fix (bad path, corrupt file, unknown key, missing package) print
+one line and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from vidssl.errors import VidsslError
+
+log = logging.getLogger("vidssl")
+
+DEFAULT_SYNTHETIC_ROOT = os.path.join("data", "synthetic")
+
+
+@dataclass
+class SyntheticOptions:
+    """``make-synthetic`` settings (YAML: ``configs/synthetic.yaml``; CLI: ``key=value``)."""
+
+    num_classes: int = 10
+    groups_per_class: int = 6
+    clips_per_group: int = 4
+    num_frames: int = 48
+    size: int = 64
+    fps: int = 16
+    container: str = "mixed"
+    appearance_correlation: float = 0.0
+    tracking_sequences: int = 4
+    seed: int = 0
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[handler], force=True)
+
+
+# ---------------------------------------------------------------- make-synthetic
+def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from vidssl.config import load_config
+    from vidssl.data.synthetic import make_synthetic
+
+    opts = load_config(SyntheticOptions, args.config, args.overrides)
+    summary = make_synthetic(args.out, overwrite=args.overwrite, workers=args.workers,
+                             progress=not args.quiet, **dataclasses.asdict(opts))
+    _console().print(summary.describe() if hasattr(summary, "describe") else summary)
+    return 0
+
+
+# ---------------------------------------------------------------- index
+def _index_kwargs(args: argparse.Namespace) -> dict:
+    kw: dict = {"backend": args.backend, "workers": args.workers, "progress": not args.quiet}
+    if args.dataset in ("ucf101", "hmdb51", "synthetic"):
+        kw.update(split=args.split, subset=args.subset)
+    if args.annotations and args.dataset in ("ucf101", "hmdb51"):
+        kw["annotations"] = args.annotations
+    if args.dataset == "kinetics_csv":
+        if not args.csv:
+            raise VidsslError("kinetics_csv needs --csv PATH (annotation CSV)")
+        kw["csv"] = args.csv
+    if args.no_cache:
+        kw["cache"] = False
+    return kw
+
+
+def print_index_summary(indexes: Sequence, console=None, title: str = "video index") -> None:
+    from rich.table import Table
+
+    console = console or _console()
+    table = Table(title=title)
+    for col in ("index", "videos", "classes", "groups", "frames (min/median/max)", "fps",
+                "missing", "failed"):
+        table.add_column(col, justify="left" if col == "index" else "right")
+    for index in indexes:
+        s = index.summary()
+        table.add_row(s["name"], str(s["videos"]), str(s["classes"]), str(s["groups"]),
+                      f"{s['frames_min']}/{s['frames_median']:.0f}/{s['frames_max']}",
+                      f"{s['fps_median']:.2f}", str(s["missing"]), str(s["failed"]))
+    console.print(table)
+    for index in indexes:
+        for line in index.report.summary_lines():
+            console.print(f"[yellow]{index.name}: {line}[/yellow]")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from vidssl.data.index import build_index
+
+    t0 = time.perf_counter()
+    index = build_index(args.dataset, args.root, **_index_kwargs(args))
+    elapsed = time.perf_counter() - t0
+    print_index_summary([index])
+    rep = index.report
+    _console().print(f"built in {elapsed:.2f} s ({rep.probed} files probed, {rep.cached} from cache)")
+    if args.save:
+        index.save(args.save)
+        _console().print(f"saved index to {args.save}")
+    return 0
+
+
+# ---------------------------------------------------------------- bench decode
+def cmd_bench_decode(args: argparse.Namespace) -> int:
+    from vidssl.bench.decode import run_decode_benchmark, to_markdown, write_results
+    from vidssl.data.index import build_index
+
+    if not os.path.isdir(args.root):
+        raise VidsslError(f"dataset root {args.root} does not exist: run `vidssl make-synthetic "
+                          f"--out {args.root}` first or pass --root")
+    index = build_index("synthetic", args.root, split=1, subset="train", progress=False)
+    result = run_decode_benchmark(
+        index, clip_len=args.frames, stride=args.stride, num_clips=args.clips,
+        rounds=args.rounds, batch_size=args.batch_size, backends=args.backends,
+        progress=lambda msg: log.info(msg))
+    paths = write_results(result, args.out)
+    _console().print(to_markdown(result))
+    _console().print(f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
+# ---------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vidssl.data.index import build_index
+    from vidssl.data.synthetic import make_synthetic
+    from vidssl.demo import loader_throughput
+
+    console = _console()
+    console.rule("1/3  synthetic dataset")
+    summary = make_synthetic(args.root, progress=not args.quiet)
+    console.print(summary.describe() if hasattr(summary, "describe") else summary)
+    console.rule("2/3  video index (UCF101 layout, split 1)")
+    indexes = [build_index("synthetic", args.root, split=1, subset=s, progress=False)
+               for s in ("train", "test")]
+    print_index_summary(indexes, console)
+    console.rule("3/3  clip loader")
+    stats = loader_throughput(indexes[0], batch_size=args.batch_size, num_workers=args.workers,
+                              epochs=args.epochs)
+    console.print(stats.describe())
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidssl", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="quick start: synthetic dataset, index and loader summary",
+                       description="Generate the embedded synthetic dataset (if needed), index "
+                                   "it, and run the clip loader over it with a throughput line.")
+    p.add_argument("--root", default=DEFAULT_SYNTHETIC_ROOT, help="dataset folder (%(default)s)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="DataLoader workers (%(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per batch (%(default)s)")
+    p.add_argument("--epochs", type=int, default=1, help="loader epochs to time (%(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("make-synthetic", help="write the synthetic action + tracking dataset",
+                       description="Write the synthetic action dataset (real .avi/.mp4 files in "
+                                   "the UCF101 layout, three split lists) and its tracking "
+                                   "variant (DAVIS and MOT layouts). Settings come from "
+                                   "--config and key=value overrides, e.g. num_classes=5.")
+    p.add_argument("--out", default=DEFAULT_SYNTHETIC_ROOT, help="output folder (%(default)s)")
+    p.add_argument("--config", help="YAML file of settings (see configs/synthetic.yaml)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help=f"settings: {', '.join(f.name for f in dataclasses.fields(SyntheticOptions))}")
+    p.set_defaults(func=cmd_make_synthetic)
+
+    p = sub.add_parser("index", help="build a video index and print its summary",
+                       description="Index a dataset (metadata cached by path, size and mtime, so "
+                                   "a second build is near-instant) and print a summary table.")
+    p.add_argument("dataset", choices=["ucf101", "hmdb51", "kinetics_csv", "folder", "synthetic"])
+    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="official split")
+    p.add_argument("--subset", default="train", choices=["train", "test"])
+    p.add_argument("--annotations", help="folder of split files (default: searched under root)")
+    p.add_argument("--csv", help="annotation CSV (kinetics_csv)")
+    p.add_argument("--backend", default="torchcodec", help="decoder used to probe files")
+    p.add_argument("--workers", type=int, default=1, help="parallel probes (%(default)s)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    p.add_argument("--save", help="also write the index to this .npz file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
+    bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    p = bench.add_parser("decode", help="decode throughput vs raw torchcodec and pytorchvideo",
+                         description="Clips/s of the vidssl loader (each installed backend), raw "
+                                     "torchcodec and pytorchvideo on the same clips, one process.")
+    p.add_argument("--root", default=DEFAULT_SYNTHETIC_ROOT, help="synthetic dataset folder")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (%(default)s)")
+    p.add_argument("--stride", type=int, default=2, help="frame stride (%(default)s)")
+    p.add_argument("--clips", type=int, default=96, help="clips per round (%(default)s)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (%(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="loader batch size (%(default)s)")
+    p.add_argument("--backends", nargs="*", help="vidssl backends (default: all installed)")
+    p.add_argument("--out", default=os.path.join("benchmarks", "results"),
+                   help="results folder (%(default)s)")
+    p.set_defaults(func=cmd_bench_decode)
+    return parser
+
+
+def _version() -> str:
+    from vidssl import __version__
+
+    return f"vidssl {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except VidsslError as err:
+        if args.debug:
+            raise
+        print(f"vidssl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vidssl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

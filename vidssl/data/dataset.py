@@ -1,0 +1,250 @@
+"""Map-style clip dataset (index + sampler + decoder) and the batch collation.
+
+``ClipDataset[i]`` samples frame indices for video ``i`` with a generator seeded by
+``(seed, epoch, i)``, so a sample does not depend on which DataLoader worker or DDP rank reads
+it, and a resumed run sees the same clips. All views of a sample are decoded in one call
+(``decoder.get_frames`` on the concatenated indices), then split.
+
+A file that fails to decode is skipped, logged with its path and reason, and replaced by another
+video; the skipped ``(path, reason)`` pairs travel inside the sample so the trainer can count
+them across worker processes (``SkipCounter``). Only a run of ``max_attempts`` consecutive
+failures, which means something systematic (a broken backend, an empty mount), raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from vidssl.data.decoders import DEFAULT_BACKEND, decoder_class, open_video
+from vidssl.data.index.core import VideoIndex
+from vidssl.data.samplers.base import ClipSampler, SampledClips
+from vidssl.errors import VideoDecodeError, VidsslError
+
+log = logging.getLogger("vidssl.data")
+
+ClipTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ClipDataset(Dataset):
+    """Videos of an index, sampled into views and decoded to ``uint8 (T, C, H, W)``.
+
+    Args:
+        index: the videos.
+        sampler: turns ``(num_frames, fps, rng)`` into frame indices per view.
+        decoder: backend name (``"torchcodec"``, ``"pyav"``, ``"decord"``).
+        decoder_kwargs: passed to the backend (e.g. ``{"num_threads": 1}``).
+        transform: optional per-view CPU transform on ``uint8 (T, C, H, W)`` (e.g. ``ResizeClip``
+            so videos of different sizes can be batched). Random augmentation belongs on the
+            device, batched, not here.
+        seed: base seed of the per-sample generators.
+        max_attempts: consecutive decode failures tolerated before raising.
+
+    Returns (per item) a dict: ``views`` (list of ``uint8 (T, C, H, W)``), ``label`` (int),
+    ``index`` (int, the position actually read), ``targets`` (dict), ``info`` (dict),
+    ``skipped`` (list of ``(path, reason)`` for files skipped to produce this item).
+    """
+
+    def __init__(
+        self,
+        index: VideoIndex,
+        sampler: ClipSampler,
+        decoder: str = DEFAULT_BACKEND,
+        decoder_kwargs: Mapping[str, Any] | None = None,
+        transform: ClipTransform | None = None,
+        seed: int = 0,
+        max_attempts: int = 20,
+    ):
+        if len(index) == 0:
+            raise VidsslError(f"dataset {index.name!r} has no videos")
+        decoder_class(decoder).check_available()  # fail now, with the install hint
+        self.index = index
+        self.sampler = sampler
+        self.decoder = decoder
+        self.decoder_kwargs = dict(decoder_kwargs or {})
+        self.transform = transform
+        self.seed = int(seed)
+        self.max_attempts = int(max_attempts)
+        self.epoch = 0
+        self._known_bad: set[int] = set()  # per process: files already seen to fail
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the sampling draw (call once per epoch, like ``DistributedSampler``)."""
+        self.epoch = int(epoch)
+
+    def rng(self, i: int, attempt: int = 0) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, int(i), attempt])
+
+    def load(self, i: int, rng: np.random.Generator) -> tuple[list[torch.Tensor], SampledClips]:
+        """Sample and decode video ``i`` (raises ``VideoDecodeError`` on a bad file)."""
+        rec = self.index[i]
+        with open_video(rec.path, self.decoder, **self.decoder_kwargs) as dec:
+            num_frames, fps = rec.num_frames, rec.fps
+            if dec.metadata.num_frames != num_frames:  # the file changed since indexing
+                num_frames, fps = dec.metadata.num_frames, dec.metadata.fps
+            clips = self.sampler(num_frames, fps, rng)
+            frames = dec.get_frames(clips.all_indices)
+        views = list(torch.split(frames, [len(v) for v in clips.views]))
+        if self.transform is not None:
+            views = [self.transform(v) for v in views]
+        return views, clips
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        skipped: list[tuple[str, str]] = []
+        pos = int(i)
+        for attempt in range(self.max_attempts):
+            if pos not in self._known_bad:
+                try:
+                    views, clips = self.load(pos, self.rng(pos, attempt))
+                except VideoDecodeError as err:
+                    self._known_bad.add(pos)
+                    skipped.append((err.path, err.reason))
+                    log.warning("skipping unreadable video %s: %s", err.path, err.reason)
+                else:
+                    return {
+                        "views": views,
+                        "label": int(self.index.labels[pos]),
+                        "index": pos,
+                        "targets": dict(clips.targets),
+                        "info": dict(clips.info),
+                        "names": clips.names,
+                        "skipped": skipped,
+                    }
+            pos = int(self.rng(i, attempt + 1).integers(len(self.index)))
+        last = f"; last: {skipped[-1][0]}: {skipped[-1][1]}" if skipped else ""
+        raise VidsslError(
+            f"{self.max_attempts} consecutive videos of {self.index.name!r} could not be decoded "
+            f"with backend {self.decoder!r}{last}"
+        )
+
+
+def collate_clips(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack samples view by view.
+
+    Returns:
+        ``views``: list (one per view) of ``uint8 (B, T, C, H, W)``; ``names``: view names;
+        ``label``, ``index``: ``int64 (B,)``; ``targets``: dict of stacked tensors;
+        ``info``: dict of lists; ``skipped``: all ``(path, reason)`` pairs of the batch.
+    """
+    if not samples:
+        raise VidsslError("cannot collate an empty batch")
+    num_views = len(samples[0]["views"])
+    views = []
+    for v in range(num_views):
+        shapes = {tuple(s["views"][v].shape) for s in samples}
+        if len(shapes) > 1:
+            raise VidsslError(
+                f"view {v} has different shapes across the batch {sorted(shapes)}: videos differ "
+                "in size; give the dataset transform=ResizeClip(size) to batch them"
+            )
+        views.append(torch.stack([s["views"][v] for s in samples]))
+    targets = {
+        k: torch.as_tensor(np.stack([np.asarray(s["targets"][k]) for s in samples]))
+        for k in samples[0]["targets"]
+    }
+    return {
+        "views": views,
+        "names": tuple(samples[0]["names"]),
+        "label": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.int64),
+        "targets": targets,
+        "info": {k: [s["info"][k] for s in samples] for k in samples[0]["info"]},
+        "skipped": [pair for s in samples for pair in s["skipped"]],
+    }
+
+
+@dataclass
+class SkipCounter:
+    """Accumulates the files skipped across batches (and worker processes)."""
+
+    count: int = 0
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def update(self, batch: Mapping[str, Any]) -> None:
+        for path, reason in batch.get("skipped", ()):
+            self.count += 1
+            self.paths.setdefault(path, reason)
+
+    def summary(self, max_items: int = 5) -> str:
+        if not self.count:
+            return "no videos skipped"
+        shown = "; ".join(f"{p}: {r}" for p, r in list(self.paths.items())[:max_items])
+        more = f" (+{len(self.paths) - max_items} more files)" if len(self.paths) > max_items else ""
+        return f"{self.count} samples skipped over {len(self.paths)} unreadable files: {shown}{more}"
+
+
+def _worker_init(_: int) -> None:
+    # One decode thread per worker: workers already parallelise across clips.
+    torch.set_num_threads(1)
+
+
+def build_loader(
+    dataset: ClipDataset,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    drop_last: bool = True,
+    seed: int = 0,
+    distributed: bool | None = None,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+) -> DataLoader:
+    """A ``DataLoader`` over ``dataset`` with ``collate_clips``.
+
+    With ``distributed`` (default: whenever ``torch.distributed`` is initialised) a
+    ``DistributedSampler`` splits the videos across ranks; call ``set_loader_epoch(loader, e)``
+    each epoch so both the order and the clip draws change.
+    """
+    if distributed is None:
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    else:
+        sampler = EpochShuffleSampler(len(dataset), seed=seed, shuffle=shuffle)
+    if drop_last and not distributed and len(dataset) < batch_size:
+        raise VidsslError(f"dataset {dataset.index.name!r} has {len(dataset)} videos, fewer than "
+                          f"one batch of {batch_size} with drop_last=True")
+    extra = {}
+    if num_workers > 0:
+        extra = {"worker_init_fn": _worker_init, "persistent_workers": False,
+                 "prefetch_factor": prefetch_factor or 2}
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate_clips, drop_last=drop_last, pin_memory=pin_memory, **extra)
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Advance the epoch of the loader's sampler and dataset together."""
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    loader.dataset.set_epoch(epoch)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Single-process counterpart of ``DistributedSampler``: a permutation per ``(seed, epoch)``."""
+
+    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True):
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.num_samples))
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=gen).tolist())
