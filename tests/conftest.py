@@ -66,3 +66,15 @@ def bad_files(tmp_path, video_dir) -> dict[str, Path]:
     files["text"] = tmp_path / "notes.mp4"
     files["text"].write_text("this is not a video\n")
     return files
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache_dir(tmp_path_factory):
+    """Keep the metadata cache of every test out of the user's ~/.cache/vidssl."""
+    old = os.environ.get("VIDSSL_CACHE_DIR")
+    os.environ["VIDSSL_CACHE_DIR"] = str(tmp_path_factory.mktemp("vidssl-cache"))
+    yield
+    if old is None:
+        os.environ.pop("VIDSSL_CACHE_DIR", None)
+    else:
+        os.environ["VIDSSL_CACHE_DIR"] = old
