@@ -46,7 +46,8 @@ class SyntheticOptions:
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    # Not a terminal (logs, CI, pipes): a fixed width wide enough for the summary tables.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -145,8 +146,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vidssl.demo import loader_throughput
 
     console = _console()
+    from vidssl.config import load_config
+
+    opts = load_config(SyntheticOptions, args.config, args.overrides)
     console.rule("1/3  synthetic dataset")
-    summary = make_synthetic(args.root, progress=not args.quiet)
+    summary = make_synthetic(args.root, progress=not args.quiet, **dataclasses.asdict(opts))
     console.print(summary.describe() if hasattr(summary, "describe") else summary)
     console.rule("2/3  video index (UCF101 layout, split 1)")
     indexes = [build_index("synthetic", args.root, split=1, subset=s, progress=False)
@@ -176,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="clips per batch (%(default)s)")
     p.add_argument("--epochs", type=int, default=1, help="loader epochs to time (%(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--config", help="synthetic dataset settings (see configs/synthetic.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="synthetic dataset settings, as for make-synthetic")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("make-synthetic", help="write the synthetic action + tracking dataset",

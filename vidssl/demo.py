@@ -29,8 +29,8 @@ class LoaderStats:
     def describe(self) -> str:
         return (f"loader: {self.batches} batches of {tuple(self.batch_shape)} uint8 "
                 f"(B, T, C, H, W), {self.clips} clips in {self.seconds:.2f} s = "
-                f"{self.clips_per_s:.1f} clips/s with {self.num_workers} workers; "
-                f"{self.skipped.summary()}")
+                f"{self.clips_per_s:.1f} clips/s with {self.num_workers} workers\n"
+                f"skipped: {self.skipped.summary()}")
 
 
 def loader_throughput(index: VideoIndex, *, batch_size: int = 8, num_workers: int = 2,

@@ -1,0 +1,101 @@
+"""The command line: help everywhere, one-line errors, the demo and the decode benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vidssl.cli import build_parser, main
+
+SMALL = ["num_classes=3", "groups_per_class=3", "clips_per_group=2", "num_frames=20", "size=32",
+         "tracking_sequences=1"]
+
+
+@pytest.fixture(scope="module")
+def small_synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn") / "synthetic"
+    assert main(["make-synthetic", "--out", str(root), "--quiet", *SMALL]) == 0
+    return root
+
+
+@pytest.mark.parametrize("argv", [[], ["demo"], ["make-synthetic"], ["index"], ["bench"],
+                                  ["bench", "decode"]])
+def test_help_everywhere(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*argv, "--help"])
+    assert info.value.code == 0
+    assert "usage: vidssl" in capsys.readouterr().out
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    return err
+
+
+def test_bad_root_is_one_line(tmp_path, capsys):
+    assert main(["index", "ucf101", "--root", str(tmp_path / "nope")]) == 2
+    assert "nope" in _one_line_error(capsys)
+
+
+def test_unknown_config_key_is_one_line(tmp_path, capsys):
+    assert main(["make-synthetic", "--out", str(tmp_path / "s"), "bogus_key=1"]) == 2
+    assert "bogus_key" in _one_line_error(capsys)
+
+
+def test_missing_config_file_is_one_line(tmp_path, capsys):
+    assert main(["make-synthetic", "--out", str(tmp_path / "s"), "--config",
+                 str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml" in _one_line_error(capsys)
+
+
+def test_kinetics_needs_csv(tmp_path, capsys):
+    assert main(["index", "kinetics_csv", "--root", str(tmp_path)]) == 2
+    assert "--csv" in _one_line_error(capsys)
+
+
+def test_index_summary_table(small_synthetic, capsys, tmp_path):
+    save = tmp_path / "index.npz"
+    assert main(["index", "synthetic", "--root", str(small_synthetic), "--split", "2",
+                 "--subset", "test", "--save", str(save), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "videos" in out and save.exists()
+    from vidssl.data.index.core import VideoIndex
+
+    assert len(VideoIndex.load(save)) == 6  # 3 classes x 1 test group x 2 clips
+
+
+def test_make_synthetic_is_idempotent(small_synthetic, capsys):
+    assert main(["make-synthetic", "--out", str(small_synthetic), "--quiet", *SMALL]) == 0
+    assert main(["make-synthetic", "--out", str(small_synthetic), "--quiet", "num_classes=4",
+                 *SMALL[1:]]) == 2
+    assert "--overwrite" in _one_line_error(capsys)
+
+
+def test_demo_runs_on_small_dataset(small_synthetic, capsys):
+    assert main(["demo", "--root", str(small_synthetic), "--workers", "0", "--batch-size", "2",
+                 "--quiet", *SMALL]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "clips/s" in out and "no videos skipped" in out
+
+
+def test_bench_decode_writes_results(small_synthetic, tmp_path, capsys):
+    out_dir = tmp_path / "results"
+    assert main(["bench", "decode", "--root", str(small_synthetic), "--clips", "6",
+                 "--rounds", "1", "--frames", "8", "--out", str(out_dir)]) == 0
+    result = json.loads((out_dir / "decode_throughput.json").read_text())
+    names = set(result["results"])
+    assert {"raw_torchcodec", "vidssl[torchcodec]", "vidssl[pyav]", "vidssl[decord]"} <= names
+    assert result["results"]["raw_torchcodec"]["ratio_to_raw_torchcodec"] == pytest.approx(1.0)
+    assert "| contender |" in (out_dir / "decode_throughput.md").read_text()
+
+
+def test_python_dash_m(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vidssl", "index", "folder", "--root",
+                           str(tmp_path / "missing")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("vidssl index: error:")
