@@ -66,7 +66,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
     opts = load_config(SyntheticOptions, args.config, args.overrides)
     summary = make_synthetic(args.out, overwrite=args.overwrite, workers=args.workers,
                              progress=not args.quiet, **dataclasses.asdict(opts))
-    _console().print(summary.describe() if hasattr(summary, "describe") else summary)
+    _console().print(summary.describe())
     return 0
 
 
@@ -134,7 +134,7 @@ def cmd_bench_decode(args: argparse.Namespace) -> int:
         rounds=args.rounds, batch_size=args.batch_size, backends=args.backends,
         progress=lambda msg: log.info(msg))
     paths = write_results(result, args.out)
-    _console().print(to_markdown(result))
+    _console().print(to_markdown(result), markup=False)
     _console().print(f"wrote {paths[0]} and {paths[1]}")
     return 0
 
@@ -151,7 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     opts = load_config(SyntheticOptions, args.config, args.overrides)
     console.rule("1/3  synthetic dataset")
     summary = make_synthetic(args.root, progress=not args.quiet, **dataclasses.asdict(opts))
-    console.print(summary.describe() if hasattr(summary, "describe") else summary)
+    console.print(summary.describe())
     console.rule("2/3  video index (UCF101 layout, split 1)")
     indexes = [build_index("synthetic", args.root, split=1, subset=s, progress=False)
                for s in ("train", "test")]

@@ -115,17 +115,15 @@ def run_decode_benchmark(index: VideoIndex, *, clip_len: int = 16, stride: int =
             contenders["pytorchvideo"] = lambda: _pytorchvideo(paths, indices, fps)
         except ImportError as err:
             notes.append(f"pytorchvideo skipped: {err}")
-    for fn in contenders.values():  # warm-up: imports, page cache
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for r in range(rounds):
-        for name, fn in contenders.items():
-            t0 = time.perf_counter()
-            n = fn()
-            times[name].append(time.perf_counter() - t0)
-            assert n == num_clips, (name, n)
-        if progress:
-            progress(f"round {r + 1}/{rounds} done")
+    # One intra-op thread for every contender ("one process, one decode thread"): on a loaded
+    # 2-core machine, torch's OpenMP pool turns a 1.5 MB torch.stack into ~60 ms of spinning,
+    # which would measure the machine's load, not the loader.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = _time_rounds(contenders, rounds, num_clips, progress)
+    finally:
+        torch.set_num_threads(threads)
     floor = statistics.median(times["raw_torchcodec"])
     results = {name: {"clips_per_s": num_clips / statistics.median(t),
                       "median_s": statistics.median(t),
@@ -137,11 +135,29 @@ def run_decode_benchmark(index: VideoIndex, *, clip_len: int = 16, stride: int =
         "clip": {"frames": clip_len, "stride": stride, "num_clips": num_clips,
                  "size": _frame_size(paths[0])},
         "rounds": rounds,
+        "torch_threads_during_run": 1,
         "batch_size": batch_size,
         "results": results,
         "notes": notes,
         "environment": environment(),
     }
+
+
+def _time_rounds(contenders: dict[str, Callable[[], int]], rounds: int, num_clips: int,
+                 progress: Callable[[str], None] | None) -> dict[str, list[float]]:
+    for fn in contenders.values():  # warm-up: imports, page cache
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for r in range(rounds):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            n = fn()
+            times[name].append(time.perf_counter() - t0)
+            if n != num_clips:
+                raise RuntimeError(f"{name} returned {n} clips instead of {num_clips}")
+        if progress:
+            progress(f"round {r + 1}/{rounds} done")
+    return times
 
 
 def _frame_size(path: str) -> list[int]:
