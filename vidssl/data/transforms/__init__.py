@@ -1,0 +1,48 @@
+"""Video transforms: batched, clip-consistent augmentations and the per-sample ``ResizeClip``.
+
+Batches are uint8 ``(B, T, C, H, W)``; pipelines end in float ``(B, C, T, H, W)``. See
+``docs/transforms.md``.
+"""
+
+from vidssl.data.transforms import functional
+from vidssl.data.transforms.clip import ResizeClip
+from vidssl.data.transforms.photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize
+from vidssl.data.transforms.presets import blur_kernel_size, cvrl_augment, dpc_augment, eval_transform
+from vidssl.data.transforms.spatial import CenterCrop, RandomHorizontalFlip, RandomResizedCrop, Resize
+from vidssl.data.transforms.video import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    KINETICS_MEAN,
+    KINETICS_STD,
+    Compose,
+    Normalize,
+    ToFloat,
+    ToModelLayout,
+    VideoTransform,
+)
+
+__all__ = [
+    "functional",
+    "ResizeClip",
+    "VideoTransform",
+    "Compose",
+    "ToFloat",
+    "Resize",
+    "CenterCrop",
+    "RandomResizedCrop",
+    "RandomHorizontalFlip",
+    "ColorJitter",
+    "RandomGrayscale",
+    "GaussianBlur",
+    "RandomSolarize",
+    "Normalize",
+    "ToModelLayout",
+    "cvrl_augment",
+    "dpc_augment",
+    "eval_transform",
+    "blur_kernel_size",
+    "KINETICS_MEAN",
+    "KINETICS_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
