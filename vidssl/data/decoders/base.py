@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
@@ -142,15 +143,26 @@ def probe_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> Vide
 
 
 def check_readable(path: str) -> None:
-    """Fail early, with a clear reason, on paths no decoder could open."""
-    if not os.path.exists(path):
-        raise VideoDecodeError(path, "file not found")
-    if os.path.isdir(path):
+    """Fail early, with a clear reason, on paths no decoder could open (one ``stat`` call)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise VideoDecodeError(path, "file not found") from None
+    except PermissionError:
+        raise VideoDecodeError(path, "permission denied") from None
+    except OSError as err:
+        raise VideoDecodeError(path, one_line(err)) from None
+    if stat.S_ISDIR(st.st_mode):
         raise VideoDecodeError(path, "is a directory, not a video file")
-    if not os.access(path, os.R_OK):
-        raise VideoDecodeError(path, "permission denied")
-    if os.path.getsize(path) == 0:
+    if st.st_size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes)")
+
+
+def explain_open_failure(path: str, err: BaseException) -> str:
+    """The reason a library could not open ``path``: permissions first, else its message."""
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return one_line(err)
 
 
 def as_index_array(indices: Sequence[int] | np.ndarray, path: str, num_frames: int) -> np.ndarray:
@@ -166,10 +178,21 @@ def as_index_array(indices: Sequence[int] | np.ndarray, path: str, num_frames: i
     return idx
 
 
-def unique_with_inverse(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique indices and the map back to the requested order."""
+def unique_with_inverse(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sorted unique indices and the map back to the requested order.
+
+    The inverse is ``None`` when ``idx`` is already strictly increasing (the common case of one
+    clip): nothing to gather afterwards, and no sort on the hot path.
+    """
+    if idx.size < 2 or bool(np.all(idx[1:] > idx[:-1])):
+        return idx, None
     uniq, inverse = np.unique(idx, return_inverse=True)
     return uniq, inverse.reshape(-1)
+
+
+def gather(frames: torch.Tensor, inverse: np.ndarray | None) -> torch.Tensor:
+    """Frames of the unique indices back in the requested order (see ``unique_with_inverse``)."""
+    return frames if inverse is None else frames[torch.from_numpy(inverse)]
 
 
 def one_line(err: BaseException) -> str:

@@ -7,7 +7,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vidssl.data.decoders.base import VideoMeta, as_index_array, one_line, unique_with_inverse
+from vidssl.data.decoders.base import (
+    VideoMeta,
+    as_index_array,
+    explain_open_failure,
+    gather,
+    one_line,
+    unique_with_inverse,
+)
 from vidssl.errors import MissingDependencyError, VideoDecodeError
 
 
@@ -37,7 +44,8 @@ class DecordDecoder:
             self._meta = VideoMeta(len(self._vr), float(self._vr.get_avg_fps()), int(width),
                                    int(height))
         except Exception as err:  # noqa: BLE001 - DECORDError carries a C++ backtrace
-            raise VideoDecodeError(path, one_line(err).split(" Stack trace")[0]) from None
+            reason = explain_open_failure(path, err).split(" Stack trace")[0]
+            raise VideoDecodeError(path, reason) from None
         if self._meta.num_frames <= 0:
             raise VideoDecodeError(path, "no decodable video frames")
         self._vr.seek(0)
@@ -56,9 +64,7 @@ class DecordDecoder:
         except Exception as err:  # noqa: BLE001
             raise VideoDecodeError(self.path, one_line(err).split(" Stack trace")[0]) from None
         frames = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
-        if len(uniq) != len(idx) or not np.array_equal(uniq, idx):
-            frames = frames[torch.from_numpy(inverse)]
-        return frames.contiguous()
+        return gather(frames, inverse).contiguous()
 
     def close(self) -> None:
         self._vr = None

@@ -15,7 +15,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vidssl.data.decoders.base import VideoMeta, as_index_array, one_line, unique_with_inverse
+from vidssl.data.decoders.base import (
+    VideoMeta,
+    as_index_array,
+    explain_open_failure,
+    gather,
+    one_line,
+    unique_with_inverse,
+)
 from vidssl.errors import MissingDependencyError, VideoDecodeError
 
 
@@ -67,7 +74,7 @@ class PyAVDecoder:
             raise
         except Exception as err:  # noqa: BLE001 - any av.error becomes one clear line
             self.close()
-            raise VideoDecodeError(path, one_line(err)) from None
+            raise VideoDecodeError(path, explain_open_failure(path, err)) from None
         if self._meta.num_frames <= 0:
             self.close()
             raise VideoDecodeError(path, "no decodable video frames")
@@ -124,9 +131,7 @@ class PyAVDecoder:
             raise VideoDecodeError(self.path, one_line(err)) from None
         stacked = np.stack([out[i] for i in uniq.tolist()])
         frames = torch.from_numpy(stacked).permute(0, 3, 1, 2)
-        if len(uniq) != len(idx) or not np.array_equal(uniq, idx):
-            frames = frames[torch.from_numpy(inverse)]
-        return frames.contiguous()
+        return gather(frames, inverse).contiguous()
 
     def close(self) -> None:
         if self._container is not None:

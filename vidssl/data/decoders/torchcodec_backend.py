@@ -10,6 +10,8 @@ import torch
 from vidssl.data.decoders.base import (
     VideoMeta,
     as_index_array,
+    explain_open_failure,
+    gather,
     one_line,
     unique_with_inverse,
 )
@@ -64,7 +66,7 @@ class TorchCodecDecoder:
             fps = float(md.average_fps or 0.0)
             self._meta = VideoMeta(num_frames, fps, int(md.width or 0), int(md.height or 0))
         except Exception as err:  # noqa: BLE001 - any library error becomes one clear line
-            raise VideoDecodeError(path, one_line(err)) from None
+            raise VideoDecodeError(path, explain_open_failure(path, err)) from None
         if self._meta.num_frames <= 0:
             raise VideoDecodeError(path, "no decodable video frames")
 
@@ -81,9 +83,7 @@ class TorchCodecDecoder:
             frames = self._dec.get_frames_at(uniq.tolist()).data
         except Exception as err:  # noqa: BLE001
             raise VideoDecodeError(self.path, one_line(err)) from None
-        if len(uniq) == len(idx) and np.array_equal(uniq, idx):
-            return frames
-        return frames[torch.from_numpy(inverse)]
+        return gather(frames, inverse)
 
     def close(self) -> None:
         self._dec = None
