@@ -85,14 +85,18 @@ class ClipDataset(Dataset):
 
     def load(self, i: int, rng: np.random.Generator) -> tuple[list[torch.Tensor], SampledClips]:
         """Sample and decode video ``i`` (raises ``VideoDecodeError`` on a bad file)."""
-        rec = self.index[i]
-        with open_video(rec.path, self.decoder, **self.decoder_kwargs) as dec:
-            num_frames, fps = rec.num_frames, rec.fps
-            if dec.metadata.num_frames != num_frames:  # the file changed since indexing
-                num_frames, fps = dec.metadata.num_frames, dec.metadata.fps
+        path = self.index.path(i)
+        with open_video(path, self.decoder, **self.decoder_kwargs) as dec:
+            meta = dec.metadata
+            num_frames, fps = int(self.index.num_frames[i]), float(self.index.fps[i])
+            if meta.num_frames != num_frames:  # the file changed since indexing
+                num_frames, fps = meta.num_frames, meta.fps
             clips = self.sampler(num_frames, fps, rng)
             frames = dec.get_frames(clips.all_indices)
-        views = list(torch.split(frames, [len(v) for v in clips.views]))
+        if len(clips.views) == 1:
+            views = [frames]
+        else:
+            views = list(torch.split(frames, [len(v) for v in clips.views]))
         if self.transform is not None:
             views = [self.transform(v) for v in views]
         return views, clips

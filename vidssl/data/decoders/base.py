@@ -165,34 +165,45 @@ def explain_open_failure(path: str, err: BaseException) -> str:
     return one_line(err)
 
 
-def as_index_array(indices: Sequence[int] | np.ndarray, path: str, num_frames: int) -> np.ndarray:
-    """Validate frame indices: 1-D integers inside ``[0, num_frames)``."""
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-        raise VidsslError(f"frame indices for {path} must be a 1-D integer sequence")
-    idx = idx.astype(np.int64, copy=False)
-    if idx.size and (idx.min() < 0 or idx.max() >= num_frames):
-        raise VideoDecodeError(
-            path, f"frame index out of range [0, {num_frames}): min {idx.min()}, max {idx.max()}"
-        )
-    return idx
+def plan_indices(indices: Sequence[int] | np.ndarray, path: str,
+                 num_frames: int) -> tuple[list[int], list[int] | None]:
+    """Validate frame indices and plan one decode pass.
 
+    Returns:
+        ``(unique, inverse)``: the sorted unique indices to decode, and the position in
+        ``unique`` of each requested index, or ``None`` when the request already is strictly
+        increasing (one clip: nothing to sort or gather).
 
-def unique_with_inverse(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Sorted unique indices and the map back to the requested order.
-
-    The inverse is ``None`` when ``idx`` is already strictly increasing (the common case of one
-    clip): nothing to gather afterwards, and no sort on the hot path.
+    Plain Python on a list: requests are clip-sized (tens to hundreds of indices), and right
+    after a decode numpy's many small calls measured ~100 us per clip here (cold caches),
+    about 8% of decoding a 16-frame 64x64 clip.
     """
-    if idx.size < 2 or bool(np.all(idx[1:] > idx[:-1])):
-        return idx, None
-    uniq, inverse = np.unique(idx, return_inverse=True)
-    return uniq, inverse.reshape(-1)
+    if isinstance(indices, np.ndarray):
+        if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
+            raise VidsslError(f"frame indices for {path} must be a 1-D integer sequence")
+        wanted = indices.tolist()
+    else:
+        wanted = list(indices)
+        if any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer))
+               for i in wanted):
+            raise VidsslError(f"frame indices for {path} must be a 1-D integer sequence")
+        wanted = [int(i) for i in wanted]
+    if not wanted:
+        return [], None
+    lo, hi = min(wanted), max(wanted)
+    if lo < 0 or hi >= num_frames:
+        raise VideoDecodeError(
+            path, f"frame index out of range [0, {num_frames}): min {lo}, max {hi}")
+    if all(a < b for a, b in zip(wanted, wanted[1:])):
+        return wanted, None
+    unique = sorted(set(wanted))
+    position = {frame: k for k, frame in enumerate(unique)}
+    return unique, [position[frame] for frame in wanted]
 
 
-def gather(frames: torch.Tensor, inverse: np.ndarray | None) -> torch.Tensor:
-    """Frames of the unique indices back in the requested order (see ``unique_with_inverse``)."""
-    return frames if inverse is None else frames[torch.from_numpy(inverse)]
+def gather(frames: torch.Tensor, inverse: list[int] | None) -> torch.Tensor:
+    """Frames of the unique indices back in the requested order (see ``plan_indices``)."""
+    return frames if inverse is None else frames[torch.tensor(inverse, dtype=torch.int64)]
 
 
 def one_line(err: BaseException) -> str:

@@ -9,11 +9,10 @@ import torch
 
 from vidssl.data.decoders.base import (
     VideoMeta,
-    as_index_array,
     explain_open_failure,
     gather,
     one_line,
-    unique_with_inverse,
+    plan_indices,
 )
 from vidssl.errors import MissingDependencyError, VideoDecodeError
 
@@ -55,12 +54,11 @@ class DecordDecoder:
         return self._meta
 
     def get_frames(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
-        idx = as_index_array(indices, self.path, self._meta.num_frames)
-        if idx.size == 0:
+        uniq, inverse = plan_indices(indices, self.path, self._meta.num_frames)
+        if not uniq:
             return torch.empty(0, 3, self._meta.height, self._meta.width, dtype=torch.uint8)
-        uniq, inverse = unique_with_inverse(idx)
         try:
-            batch = self._vr.get_batch(uniq.tolist()).asnumpy()
+            batch = self._vr.get_batch(uniq).asnumpy()
         except Exception as err:  # noqa: BLE001
             raise VideoDecodeError(self.path, one_line(err).split(" Stack trace")[0]) from None
         frames = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)

@@ -17,11 +17,10 @@ import torch
 
 from vidssl.data.decoders.base import (
     VideoMeta,
-    as_index_array,
     explain_open_failure,
     gather,
     one_line,
-    unique_with_inverse,
+    plan_indices,
 )
 from vidssl.errors import MissingDependencyError, VideoDecodeError
 
@@ -89,19 +88,18 @@ class PyAVDecoder:
         return int(self._keyframe_pos[np.searchsorted(self._keyframe_pos, index, "right") - 1])
 
     def get_frames(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
-        idx = as_index_array(indices, self.path, self._meta.num_frames)
-        if idx.size == 0:
+        uniq, inverse = plan_indices(indices, self.path, self._meta.num_frames)
+        if not uniq:
             return torch.empty(0, 3, self._meta.height, self._meta.width, dtype=torch.uint8)
         if self._container is None:
             raise VideoDecodeError(self.path, "decoder is closed")
-        uniq, inverse = unique_with_inverse(idx)
         pts_to_pos = {int(p): i for i, p in enumerate(self._pts)}
-        wanted = frozenset(uniq.tolist())
+        wanted = frozenset(uniq)
         out: dict[int, np.ndarray] = {}
         frames_iter = None
         position = -1  # presentation position of the last decoded frame
         try:
-            for target in uniq.tolist():
+            for target in uniq:
                 if target in out:
                     continue
                 keyframe = self._keyframe_before(target)
@@ -129,7 +127,7 @@ class PyAVDecoder:
             raise
         except Exception as err:  # noqa: BLE001
             raise VideoDecodeError(self.path, one_line(err)) from None
-        stacked = np.stack([out[i] for i in uniq.tolist()])
+        stacked = np.stack([out[i] for i in uniq])
         frames = torch.from_numpy(stacked).permute(0, 3, 1, 2)
         return gather(frames, inverse).contiguous()
 

@@ -9,11 +9,10 @@ import torch
 
 from vidssl.data.decoders.base import (
     VideoMeta,
-    as_index_array,
     explain_open_failure,
     gather,
     one_line,
-    unique_with_inverse,
+    plan_indices,
 )
 from vidssl.errors import MissingDependencyError, VideoDecodeError
 
@@ -75,12 +74,11 @@ class TorchCodecDecoder:
         return self._meta
 
     def get_frames(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
-        idx = as_index_array(indices, self.path, self._meta.num_frames)
-        if idx.size == 0:
+        uniq, inverse = plan_indices(indices, self.path, self._meta.num_frames)
+        if not uniq:
             return torch.empty(0, 3, self._meta.height, self._meta.width, dtype=torch.uint8)
-        uniq, inverse = unique_with_inverse(idx)
         try:
-            frames = self._dec.get_frames_at(uniq.tolist()).data
+            frames = self._dec.get_frames_at(uniq).data
         except Exception as err:  # noqa: BLE001
             raise VideoDecodeError(self.path, one_line(err)) from None
         return gather(frames, inverse)

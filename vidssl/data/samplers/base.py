@@ -41,6 +41,8 @@ class SampledClips:
     @property
     def all_indices(self) -> np.ndarray:
         """Every index of every view, concatenated (decode these once, then split)."""
+        if len(self.views) == 1:
+            return self.views[0]
         return np.concatenate(self.views) if self.views else np.empty(0, np.int64)
 
 
