@@ -1,0 +1,81 @@
+"""Self-supervised methods, registered by name.
+
+A method is an ``nn.Module`` built from an encoder and its own typed parameters (a dataclass,
+so unknown keys are errors). What the training engine relies on:
+
+- ``method.sampler``: the :class:`~vidssl.data.samplers.ClipSampler` the dataset must use;
+- ``method(batch) -> dict[str, Tensor]``: ``batch["views"]`` is a list of uint8
+  ``(B, T, C, H, W)`` tensors already on the training device (one per sampler view),
+  ``batch["targets"]`` the sampler's targets; the dict holds a scalar ``"loss"`` plus any
+  other scalars worth logging. Augmentations run inside, on the device, batched;
+- ``method.encoder``: the backbone that evaluation and checkpoints export;
+- optional ``method.after_step(step: int, total_steps: int)`` for EMA / queue updates.
+
+One method per file, no shared base class (see ``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from torch import nn
+
+from vidssl.errors import ConfigError
+
+_METHODS: dict[str, tuple[type, type]] = {}
+
+
+def register_method(name: str, params: type) -> Callable[[type], type]:
+    """Class decorator: register ``cls(encoder, params_instance)`` under ``name``."""
+
+    def deco(cls: type) -> type:
+        if name in _METHODS and _METHODS[name][0] is not cls:
+            raise ConfigError(f"method name {name!r} is already registered")
+        _METHODS[name] = (cls, params)
+        return cls
+
+    return deco
+
+
+def _load_builtin() -> None:
+    import vidssl.methods.cvrl  # noqa: F401
+    import vidssl.methods.tclr  # noqa: F401
+
+
+def list_methods() -> list[str]:
+    _load_builtin()
+    return sorted(_METHODS)
+
+
+def method_params(name: str, params: dict[str, Any] | None = None) -> Any:
+    """The method's parameter dataclass with ``params`` merged over its defaults.
+
+    Raises:
+        ConfigError: unknown method, unknown parameter key or wrong type.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    _load_builtin()
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(_METHODS))}")
+    schema = _METHODS[name][1]
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(params or {})))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        msg = " ".join(str(err).split("\n")[0].split())
+        raise ConfigError(f"invalid parameter for method {name!r}"
+                          + (f" at key 'method.params.{key}'" if key else "") + f": {msg}") from None
+
+
+def create_method(name: str, encoder: nn.Module, params: dict[str, Any] | None = None) -> nn.Module:
+    """Build method ``name`` around ``encoder`` (see the module docstring for the contract)."""
+    p = method_params(name, params)
+    return _METHODS[name][0](encoder, p)
+
+
+def params_dict(p: Any) -> dict[str, Any]:
+    return dataclasses.asdict(p)

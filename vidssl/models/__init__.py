@@ -1,0 +1,1 @@
+"""Models: video encoders (registry in :mod:`vidssl.models.encoders`) and shared heads."""

@@ -1,0 +1,1 @@
+"""Training engine: loop, distributed helpers, checkpoints, schedules, logging."""
