@@ -78,3 +78,17 @@ def _isolated_cache_dir(tmp_path_factory):
         os.environ.pop("VIDSSL_CACHE_DIR", None)
     else:
         os.environ["VIDSSL_CACHE_DIR"] = old
+
+
+TINY_SYNTHETIC = dict(num_classes=4, groups_per_class=3, clips_per_group=2, num_frames=32,
+                      size=32, fps=16, container="mixed", tracking_sequences=0, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """A 24-video synthetic dataset (4 classes, 32 frames of 32x32; split 1: 16 train / 8 test)."""
+    from vidssl.data.synthetic import make_synthetic
+
+    root = tmp_path_factory.mktemp("tiny-synthetic") / "synthetic"
+    make_synthetic(root, **TINY_SYNTHETIC, workers=1, progress=False)
+    return root

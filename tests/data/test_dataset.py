@@ -163,12 +163,26 @@ def test_distributed_loader_uses_distributed_sampler(good_videos, tmp_path):
     try:
         ds = ClipDataset(make_index(good_videos), RandomClipSampler(num_frames=4))
         loader = build_loader(ds, batch_size=2)
-        assert isinstance(loader.sampler, DistributedSampler)
+        assert isinstance(loader.sampler.base, DistributedSampler)
         set_loader_epoch(loader, 3)
-        assert loader.sampler.epoch == 3 and ds.epoch == 3
+        assert loader.sampler.base.epoch == 3 and ds.epoch == 3
         assert sum(b["views"][0].shape[0] for b in loader) == 6
     finally:
         dist.destroy_process_group()
+
+
+def test_loader_resumes_inside_an_epoch(good_videos):
+    ds = ClipDataset(make_index(good_videos), RandomClipSampler(num_frames=4))
+    loader = build_loader(ds, batch_size=2)
+    set_loader_epoch(loader, 2)
+    full = [b["index"].tolist() for b in loader]
+    assert len(full) == 3
+    set_loader_epoch(loader, 2, start_batch=1)
+    assert len(loader) == 2
+    resumed = [b["index"].tolist() for b in loader]
+    assert resumed == full[1:]
+    set_loader_epoch(loader, 2)  # the offset applies to one epoch only
+    assert [b["index"].tolist() for b in loader] == full
 
 
 def test_ranks_split_the_videos(good_videos):

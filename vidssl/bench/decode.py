@@ -229,12 +229,13 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(result: dict, out_dir: str, stem: str = "decode_throughput") -> tuple[str, str]:
+def write_results(result: dict, out_dir: str, stem: str = "decode_throughput",
+                  markdown: str | None = None) -> tuple[str, str]:
     os.makedirs(out_dir, exist_ok=True)
     json_path = os.path.join(out_dir, f"{stem}.json")
     md_path = os.path.join(out_dir, f"{stem}.md")
     with open(json_path, "w") as f:
         json.dump(result, f, indent=2)
     with open(md_path, "w") as f:
-        f.write(to_markdown(result))
+        f.write(to_markdown(result) if markdown is None else markdown)
     return json_path, md_path

@@ -211,9 +211,10 @@ def build_loader(
     if distributed is None:
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     if distributed:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        base = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     else:
-        sampler = EpochShuffleSampler(len(dataset), seed=seed, shuffle=shuffle)
+        base = EpochShuffleSampler(len(dataset), seed=seed, shuffle=shuffle)
+    sampler = ResumableSampler(base)
     if drop_last and not distributed and len(dataset) < batch_size:
         raise VidsslError(f"dataset {dataset.index.name!r} has {len(dataset)} videos, fewer than "
                           f"one batch of {batch_size} with drop_last=True")
@@ -221,15 +222,54 @@ def build_loader(
     if num_workers > 0:
         extra = {"worker_init_fn": _worker_init, "persistent_workers": False,
                  "prefetch_factor": prefetch_factor or 2}
+    # Its own generator: creating an iterator must not consume the global torch RNG, or a run
+    # resumed mid-epoch would draw different augmentations than the uninterrupted run.
+    generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate_clips, drop_last=drop_last, pin_memory=pin_memory, **extra)
+                      collate_fn=collate_clips, drop_last=drop_last, pin_memory=pin_memory,
+                      generator=generator, **extra)
 
 
-def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Advance the epoch of the loader's sampler and dataset together."""
-    if hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)
+def set_loader_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
+    """Advance the epoch of the loader's sampler and dataset together.
+
+    ``start_batch`` > 0 resumes inside the epoch: the first ``start_batch`` batches of this
+    epoch's order are skipped without being read (exact for ``drop_last`` loaders).
+    """
+    sampler = loader.sampler
+    if isinstance(sampler, ResumableSampler):
+        sampler.set_epoch(epoch, start=start_batch * (loader.batch_size or 1))
+    elif start_batch:
+        raise VidsslError("this loader cannot resume inside an epoch (build it with build_loader)")
+    elif hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
     loader.dataset.set_epoch(epoch)
+
+
+class ResumableSampler(Sampler[int]):
+    """Wraps a per-epoch-deterministic sampler so an epoch can start at a given position.
+
+    The position is a count of samples of this rank's order; it applies to the next
+    ``set_epoch`` only, so a resumed run reads exactly the samples the interrupted run had left.
+    """
+
+    def __init__(self, base: Sampler[int]):
+        self.base = base
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+        self.start = int(start)
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.start)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        it = iter(self.base)
+        for _ in range(self.start):
+            next(it, None)
+        return it
 
 
 class EpochShuffleSampler(Sampler[int]):

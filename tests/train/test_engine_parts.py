@@ -1,0 +1,93 @@
+"""Schedules, checkpoints and the resumable loader position (no model needed)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from vidssl.errors import VidsslError
+from vidssl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vidssl.train.monitor import read_metrics
+from vidssl.train.schedules import build_scheduler, warmup_cosine
+
+
+def test_warmup_cosine_values():
+    table = warmup_cosine(10, warmup_steps=3, min_ratio=0.1)
+    assert table[:3] == pytest.approx([0.25, 0.5, 0.75])
+    assert table[3] == pytest.approx(1.0) and table[-1] == pytest.approx(0.1)
+    mid = 3 + 3  # halfway through the 6 decay intervals
+    assert table[mid] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert all(a >= b for a, b in zip(table[3:], table[4:]))
+    assert warmup_cosine(1) == [1.0]
+    with pytest.raises(ValueError):
+        warmup_cosine(0)
+
+
+def test_scheduler_follows_table():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=2.0)
+    sched = build_scheduler(opt, 5, warmup_steps=1)
+    lrs = []
+    for _ in range(5):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([2.0 * m for m in warmup_cosine(5, 1)])
+
+
+def test_checkpoint_round_trip_weights_only(tmp_path):
+    path = tmp_path / "ck" / "last.pt"
+    state = {"model": {"w": torch.arange(3.0)}, "step": 7, "config": {"a": (1, 2), "b": None},
+             "rng": rng_state()}
+    save_checkpoint(state, path)
+    assert sorted(os.listdir(path.parent)) == ["last.pt"]  # no temporary file left behind
+    back = load_checkpoint(path)
+    assert back["step"] == 7 and torch.equal(back["model"]["w"], torch.arange(3.0))
+    assert back["config"]["a"] == (1, 2)
+
+
+def test_checkpoint_rng_restores_the_stream(tmp_path):
+    torch.manual_seed(3)
+    saved = rng_state()
+    first = torch.rand(4)
+    set_rng_state(saved)
+    assert torch.equal(torch.rand(4), first)
+
+
+def test_bad_checkpoints_give_one_line_errors(tmp_path):
+    with pytest.raises(VidsslError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a zip file at all")
+    with pytest.raises(VidsslError, match="cannot read checkpoint") as err:
+        load_checkpoint(garbage)
+    assert "\n" not in str(err.value)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(VidsslError, match="not a vidssl checkpoint"):
+        load_checkpoint(other)
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint({"step": 2, "bad": Unpicklable()}, path)
+    assert load_checkpoint(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_read_metrics_keeps_last_record_and_skips_cut_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n'
+                    '{"step": 2, "loss": 2.5}\n{"step": 3, "lo')
+    recs = read_metrics(str(path))
+    assert [r["loss"] for r in recs] == [3.0, 2.5]

@@ -1,0 +1,95 @@
+"""Checkpoints: one file per save, written atomically, loadable with ``weights_only=True``.
+
+A checkpoint is a dict of tensors and plain Python values::
+
+    format        "vidssl-checkpoint-1"
+    model         the method's state dict (encoder + heads + buffers such as queues)
+    encoder       the encoder's state dict alone (what evaluation and export need)
+    encoder_spec  {"name": ..., "kwargs": {...}} to rebuild the encoder with create_encoder
+    optimizer, scheduler, step, epoch, batch_in_epoch
+    rng           {"torch": ByteTensor, "cuda": [ByteTensor, ...]}
+    config        the resolved PretrainConfig as a plain dict
+    skipped       unreadable videos skipped so far
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidssl.errors import VidsslError
+
+FORMAT = "vidssl-checkpoint-1"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> str:
+    """Write ``state`` to ``path`` via a temporary file in the same folder and a rename, so a
+    crash mid-write never leaves a truncated checkpoint where a good one was."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a vidssl checkpoint with ``weights_only=True`` (no code runs on load).
+
+    Raises:
+        VidsslError: missing file, not a checkpoint, or not a vidssl checkpoint.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise VidsslError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - pickle/zip errors of many kinds
+        reason = " ".join(str(err).split())[:200]
+        raise VidsslError(f"cannot read checkpoint {path}: {reason}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise VidsslError(f"{path} is not a vidssl checkpoint (expected format {FORMAT!r})")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the encoder saved in a checkpoint (architecture from ``encoder_spec``)."""
+    from vidssl.models.encoders import create_encoder
+
+    state = load_checkpoint(path, map_location)
+    spec = state.get("encoder_spec") or {}
+    if "name" not in spec or "encoder" not in state:
+        raise VidsslError(f"checkpoint {os.fspath(path)} holds no encoder")
+    encoder = create_encoder(spec["name"], **dict(spec.get("kwargs") or {}))
+    try:
+        encoder.load_state_dict(state["encoder"])
+    except RuntimeError as err:
+        raise VidsslError(f"checkpoint {os.fspath(path)} does not fit encoder {spec['name']!r}: "
+                          f"{' '.join(str(err).split())[:200]}") from None
+    return encoder.to(map_location)

@@ -1,0 +1,244 @@
+"""``pretrain(config)``: the self-supervised training loop, readable in one sitting.
+
+Schedules are computed up front per step; a non-finite loss aborts with the step and the loss
+terms; checkpoints hold everything needed to continue exactly (model, optimizer, scheduler,
+step, RNG, position in the epoch, resolved config). The same code runs in one process or under
+``torchrun`` (DDP; the method gathers negatives across ranks itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from vidssl.data.dataset import ClipDataset, SkipCounter, build_loader, set_loader_epoch
+from vidssl.errors import ConfigError, VidsslError
+from vidssl.train import dist
+from vidssl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vidssl.train.config import PretrainConfig
+from vidssl.train.monitor import RunMonitor
+from vidssl.train.schedules import build_scheduler
+
+log = logging.getLogger("vidssl")
+
+
+class NonFiniteLossError(VidsslError):
+    """The loss became NaN or infinite; training stopped before corrupting the weights."""
+
+
+@dataclass
+class PretrainResult:
+    out_dir: str
+    checkpoint: str
+    steps: int
+    losses: list[float] = field(default_factory=list)   # this process's run only
+    clips_per_s: float = float("nan")
+    data_wait: float = float("nan")                     # fraction of step time spent waiting
+    skipped: SkipCounter = field(default_factory=SkipCounter)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but no CUDA device is available")
+    return device
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """bf16 where it is supported and asked for; ``auto`` means CUDA with bf16 only (CPU bf16
+    autocast is slow on most CPUs and changes numerics for no gain there)."""
+    if amp not in ("auto", "bf16", "off"):
+        raise ConfigError(f"train.amp must be auto, bf16 or off, got {amp!r}")
+    if amp == "off":
+        return None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.bfloat16 if amp == "bf16" else None
+
+
+def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """AdamW or SGD; no weight decay on biases and normalisation weights (1-D parameters)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False)
+    raise ConfigError(f"optim.name must be adamw or sgd, got {cfg.name!r}")
+
+
+def build_training_index(data):
+    from vidssl.data.index import build_index
+
+    kw = {"progress": False}
+    if data.dataset in ("synthetic", "ucf101", "hmdb51"):
+        kw.update(split=data.split, subset=data.subset)
+    if not os.path.exists(data.root):
+        hint = " (run `vidssl make-synthetic` first)" if data.dataset == "synthetic" else ""
+        raise VidsslError(f"data.root {data.root} does not exist{hint}")
+    return build_index(data.dataset, data.root, **kw)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    out = dict(batch)
+    out["views"] = [v.to(device, non_blocking=True) for v in batch["views"]]
+    out["targets"] = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
+    out["label"] = batch["label"].to(device, non_blocking=True)
+    return out
+
+
+def train_step(model: nn.Module, method: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
+               scheduler, *, clip_grad: float | None, amp_dtype: torch.dtype | None, step: int,
+               total: int) -> dict[str, torch.Tensor]:
+    """One optimizer step on a batch already on the device (``model`` may be the DDP wrapper of
+    ``method``). Raises :class:`NonFiniteLossError` before touching the weights."""
+    device_type = batch["views"][0].device.type
+    with torch.autocast(device_type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+        out = model(batch)
+    loss = out["loss"]
+    if not torch.isfinite(loss.detach()).all():
+        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in out.items() if v.numel() == 1)
+        raise NonFiniteLossError(f"non-finite loss at step {step + 1} ({terms}); "
+                                 "lower optim.lr or set optim.clip_grad")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad:
+        nn.utils.clip_grad_norm_(method.parameters(), clip_grad)
+    optimizer.step()
+    scheduler.step()
+    if hasattr(method, "after_step"):
+        method.after_step(step, total)
+    return out
+
+
+def build_components(cfg: PretrainConfig, device: torch.device):
+    """``(encoder, method on device, loader)`` for a config (per-rank batch under DDP)."""
+    from vidssl.data.transforms import ResizeClip
+    from vidssl.methods import create_method
+    from vidssl.models.encoders import create_encoder
+
+    data = cfg.data
+    encoder = create_encoder(cfg.encoder.name, pretrained=cfg.encoder.pretrained, **cfg.encoder.kwargs)
+    method = create_method(cfg.method.name, encoder, cfg.method.params).to(device)
+    dataset = ClipDataset(build_training_index(data), method.sampler, decoder=data.decoder,
+                          seed=cfg.train.seed,
+                          transform=ResizeClip(data.resize) if data.resize else None)
+    loader = build_loader(dataset, data.batch_size // dist.world_size(), num_workers=data.num_workers,
+                          seed=cfg.train.seed, drop_last=data.drop_last,
+                          pin_memory=device.type == "cuda")
+    return encoder, method, loader
+
+
+def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainResult:
+    """Train ``cfg.method`` on ``cfg.data``; ``resume`` = a checkpoint path or True for the run's
+    ``checkpoints/last.pt``. Returns where things were written and what was measured."""
+    t, data = cfg.train, cfg.data
+    device = resolve_device(t.device)
+    dist.init_distributed(device)
+    if device.type == "cuda" and dist.is_distributed():
+        device = torch.device("cuda", torch.cuda.current_device())
+    world, is_main = dist.world_size(), dist.is_main()
+    if data.batch_size % world:
+        raise ConfigError(f"data.batch_size={data.batch_size} is not divisible by the "
+                          f"{world} processes")
+    torch.manual_seed(t.seed + dist.rank())
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+    encoder, method, loader = build_components(cfg, device)
+    index = loader.dataset.index
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise VidsslError(f"{index.name}: {len(index)} videos make no full batch of {data.batch_size}")
+    total = t.epochs * steps_per_epoch
+    total = min(total, t.max_steps) if t.max_steps else total
+
+    optimizer = build_optimizer(method, cfg.optim)
+    scheduler = build_scheduler(optimizer, total, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio)
+    ckpt_path = os.path.join(t.out_dir, "checkpoints", "last.pt")
+    step, skipped = 0, SkipCounter()
+    if resume:
+        state = load_checkpoint(ckpt_path if resume is True else resume, map_location=device)
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, skipped.count = int(state["step"]), int(state.get("skipped", 0))
+        set_rng_state(state["rng"])
+        log.info("resumed from step %d of %d", step, total)
+    model = nn.parallel.DistributedDataParallel(method) if dist.is_distributed() else method
+    amp_dtype = autocast_dtype(t.amp, device)
+    config_dict = dataclasses.asdict(cfg)
+
+    def checkpoint() -> None:
+        if is_main:
+            save_checkpoint({
+                "model": method.state_dict(), "encoder": encoder.state_dict(),
+                "encoder_spec": {"name": cfg.encoder.name, "kwargs": dict(cfg.encoder.kwargs)},
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "step": step, "epoch": step // steps_per_epoch,
+                "batch_in_epoch": step % steps_per_epoch, "rng": rng_state(),
+                "config": config_dict, "skipped": skipped.count}, ckpt_path)
+
+    if is_main:
+        os.makedirs(t.out_dir, exist_ok=True)
+        from vidssl.config import to_yaml
+        with open(os.path.join(t.out_dir, "config.yaml"), "w", encoding="utf-8") as f:
+            f.write(to_yaml(cfg))
+    monitor = RunMonitor(t.out_dir, total, enabled=is_main, progress=t.progress,
+                         tensorboard=t.tensorboard, log_every=t.log_every, start_step=step)
+    result = PretrainResult(t.out_dir, ckpt_path, step, skipped=skipped)
+    waits, busy, clips = 0.0, 0.0, 0
+    model.train()
+    try:
+        while step < total:
+            epoch = step // steps_per_epoch
+            set_loader_epoch(loader, epoch, start_batch=step % steps_per_epoch)
+            t_wait = time.perf_counter()
+            for batch in loader:
+                t_ready = time.perf_counter()
+                skipped.update(batch)
+                lr = optimizer.param_groups[0]["lr"]
+                out = train_step(model, method, to_device(batch, device), optimizer, scheduler,
+                                 clip_grad=cfg.optim.clip_grad, amp_dtype=amp_dtype,
+                                 step=step, total=total)
+                step += 1
+                t_done = time.perf_counter()
+                n = batch["views"][0].shape[0] * world
+                waits += t_ready - t_wait
+                busy += t_done - t_wait
+                clips += n
+                scalars = {k: float(dist.all_reduce_mean(v.detach().float()))
+                           for k, v in out.items() if v.numel() == 1}
+                scalars.update(lr=lr, clips_per_s=n / (t_done - t_wait),
+                               data_wait=(t_ready - t_wait) / (t_done - t_wait))
+                result.losses.append(scalars["loss"])
+                monitor.step(step, scalars)
+                if (t.ckpt_every and step % t.ckpt_every == 0) or step == total \
+                        or step % steps_per_epoch == 0:
+                    checkpoint()
+                if step >= total:
+                    break
+                t_wait = time.perf_counter()
+    finally:
+        monitor.close()
+    result.steps = step
+    result.clips_per_s = clips / busy if busy else math.nan
+    result.data_wait = waits / busy if busy else math.nan
+    if skipped.count and is_main:
+        log.warning("pretrain: %s", skipped.summary())
+    return result

@@ -1,0 +1,87 @@
+"""What a run reports: a progress bar, periodic log lines, TensorBoard scalars, metrics.jsonl.
+
+Only rank 0 writes. ``metrics.jsonl`` holds one JSON object per optimizer step (``step``,
+``loss`` and the method's other scalars, ``lr``, ``clips_per_s``, ``data_wait``); a resumed
+run appends, so readers keep the last record of each step (:func:`read_metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger("vidssl")
+
+
+class RunMonitor:
+    def __init__(self, out_dir: str, total_steps: int, *, enabled: bool = True,
+                 progress: bool = True, tensorboard: bool = True, log_every: int = 10,
+                 start_step: int = 0):
+        self.enabled = enabled
+        self.log_every = max(1, int(log_every))
+        self.total_steps = total_steps
+        self._metrics = None
+        self._writer = None
+        self._progress = None
+        if not enabled:
+            return
+        os.makedirs(out_dir, exist_ok=True)
+        self._metrics = open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8")
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(os.path.join(out_dir, "tb"), purge_step=start_step)
+            except ImportError:
+                log.warning("tensorboard is not installed: no TensorBoard scalars "
+                            "(pip install tensorboard)")
+        if progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(),
+                                      TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
+                                      transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task("steps", total=total_steps, completed=start_step,
+                                                 stats="")
+
+    def step(self, step: int, scalars: dict[str, float]) -> None:
+        """Record optimizer step ``step`` (1-based count of steps done)."""
+        if not self.enabled:
+            return
+        record = {"step": step, **{k: float(v) for k, v in scalars.items()}}
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
+        if self._writer is not None:
+            for k, v in scalars.items():
+                self._writer.add_scalar(f"train/{k}", v, step)
+        stats = (f"loss {scalars['loss']:.4f}  lr {scalars.get('lr', 0):.2e}  "
+                 f"{scalars.get('clips_per_s', 0):.1f} clips/s  "
+                 f"data wait {100 * scalars.get('data_wait', 0):.0f}%")
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, stats=stats)
+        elif step % self.log_every == 0 or step == self.total_steps:
+            log.info("step %d/%d  %s", step, self.total_steps, stats)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        if self._writer is not None:
+            self._writer.close()
+        if self._metrics is not None:
+            self._metrics.close()
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+    """Records of ``metrics.jsonl`` ordered by step, keeping the last one written per step."""
+    by_step: dict[int, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a killed run
+                continue
+            by_step[int(rec["step"])] = rec
+    return [by_step[s] for s in sorted(by_step)]
