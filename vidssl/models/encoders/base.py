@@ -8,6 +8,11 @@ An encoder is an ``nn.Module`` with:
 - ``forward_feature_map(x)`` -- ``(B, C, T, H, W)`` -> ``(B, D, T', H', W')``, the last
   spatio-temporal map before pooling (DPC, TCLR's global-local loss, tracking adapters);
 - ``forward(x)`` -- same as ``forward_features``.
+
+Encoders built by :func:`vidssl.models.encoders.create_encoder` also carry ``encoder_name`` (the
+registered name), ``feature_stride`` (``(t, h, w)`` input frames / pixels per feature-map cell,
+e.g. ``(8, 16, 16)`` for R3D-18) and a spec for :func:`~vidssl.models.encoders.encoder_spec`;
+these are not part of the protocol, so test doubles need not define them.
 """
 
 from __future__ import annotations

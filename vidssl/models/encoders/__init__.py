@@ -1,0 +1,140 @@
+"""Video encoders, registered by name: registry + factory + tiny test variants (timm style).
+
+::
+
+    enc = create_encoder("r3d_tiny")                          # random init, CPU demo size
+    enc = create_encoder("r3d_18", pretrained="default")      # torchvision Kinetics-400 weights
+    enc = create_encoder("r3d_18", pretrained="run/last.pt")  # vidssl checkpoint / state dict
+    spec = encoder_spec(enc)            # {"name": "r3d_18", "kwargs": {...}}, YAML/JSON-safe
+    same = create_encoder(spec["name"], **spec["kwargs"])   # same architecture, random init
+
+Every encoder keeps the contract of :mod:`vidssl.models.encoders.base` (``num_features``,
+``preprocess``, ``forward_features``, ``forward_feature_map``). A factory is a function with
+keyword-only architecture arguments plus ``pretrained``; :func:`create_encoder` checks the
+names against its signature, so an unknown argument is a :class:`~vidssl.errors.ConfigError`.
+``pretrained`` never enters the spec: a checkpoint rebuilds the architecture and loads its own
+``encoder`` state dict.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, TypeVar
+
+from torch import nn
+
+from vidssl.errors import ConfigError
+from vidssl.models.encoders.base import Preprocess, VideoEncoder
+from vidssl.models.encoders.weights import Pretrained
+
+__all__ = [
+    "Preprocess",
+    "VideoEncoder",
+    "register_encoder",
+    "create_encoder",
+    "list_encoders",
+    "encoder_defaults",
+    "encoder_spec",
+]
+
+Factory = TypeVar("Factory", bound=Callable[..., nn.Module])
+
+_ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+_SPEC_ATTR = "_vidssl_encoder_spec"
+
+
+def register_encoder(name: str) -> Callable[[Factory], Factory]:
+    """Decorator: register ``fn(*, pretrained=None, **arch_kwargs) -> nn.Module`` as ``name``."""
+
+    def deco(fn: Factory) -> Factory:
+        if name in _ENCODERS and _ENCODERS[name] is not fn:
+            raise ConfigError(f"encoder name {name!r} is already registered")
+        params = inspect.signature(fn).parameters
+        if "pretrained" not in params:
+            raise ConfigError(f"encoder factory {fn.__qualname__} must accept 'pretrained'")
+        _ENCODERS[name] = fn
+        return fn
+
+    return deco
+
+
+def _load_builtin() -> None:
+    import vidssl.models.encoders.resnet3d  # noqa: F401
+    import vidssl.models.encoders.s3d  # noqa: F401
+    import vidssl.models.encoders.video_vit  # noqa: F401  (transformers imported lazily)
+
+
+def list_encoders(pattern: str | None = None) -> list[str]:
+    """Registered names, sorted; ``pattern`` is a shell glob such as ``"*_tiny"``."""
+    _load_builtin()
+    names = sorted(_ENCODERS)
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def _factory(name: str) -> Callable[..., nn.Module]:
+    _load_builtin()
+    if name not in _ENCODERS:
+        raise ConfigError(f"unknown encoder {name!r}; known: {', '.join(sorted(_ENCODERS))}")
+    return _ENCODERS[name]
+
+
+def encoder_defaults(name: str) -> dict[str, Any]:
+    """The architecture arguments of encoder ``name`` and their defaults (no ``pretrained``)."""
+    params = inspect.signature(_factory(name)).parameters
+    return {k: p.default for k, p in params.items() if k != "pretrained"}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (and OmegaConf containers) become lists / dicts, so a spec survives YAML, JSON and
+    ``torch.load(weights_only=True)``."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def create_encoder(name: str, pretrained: Pretrained = None, **kwargs: Any) -> nn.Module:
+    """Build encoder ``name`` with architecture arguments ``kwargs``.
+
+    Args:
+        name: a registered name (see :func:`list_encoders`).
+        pretrained: ``None`` (random init), ``True``/``"default"`` (the encoder's published
+            weights; the ViT encoders also take a Hugging Face hub id or a local directory) or a
+            path to a state dict / vidssl checkpoint (its ``"encoder"`` entry), loaded strictly.
+        **kwargs: the factory's architecture arguments (see :func:`encoder_defaults`).
+
+    Raises:
+        ConfigError: unknown name or argument, invalid argument value.
+        VidsslError: weights that cannot be downloaded, read or loaded (one line).
+        MissingDependencyError: an optional package the encoder needs is not installed.
+    """
+    factory = _factory(name)
+    defaults = encoder_defaults(name)
+    if isinstance(pretrained, str) and not pretrained.strip():
+        pretrained = None  # an empty config / CLI value means "no weights"
+    unknown = sorted(set(kwargs) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown argument(s) {', '.join(map(repr, unknown))} for encoder "
+                          f"{name!r}; accepted: {', '.join(defaults) or 'none'}")
+    model = factory(pretrained=pretrained, **kwargs)
+    resolved = {**defaults, **kwargs}
+    setattr(model, _SPEC_ATTR, {"name": name, "kwargs": _plain(resolved)})
+    model.encoder_name = name
+    return model
+
+
+def encoder_spec(module: nn.Module) -> dict[str, Any]:
+    """``{"name": str, "kwargs": dict}`` to rebuild ``module``'s architecture with
+    :func:`create_encoder` (all arguments resolved, defaults included; no ``pretrained``).
+
+    Raises:
+        ConfigError: ``module`` was not built by :func:`create_encoder`.
+    """
+    spec = getattr(module, _SPEC_ATTR, None)
+    if spec is None:
+        raise ConfigError(f"{type(module).__name__} was not built by create_encoder; "
+                          f"no encoder spec to save")
+    return {"name": spec["name"], "kwargs": _plain(spec["kwargs"])}

@@ -1,0 +1,234 @@
+"""Video ViT encoders: VideoMAE (Tong et al., NeurIPS 2022) through Hugging Face ``transformers``.
+
+:class:`VideoMAEEncoder` wraps a ``transformers.VideoMAEModel``: a tubelet embedding (Conv3d,
+kernel = stride = ``(tubelet, patch, patch)``), fixed sinusoidal position embeddings and a ViT.
+
+- ``forward_feature_map``: the patch tokens of the last layer reshaped to
+  ``(B, D, T/tubelet, H/patch, W/patch)`` (token order is ``t, h, w``, as the embedding
+  flattens its Conv3d output).
+- ``forward_features``: the **mean of all tokens** (VideoMAE has no class token; its fine-tuning
+  head also mean-pools). With ``use_mean_pooling=False`` (the pre-training checkpoints, e.g.
+  ``MCG-NJU/videomae-base``) the model ends with a LayerNorm that is applied to the tokens first.
+- ``forward_tokens(x, bool_masked_pos)``: the token sequence, optionally only the visible tokens
+  of a VideoMAE-style mask.
+
+The position embeddings are a fixed table sized by ``num_frames`` and ``image_size``, so the
+input must have exactly ``(3, num_frames, image_size, image_size)``; the weights themselves do
+not depend on those sizes (no learned position table), so a checkpoint loads at any size.
+
+``transformers`` is imported lazily; without it, building a ViT encoder raises
+:class:`~vidssl.errors.MissingDependencyError` (``pip install 'vidssl[vit]'``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidssl.data.transforms.video import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD
+from vidssl.errors import ConfigError, MissingDependencyError, VidsslError
+from vidssl.models.encoders import register_encoder
+from vidssl.models.encoders.base import Preprocess
+from vidssl.models.encoders.weights import (Pretrained, load_state_dict_strict,
+                                            no_pretrained_weights, read_state_dict,
+                                            wants_default_weights)
+
+VIDEOMAE_BASE_ID = "MCG-NJU/videomae-base"
+# VideoMAE's Kinetics-400 pre-training input: ImageNet statistics, 16 frames at stride 4,
+# short side 256 (eval) / random-resized crop 224.
+VIDEOMAE_PREPROCESS = Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, num_frames=16, stride=4,
+                                 crop_size=224, resize_size=256)
+
+
+def _videomae_classes() -> tuple[type, type]:
+    try:
+        from transformers import VideoMAEConfig, VideoMAEModel
+    except ImportError:
+        raise MissingDependencyError(package="transformers", extra="vit",
+                                     feature="the video ViT encoders") from None
+    return VideoMAEConfig, VideoMAEModel
+
+
+def _one_line(err: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class VideoMAEEncoder(nn.Module):
+    """A ``transformers.VideoMAEModel`` behind the vidssl encoder contract.
+
+    Args:
+        model: the ``VideoMAEModel`` (its ``config`` fixes the input size).
+        preprocess: the input the weights expect.
+
+    Shape:
+        - input ``x``: ``(B, 3, T, H, W)`` float, normalised, with ``T = config.num_frames``
+          and ``H = W = config.image_size``.
+        - ``forward_tokens``: ``(B, N, D)``, ``N = (T/tubelet)(H/patch)(W/patch)``.
+        - ``forward_feature_map``: ``(B, D, T/tubelet, H/patch, W/patch)``.
+        - ``forward_features`` / ``forward``: ``(B, D)``, the mean over the ``N`` tokens.
+    """
+
+    def __init__(self, model: nn.Module, preprocess: Preprocess):
+        super().__init__()
+        self.model = model
+        cfg = model.config
+        self.num_features: int = int(cfg.hidden_size)
+        self.preprocess: Preprocess = preprocess
+        self.tubelet_size = int(cfg.tubelet_size)
+        self.patch_size = int(cfg.patch_size)
+        self.num_frames = int(cfg.num_frames)
+        self.image_size = int(cfg.image_size)
+        self.feature_stride: tuple[int, int, int] = (self.tubelet_size, self.patch_size,
+                                                     self.patch_size)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        want = (3, self.num_frames, self.image_size, self.image_size)
+        if x.dim() != 5 or tuple(x.shape[1:]) != want:
+            name = getattr(self, "encoder_name", "VideoMAE encoder")
+            raise ConfigError(f"{name} takes clips of shape (B, {', '.join(map(str, want))}) "
+                              f"(its position table is fixed), got {tuple(x.shape)}; match the "
+                              f"clip length / crop size or build it with num_frames=, image_size=")
+
+    def forward_tokens(self, x: torch.Tensor, bool_masked_pos: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` -> ``(B, N, D)`` last-layer tokens; with a ``(B, N)`` boolean
+        ``bool_masked_pos`` (True = masked, same count per clip) only the visible ones."""
+        self._check_input(x)
+        out = self.model(pixel_values=x.transpose(1, 2), bool_masked_pos=bool_masked_pos)
+        return out.last_hidden_state
+
+    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` -> ``(B, D, T/tubelet, H/patch, W/patch)``."""
+        tokens = self.forward_tokens(x)
+        b, _, d = tokens.shape
+        t = self.num_frames // self.tubelet_size
+        h = w = self.image_size // self.patch_size
+        return tokens.reshape(b, t, h, w, d).permute(0, 4, 1, 2, 3)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` -> ``(B, D)``: mean of the tokens."""
+        return self.forward_tokens(x).mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)
+
+
+def _from_hub(model_cls: type, source: str, config: Any, name: str) -> nn.Module:
+    """``from_pretrained`` (hub id or local directory) into our ``config``; missing or
+    mismatched weights are an error (extra ones, e.g. a pre-training decoder, are dropped)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # our own strict check below replaces the load report
+    try:
+        model, info = model_cls.from_pretrained(source, config=config, output_loading_info=True,
+                                                ignore_mismatched_sizes=True)
+    except Exception as err:  # noqa: BLE001 - OSError offline, HTTP errors, bad folders
+        if os.path.isdir(source):
+            raise VidsslError(f"cannot load {name} weights from folder {source} "
+                              f"({_one_line(err)})") from None
+        raise VidsslError(
+            f"cannot load {name} weights {source!r} from the Hugging Face hub "
+            f"({_one_line(err)}); offline, download it elsewhere (huggingface-cli download "
+            f"{source}) and pass pretrained=LOCAL_DIR (with HF_HUB_OFFLINE=1 to skip retries)"
+        ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(k[0] if isinstance(k, (tuple, list)) else k)
+                        for k in (info.get("mismatched_keys") or []))
+    if missing or mismatched:
+        parts = [f"{len(keys)} {label} keys (e.g. {keys[0]!r})"
+                 for label, keys in (("missing", missing), ("shape-mismatched", mismatched))
+                 if keys]
+        raise VidsslError(f"weights {source!r} do not fit encoder {name!r}: {', '.join(parts)} "
+                          f"(check the architecture arguments, e.g. use_mean_pooling)")
+    return model.float()
+
+
+def _looks_like_path(source: str) -> bool:
+    """A local path rather than a hub id (``org/name``): absolute, relative, home or a file."""
+    return (source.startswith(("/", ".", "~")) or source.count("/") > 1 or os.sep != "/"
+            and os.sep in source
+            or source.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt")))
+
+
+def _build(name: str, pretrained: Pretrained, preprocess: Preprocess, default_id: str | None,
+           **config: Any) -> VideoMAEEncoder:
+    for key in ("num_frames", "image_size", "patch_size", "tubelet_size"):
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{name}: {key} must be a positive integer, got {value!r}")
+    if config["num_frames"] % config["tubelet_size"] or config["image_size"] % config["patch_size"]:
+        raise ConfigError(f"{name}: num_frames must be a multiple of tubelet_size and image_size "
+                          f"of patch_size, got {config['num_frames']}/{config['tubelet_size']}, "
+                          f"{config['image_size']}/{config['patch_size']}")
+    if default_id is None:
+        no_pretrained_weights(name, pretrained)
+    config_cls, model_cls = _videomae_classes()
+    cfg = config_cls(num_channels=3, **config)
+    if pretrained is None or pretrained is False:
+        model = model_cls(cfg)
+    elif wants_default_weights(pretrained):
+        model = _from_hub(model_cls, default_id, cfg, name)
+    elif isinstance(pretrained, (str, os.PathLike)) and os.path.isfile(pretrained):
+        model = model_cls(cfg)
+        encoder = VideoMAEEncoder(model, preprocess)
+        encoder.encoder_name = name
+        load_state_dict_strict(encoder, read_state_dict(pretrained), os.fspath(pretrained))
+        return encoder
+    elif isinstance(pretrained, (str, os.PathLike)):
+        source = os.fspath(pretrained)
+        if not os.path.isdir(source) and (default_id is None or _looks_like_path(source)):
+            accepted = ("a state-dict file, a save_pretrained folder or a hub id" if default_id
+                        else "a state-dict file or a save_pretrained folder")
+            raise VidsslError(f"pretrained weights not found: {source} (expected {accepted})")
+        model = _from_hub(model_cls, source, cfg, name)
+    else:
+        raise ConfigError(f"pretrained must be None, True, 'default', a hub id or a path, "
+                          f"not {type(pretrained).__name__}")
+    encoder = VideoMAEEncoder(model, preprocess)
+    encoder.encoder_name = name
+    return encoder
+
+
+@register_encoder("videomae_vit_b")
+def videomae_vit_b(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
+                   use_mean_pooling: bool = False) -> VideoMAEEncoder:
+    """VideoMAE ViT-B/16, tubelet 2 (86 M parameters, 768-d).
+
+    ``pretrained``: ``True``/``"default"`` = ``MCG-NJU/videomae-base`` (Kinetics-400
+    self-supervised pre-training), another hub id, a local ``save_pretrained`` folder, or a
+    state-dict file. ``use_mean_pooling=False`` keeps the final LayerNorm the pre-training
+    checkpoints carry; fine-tuned checkpoints (``*-finetuned-*``) need ``True``.
+    """
+    preprocess = Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, num_frames=num_frames,
+                            stride=VIDEOMAE_PREPROCESS.stride, crop_size=image_size,
+                            resize_size=round(image_size * 256 / 224))
+    return _build("videomae_vit_b", pretrained, preprocess, VIDEOMAE_BASE_ID,
+                  num_frames=num_frames, image_size=image_size, patch_size=16, tubelet_size=2,
+                  hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                  intermediate_size=3072, qkv_bias=True, layer_norm_eps=1e-12,
+                  use_mean_pooling=bool(use_mean_pooling))
+
+
+@register_encoder("videomae_tiny")
+def videomae_tiny(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 64,
+                  hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 4
+                  ) -> VideoMAEEncoder:
+    """A 2-layer, 64-wide VideoMAE (patch 16, tubelet 2) for tests and CPU demos; no
+    published weights (``pretrained`` may be a state dict or folder vidssl saved)."""
+    if not isinstance(hidden_size, int) or not isinstance(num_attention_heads, int) \
+            or num_attention_heads <= 0 or hidden_size % num_attention_heads:
+        raise ConfigError(f"videomae_tiny: hidden_size ({hidden_size!r}) must be a multiple of "
+                          f"num_attention_heads ({num_attention_heads!r})")
+    preprocess = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_frames=num_frames,
+                            stride=2, crop_size=image_size, resize_size=image_size)
+    return _build("videomae_tiny", pretrained, preprocess, None, num_frames=num_frames,
+                  image_size=image_size, patch_size=16, tubelet_size=2, hidden_size=hidden_size,
+                  num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+                  intermediate_size=4 * hidden_size, qkv_bias=True, use_mean_pooling=False)
