@@ -1,0 +1,136 @@
+"""Settings of the evaluation suite (``vidssl eval --config X.yaml key=value ...``).
+
+Dataclasses merged by :func:`vidssl.config.load_config`: unknown keys and wrong types are
+one-line :class:`~vidssl.errors.ConfigError`\\ s. ``None`` for a clip/crop setting means "take it
+from ``encoder.preprocess``" (the weights carry their own input spec). Where each default comes
+from is in ``docs/evaluation.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from vidssl.errors import ConfigError
+
+#: L2 strengths searched by the linear probe (and the factor probes): 10^-8 .. 10^0.
+DEFAULT_WEIGHT_DECAYS: tuple[float, ...] = tuple(10.0 ** e for e in range(-8, 1))
+#: Ridge strengths searched by the continuous factor probes.
+DEFAULT_RIDGE_LAMBDAS: tuple[float, ...] = tuple(10.0 ** e for e in range(-4, 3))
+
+
+@dataclass
+class FeatureConfig:
+    """Frozen-feature extraction shared by linear / kNN / retrieval / diagnostics."""
+
+    num_clips: int = 10                 # K evenly spaced clips per video
+    num_crops: int = 1                  # 1 = centre crop, 3 = along the long side
+    clip_len: Optional[int] = None      # frames per clip (None: encoder.preprocess.num_frames)
+    stride: Optional[int] = None        # frame step (None: encoder.preprocess.stride)
+    size: Optional[int] = None          # crop side (None: encoder.preprocess.crop_size)
+    resize_size: Optional[int] = None   # short side before cropping (None: preprocess)
+    batch_size: int = 64                # clips per encoder forward
+    num_workers: int = 2                # DataLoader workers decoding videos
+    decoder: str = "torchcodec"
+    amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
+
+
+@dataclass
+class LinearConfig:
+    weight_decays: list[float] = field(default_factory=lambda: list(DEFAULT_WEIGHT_DECAYS))
+    val_fraction: float = 0.2           # part of *train* held out to choose weight decay
+    max_iter: int = 1000                # L-BFGS iterations per fit
+    seed: int = 0
+
+
+@dataclass
+class KNNConfig:
+    k: int = 20
+    temperature: float = 0.07
+
+
+@dataclass
+class RetrievalConfig:
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
+    center: bool = False                # subtract the gallery (train) mean before cosine
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 3e-4                    # AdamW peak learning rate (encoder and head)
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0          # linear warm-up, then cosine to 0 (per iteration)
+    dropout: float = 0.5
+    label_smoothing: float = 0.0
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # RandomResizedCrop area
+    flip: float = 0.5                   # horizontal flip probability
+    clip_len: Optional[int] = None
+    stride: Optional[int] = None
+    size: Optional[int] = None
+    resize_size: Optional[int] = None
+    test_clips: int = 10
+    test_crops: int = 3
+    test_batch_size: int = 64           # clips per forward at test time
+    num_workers: int = 2
+    decoder: str = "torchcodec"
+    amp: bool = True
+    seed: int = 0
+
+
+@dataclass
+class DiagnosticsConfig:
+    factors: bool = True                # per-factor probes when metadata.jsonl is available
+    max_points: int = 4096              # uniformity: videos subsampled above this (O(N^2))
+    weight_decays: list[float] = field(default_factory=lambda: list(DEFAULT_WEIGHT_DECAYS))
+    ridge_lambdas: list[float] = field(default_factory=lambda: list(DEFAULT_RIDGE_LAMBDAS))
+    val_fraction: float = 0.2
+    max_iter: int = 300
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+
+    def validate(self) -> "EvalConfig":
+        """Range checks the type system cannot express (one-line ``ConfigError``)."""
+        f, ft = self.features, self.finetune
+        positive = {
+            "features.num_clips": f.num_clips, "features.batch_size": f.batch_size,
+            "linear.max_iter": self.linear.max_iter, "knn.k": self.knn.k,
+            "finetune.epochs": ft.epochs, "finetune.batch_size": ft.batch_size,
+            "finetune.test_clips": ft.test_clips, "finetune.test_batch_size": ft.test_batch_size,
+            "diagnostics.max_points": self.diagnostics.max_points,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{key} must be >= 1, got {value}")
+        for key, value in {"features.num_crops": f.num_crops, "finetune.test_crops": ft.test_crops}.items():
+            if value not in (1, 3):
+                raise ConfigError(f"{key} must be 1 (centre) or 3 (along the long side), got {value}")
+        for key, value in {"linear.val_fraction": self.linear.val_fraction,
+                           "diagnostics.val_fraction": self.diagnostics.val_fraction}.items():
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"{key} must be in (0, 1), got {value}")
+        if self.knn.temperature <= 0:
+            raise ConfigError(f"knn.temperature must be > 0, got {self.knn.temperature}")
+        if not self.retrieval.ks or min(self.retrieval.ks) < 1:
+            raise ConfigError(f"retrieval.ks must be positive integers, got {self.retrieval.ks}")
+        if not self.linear.weight_decays or min(self.linear.weight_decays) < 0:
+            raise ConfigError(f"linear.weight_decays must be non-negative, got {self.linear.weight_decays}")
+        lo_hi = ft.crop_scale
+        if len(lo_hi) != 2 or not 0.0 < lo_hi[0] <= lo_hi[1] <= 1.0:
+            raise ConfigError(f"finetune.crop_scale must be [min, max] in (0, 1], got {lo_hi}")
+        if not 0.0 <= ft.dropout < 1.0 or not 0.0 <= ft.flip <= 1.0:
+            raise ConfigError("finetune.dropout must be in [0, 1) and finetune.flip in [0, 1]")
+        if ft.lr <= 0 or ft.weight_decay < 0 or ft.warmup_epochs < 0:
+            raise ConfigError("finetune.lr must be > 0, weight_decay and warmup_epochs >= 0")
+        return self
