@@ -3,7 +3,9 @@
     vidssl demo                     the quick-start job on the embedded synthetic dataset
     vidssl make-synthetic           write the synthetic action + tracking dataset
     vidssl index DATASET --root R   build (and cache) a video index, print a summary table
-    vidssl bench decode             decode throughput vs raw torchcodec and pytorchvideo
+    vidssl pretrain --config C      self-supervised pretraining (DDP under torchrun)
+    vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics
+    vidssl bench decode|train       decode throughput; training data-pipeline efficiency
 
 Errors that are the user's to fix (bad path, corrupt file, unknown key, missing package) print
 one line and exit with status 2; ``--debug`` shows the traceback instead.
@@ -259,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from CHECKPOINT (default: OUT_DIR/checkpoints/last.pt)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=cmd_pretrain)
+
+    from vidssl.eval.command import add_eval_parser
+
+    add_eval_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
     bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)

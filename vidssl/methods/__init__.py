@@ -41,6 +41,7 @@ def register_method(name: str, params: type) -> Callable[[type], type]:
 def _load_builtin() -> None:
     import vidssl.methods.cvrl  # noqa: F401
     import vidssl.methods.tclr  # noqa: F401
+    import vidssl.methods.supervised  # noqa: F401
 
 
 def list_methods() -> list[str]:

@@ -111,7 +111,7 @@ def train_step(model: nn.Module, method: nn.Module, batch: dict, optimizer: torc
         out = model(batch)
     loss = out["loss"]
     if not torch.isfinite(loss.detach()).all():
-        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in out.items() if v.numel() == 1)
+        terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.items() if v.numel() == 1)
         raise NonFiniteLossError(f"non-finite loss at step {step + 1} ({terms}); "
                                  "lower optim.lr or set optim.clip_grad")
     optimizer.zero_grad(set_to_none=True)

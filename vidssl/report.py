@@ -1,0 +1,198 @@
+"""The demo's report: ``report.html`` with PNG plots, and a one-screen terminal summary.
+
+Input is a plain dict (also saved as ``summary.json``)::
+
+    title, command, settings: {...}, notes: [str, ...]
+    contenders: {name: {"seeds": [int], "metrics": {metric: [value per seed]}}}
+    losses: {name: [[(step, loss), ...] per seed]}
+    retrieval: [{"query": (path, label), "neighbors": [(path, label), ...]}]  (optional)
+    timings: {stage: seconds}
+
+Plots use matplotlib's non-interactive Agg backend; frames for the retrieval strips are
+decoded with vidssl's own decoder.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import statistics
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def fmt(values: Sequence[float], scale: float = 100.0) -> str:
+    m, s = mean_std(values)
+    if not np.isfinite(m):
+        return "n/a"
+    return f"{m * scale:.1f} ± {s * scale:.1f}" if len(values) > 1 else f"{m * scale:.1f}"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_losses(losses: dict[str, list[list[tuple[int, float]]]], path: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for k, (name, runs) in enumerate(losses.items()):
+        for s, run in enumerate(runs):
+            if run:
+                steps, vals = zip(*run)
+                ax.plot(steps, vals, color=f"C{k}", alpha=0.8, lw=1,
+                        label=name if s == 0 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_metrics(contenders: dict[str, dict[str, Any]], metrics: Sequence[str], path: str,
+                 chance: float | None = None) -> str:
+    """Grouped bars (mean over seeds, error bar = std) of ``metrics`` per contender."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(metrics) * len(contenders) / 2), 3.8))
+    width = 0.8 / max(1, len(contenders))
+    x = np.arange(len(metrics))
+    for k, (name, c) in enumerate(contenders.items()):
+        stats = [mean_std(c["metrics"].get(m, [])) for m in metrics]
+        means = [100 * m for m, _ in stats]
+        stds = [100 * s for _, s in stats]
+        ax.bar(x + (k - (len(contenders) - 1) / 2) * width, means, width, yerr=stds,
+               label=name, color=f"C{k}", capsize=3)
+    if chance is not None:
+        ax.axhline(100 * chance, color="gray", ls="--", lw=1, label="chance")
+    ax.set_xticks(x, [m.replace("_", "\n") for m in metrics], fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _frames(path: str, n: int) -> np.ndarray:
+    from vidssl.data.decoders import open_video
+
+    with open_video(path) as dec:
+        total = dec.metadata.num_frames
+        idx = np.linspace(0, total - 1, n).round().astype(int).tolist()
+        return dec.get_frames(idx).permute(0, 2, 3, 1).numpy()  # (n, H, W, C)
+
+
+def plot_retrieval(examples: list[dict[str, Any]], path: str, frames: int = 4) -> str:
+    """One row per query: the query's frame strip, then its nearest training videos'."""
+    plt = _plt()
+    cols = 1 + max(len(e["neighbors"]) for e in examples)
+    fig, axes = plt.subplots(len(examples), cols, figsize=(2.2 * cols, 1.0 * len(examples) + 0.4),
+                             squeeze=False)
+    for r, ex in enumerate(examples):
+        items = [ex["query"], *ex["neighbors"]]
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c >= len(items):
+                continue
+            vid, label = items[c]
+            try:
+                strip = np.concatenate(list(_frames(vid, frames)), axis=1)
+                ax.imshow(strip)
+            except Exception as err:  # noqa: BLE001 - a report never dies on one bad file
+                ax.text(0.5, 0.5, f"unreadable: {type(err).__name__}", ha="center", fontsize=6)
+            hit = c == 0 or label == ex["query"][1]
+            ax.set_title(("query: " if c == 0 else f"#{c}: ") + str(label), fontsize=7,
+                         color="black" if hit else "red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def metric_table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    contenders = summary["contenders"]
+    metrics: list[str] = []
+    for c in contenders.values():
+        metrics += [m for m in c["metrics"] if m not in metrics]
+    rows = []
+    for m in metrics:
+        rows.append([m] + [fmt(c["metrics"].get(m, []), scale=1.0 if m in UNSCALED else 100.0)
+                           for c in contenders.values()])
+    return ["metric", *contenders], rows
+
+
+UNSCALED = {"effective_rank", "alignment", "uniformity"}
+
+
+def write_report(out_dir: str, summary: dict[str, Any]) -> str:
+    """Write the PNGs and ``report.html`` into ``out_dir``; returns the HTML path."""
+    os.makedirs(out_dir, exist_ok=True)
+    images = []
+    if summary.get("losses"):
+        images.append(("Training loss", plot_losses(summary["losses"],
+                                                    os.path.join(out_dir, "loss.png"))))
+    probes = [m for m in summary.get("plot_metrics", []) if any(
+        m in c["metrics"] for c in summary["contenders"].values())]
+    if probes:
+        images.append(("Probe accuracies (mean ± std over seeds)", plot_metrics(
+            summary["contenders"], probes, os.path.join(out_dir, "probes.png"),
+            chance=summary.get("chance"))))
+    if summary.get("retrieval"):
+        images.append(("Retrieval: test queries and their nearest training videos "
+                       "(red = wrong class)",
+                       plot_retrieval(summary["retrieval"], os.path.join(out_dir, "retrieval.png"))))
+    head, rows = metric_table_rows(summary)
+    e = html.escape
+    table = "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in rows) + "</table>"
+    settings = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>"
+                       for k, v in summary.get("settings", {}).items())
+    timings = ", ".join(f"{k} {v:.0f} s" for k, v in summary.get("timings", {}).items())
+    notes = "".join(f"<li>{e(n)}</li>" for n in summary.get("notes", []))
+    figs = "".join(f"<h2>{e(t)}</h2><img src='{e(os.path.basename(p))}'>" for t, p in images)
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(summary['title'])}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>{e(summary['title'])}</h1><p><code>{e(summary.get('command', ''))}</code></p>
+<h2>Results (%, mean ± std over seeds)</h2>{table}<ul>{notes}</ul>{figs}
+<h2>Settings</h2><table>{settings}</table><p>Time: {e(timings)}</p></body></html>"""
+    path = os.path.join(out_dir, "report.html")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(doc)
+    return path
+
+
+def print_summary(summary: dict[str, Any], console=None) -> None:
+    """The one-screen terminal version of the report table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    head, rows = metric_table_rows(summary)
+    table = Table(title=summary["title"])
+    for h in head:
+        table.add_column(h, justify="left" if h == "metric" else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for n in summary.get("notes", []):
+        console.print(f"- {n}", markup=False)
