@@ -142,22 +142,29 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(tiny_synthetic, 
     assert a == b  # bit-identical: same weights, optimizer state, batches and RNG stream
 
 
-@pytest.mark.slow
+# Augmentations drawn deterministically and BatchNorm on running statistics: then one process
+# with batch 8 and two with 4 each must compute the same losses (same videos, clips, negatives
+# gathered across ranks, gradients averaged). With default settings the two differ by the
+# per-process BatchNorm statistics and augmentation draws (docs/training.md).
+DETERMINISTIC_VIEWS = ["method.params.crop_scale=[1.0,1.0]", "method.params.crop_ratio=[1.0,1.0]",
+                       "method.params.flip_prob=0", "method.params.color_jitter_prob=0",
+                       "method.params.grayscale_prob=0", "method.params.blur_prob=[0,0]",
+                       "method.params.solarize_prob=[0,0]", "train.freeze_bn=true"]
+
+
 def test_torchrun_two_processes_matches_one(tiny_synthetic, tmp_path):
-    steps = ["train.max_steps=4", "data.batch_size=8", "train.deterministic=true"]
+    steps = ["train.max_steps=3", "train.epochs=2", "data.batch_size=8",
+             "train.deterministic=true", *DETERMINISTIC_VIEWS]
     single = _run_cli(cli_args(tiny_synthetic, tmp_path / "one", *steps))
-    out1, _ = single.communicate(timeout=600)
-    assert single.returncode == 0, out1
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "--master_port", "29731", "-m", "vidssl",
                           *cli_args(tiny_synthetic, tmp_path / "two", *steps)],
                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    out1, _ = single.communicate(timeout=600)
+    assert single.returncode == 0, out1
     assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
     one = [r["loss"] for r in read_metrics(str(tmp_path / "one" / "metrics.jsonl"))]
     two = [r["loss"] for r in read_metrics(str(tmp_path / "two" / "metrics.jsonl"))]
-    assert len(one) == len(two) == 4
-    # Same global batch and videos; augmentation draws and BatchNorm statistics are per process
-    # (SyncBatchNorm needs CUDA), so the losses agree to a tolerance, not bit for bit
-    # (docs/training.md records the measured gap).
-    for x, y in zip(one, two):
-        assert abs(x - y) / abs(x) < 0.10, (one, two)
+    assert len(one) == len(two) == 3
+    assert one[-1] < one[0]  # it trains
+    assert two == pytest.approx(one, rel=1e-5, abs=1e-6)

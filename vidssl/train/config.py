@@ -56,6 +56,7 @@ class TrainConfig:
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     amp: str = "auto"                 # auto (bf16 where supported) | bf16 | off
     deterministic: bool = False
+    freeze_bn: bool = False           # BatchNorm uses running statistics (eval mode), no updates
     log_every: int = 10
     ckpt_every: int = 0               # steps; 0 = end of every epoch only
     out_dir: str = "runs/pretrain"

@@ -204,6 +204,10 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
     result = PretrainResult(t.out_dir, ckpt_path, step, skipped=skipped)
     waits, busy, clips = 0.0, 0.0, 0
     model.train()
+    if t.freeze_bn:  # batch-size-independent forward: tiny per-process batches, exact DDP checks
+        for m in method.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     try:
         while step < total:
             epoch = step // steps_per_epoch
