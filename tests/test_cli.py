@@ -74,8 +74,8 @@ def test_make_synthetic_is_idempotent(small_synthetic, capsys):
 
 
 def test_demo_runs_on_small_dataset(small_synthetic, capsys):
-    assert main(["demo", "--root", str(small_synthetic), "--workers", "0", "--batch-size", "2",
-                 "--quiet", *SMALL]) == 0
+    assert main(["demo", "--root", str(small_synthetic), "--loader-only", "--quiet",
+                 "num_workers=0", "batch_size=2", *[f"synthetic.{kv}" for kv in SMALL]]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "clips/s" in out and "no videos skipped" in out
 

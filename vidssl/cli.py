@@ -22,27 +22,12 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from vidssl.data.synthetic.options import SyntheticOptions
 from vidssl.errors import VidsslError
 
 log = logging.getLogger("vidssl")
 
 DEFAULT_SYNTHETIC_ROOT = os.path.join("data", "synthetic")
-
-
-@dataclass
-class SyntheticOptions:
-    """``make-synthetic`` settings (YAML: ``configs/synthetic.yaml``; CLI: ``key=value``)."""
-
-    num_classes: int = 10
-    groups_per_class: int = 6
-    clips_per_group: int = 4
-    num_frames: int = 48
-    size: int = 64
-    fps: int = 16
-    container: str = "mixed"
-    appearance_correlation: float = 0.0
-    tracking_sequences: int = 4
-    seed: int = 0
 
 
 def _console():
@@ -143,25 +128,28 @@ def cmd_bench_decode(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
+    from vidssl.config import load_config
     from vidssl.data.index import build_index
     from vidssl.data.synthetic import make_synthetic
-    from vidssl.demo import loader_throughput
+    from vidssl.demo import DemoConfig, loader_throughput, run_demo
 
     console = _console()
-    from vidssl.config import load_config
-
-    opts = load_config(SyntheticOptions, args.config, args.overrides)
-    console.rule("1/3  synthetic dataset")
-    summary = make_synthetic(args.root, progress=not args.quiet, **dataclasses.asdict(opts))
+    cfg = load_config(DemoConfig, args.config, args.overrides)
+    steps = 3 if args.loader_only else 6
+    console.rule(f"1/{steps}  synthetic dataset")
+    summary = make_synthetic(args.root, progress=not args.quiet,
+                             **dataclasses.asdict(cfg.synthetic))
     console.print(summary.describe())
-    console.rule("2/3  video index (UCF101 layout, split 1)")
+    console.rule(f"2/{steps}  video index (UCF101 layout, split 1)")
     indexes = [build_index("synthetic", args.root, split=1, subset=s, progress=False)
                for s in ("train", "test")]
     print_index_summary(indexes, console)
-    console.rule("3/3  clip loader")
-    stats = loader_throughput(indexes[0], batch_size=args.batch_size, num_workers=args.workers,
-                              epochs=args.epochs)
+    console.rule(f"3/{steps}  clip loader")
+    stats = loader_throughput(indexes[0], batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     console.print(stats.describe())
+    if args.loader_only:
+        return 0
+    run_demo(args.root, cfg, console=console, quiet=args.quiet)
     return 0
 
 
@@ -208,18 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("demo", help="quick start: synthetic dataset, index and loader summary",
+    p = sub.add_parser("demo", help="quick start: synthetic data, pretrain, evaluate, report",
                        description="Generate the embedded synthetic dataset (if needed), index "
-                                   "it, and run the clip loader over it with a throughput line.")
+                                   "it, time the clip loader, pretrain the default method (one "
+                                   "run per seed), evaluate it against random init and a "
+                                   "supervised upper bound, and write report.html. Settings: "
+                                   "configs/demo.yaml and dotted key=value overrides (e.g. "
+                                   "steps=60 seeds=[0] synthetic.num_classes=5).")
     p.add_argument("--root", default=DEFAULT_SYNTHETIC_ROOT, help="dataset folder (%(default)s)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="DataLoader workers (%(default)s)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per batch (%(default)s)")
-    p.add_argument("--epochs", type=int, default=1, help="loader epochs to time (%(default)s)")
+    p.add_argument("--config", help="demo settings (see configs/demo.yaml)")
+    p.add_argument("--loader-only", action="store_true",
+                   help="stop after the dataset, index and loader summary")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--config", help="synthetic dataset settings (see configs/synthetic.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="synthetic dataset settings, as for make-synthetic")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted demo settings")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("make-synthetic", help="write the synthetic action + tracking dataset",

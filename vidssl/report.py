@@ -79,7 +79,9 @@ def plot_metrics(contenders: dict[str, dict[str, Any]], metrics: Sequence[str], 
                label=name, color=f"C{k}", capsize=3)
     if chance is not None:
         ax.axhline(100 * chance, color="gray", ls="--", lw=1, label="chance")
-    ax.set_xticks(x, [m.replace("_", "\n") for m in metrics], fontsize=8)
+    labels = [m.replace("diagnostics_probe/", "probe: ").replace("/acc", "").replace("_", " ")
+              for m in metrics]
+    ax.set_xticks(x, labels, fontsize=8, rotation=20)
     ax.set_ylabel("%")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
@@ -134,12 +136,17 @@ def metric_table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str
         metrics += [m for m in c["metrics"] if m not in metrics]
     rows = []
     for m in metrics:
-        rows.append([m] + [fmt(c["metrics"].get(m, []), scale=1.0 if m in UNSCALED else 100.0)
-                           for c in contenders.values()])
+        if any(h in m for h in HIDDEN):
+            continue
+        scale = 1.0 if any(u in m for u in UNSCALED) else 100.0
+        rows.append([m] + [fmt(c["metrics"].get(m, []), scale=scale) if m in c["metrics"]
+                           else "-" for c in contenders.values()])
     return ["metric", *contenders], rows
 
 
-UNSCALED = {"effective_rank", "alignment", "uniformity"}
+#: Metrics shown as they are (not as percentages), and ones left out of the tables.
+UNSCALED = ("effective_rank", "alignment", "uniformity", "r2", "clips_per_s", "chance")
+HIDDEN = ("weight_decay", "val_top1", "/lambda", "effective_rank/dim")
 
 
 def write_report(out_dir: str, summary: dict[str, Any]) -> str:
@@ -173,7 +180,7 @@ def write_report(out_dir: str, summary: dict[str, Any]) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
 img{{max-width:100%}}</style></head><body>
 <h1>{e(summary['title'])}</h1><p><code>{e(summary.get('command', ''))}</code></p>
-<h2>Results (%, mean ± std over seeds)</h2>{table}<ul>{notes}</ul>{figs}
+<h2>Results (accuracies in %, mean ± std over seeds)</h2>{table}<ul>{notes}</ul>{figs}
 <h2>Settings</h2><table>{settings}</table><p>Time: {e(timings)}</p></body></html>"""
     path = os.path.join(out_dir, "report.html")
     with open(path, "w", encoding="utf-8") as f:
