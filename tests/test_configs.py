@@ -1,0 +1,34 @@
+"""Every pretraining config in ``configs/pretrain`` loads against the schema (unknown keys are
+errors) and its method parameters validate against the method's dataclass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vidssl.config import load_config
+from vidssl.methods import method_params
+from vidssl.models.encoders import encoder_defaults
+from vidssl.train.config import PretrainConfig
+
+PRETRAIN_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "pretrain").glob("*.yaml"))
+
+
+def test_pretrain_configs_exist():
+    names = {p.stem for p in PRETRAIN_CONFIGS}
+    assert {"cvrl_synthetic", "tclr_synthetic", "cvrl_k400", "tclr_ucf101"} <= names
+
+
+@pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=lambda p: p.stem)
+def test_pretrain_config_is_valid(path):
+    cfg = load_config(PretrainConfig, path)
+    params = method_params(cfg.method.name, cfg.method.params)
+    unknown = set(cfg.encoder.kwargs) - set(encoder_defaults(cfg.encoder.name))
+    assert not unknown, f"{path.name}: unknown encoder kwargs {sorted(unknown)}"
+    if cfg.method.name == "tclr":
+        assert cfg.encoder.kwargs.get("temporal_dilation_last_stage") is True, (
+            f"{path.name}: TCLR needs the dilated last stage to keep num_local temporal slices")
+    assert cfg.data.batch_size >= 2, "contrastive methods need negatives"
+    assert cfg.optim.name in ("adamw", "sgd")
+    assert params is not None

@@ -1,0 +1,21 @@
+"""Loss functions: small stateless modules that validate their arguments and document ``Shape:``.
+
+- :class:`InfoNCELoss` (``info_nce``): NT-Xent between two views, negatives gathered over ranks
+  (CVRL; the instance part of TCLR). :func:`nt_xent` is the functional core.
+- :class:`TCLRInstanceLoss`, :class:`LocalLocalLoss`, :class:`GlobalLocalLoss` (``tclr``):
+  TCLR's instance, local-local and global-local temporal contrastive losses.
+"""
+
+from vidssl.losses.info_nce import InfoNCELoss, gather_batch, nt_xent, nt_xent_logits
+from vidssl.losses.tclr import GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss, local_view_pairs
+
+__all__ = [
+    "InfoNCELoss",
+    "nt_xent",
+    "nt_xent_logits",
+    "gather_batch",
+    "TCLRInstanceLoss",
+    "LocalLocalLoss",
+    "GlobalLocalLoss",
+    "local_view_pairs",
+]

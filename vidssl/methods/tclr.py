@@ -1,0 +1,323 @@
+"""TCLR: temporal contrastive learning for video representation (Dave et al., CVIU 2022).
+
+Per video, one **global** clip (16 frames at stride 4, spanning 64 frames) and ``K = 4``
+**local** clips (16 consecutive frames each, local clip ``k`` starting at ``16 k`` inside the
+global span) from :class:`~vidssl.data.samplers.TCLRSampler` (views ``global, local0..local3``).
+Every clip gets two independent clip-consistent augmentation draws, on the batch's device.
+
+The encoder (R3D-18 whose last stage trades its temporal stride for dilation, so a 16-frame clip
+keeps ``K = 4`` temporal positions) gives a feature map per clip; it is pooled over space, then
+
+- pooled over time -> the clip embedding (global and local clips);
+- kept per temporal position -> ``K`` slice embeddings of the global clip,
+
+all through one shared projection head (Linear D->D, BN, ReLU, Linear D->128 no bias, BN,
+L2-norm). Losses (:mod:`vidssl.losses.tclr`, ``tau = 0.1``):
+
+- IC: NT-Xent on the two draws of the global clip, plus NT-Xent on pairs of local views of one
+  video (all pairs in the authors' code), negatives from other videos, gathered over ranks;
+- LL: per video, local clip ``k`` vs the other local clips of the same video;
+- GL: per video and for each of the 2 x 2 (global draw, local draw) combinations, the ``K x K``
+  slice/local-clip similarity trained toward its diagonal on rows and columns.
+
+``loss = ic_weight * (IC_global + IC_local) + ll_weight * LL + gl_weight * GL``.
+
+Reference code: ``DAVEISHAN/TCLR`` ``tclr_pretraining/`` (train_gen_all_step.py, mlp.py,
+dl_tclr.py, contrastive_loss/). See ``docs/methods.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from vidssl.data.samplers import TCLRSampler
+from vidssl.data.transforms import (
+    ColorJitter,
+    Compose,
+    Normalize,
+    RandomGrayscale,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    ToModelLayout,
+    VideoTransform,
+    cvrl_augment,
+)
+from vidssl.errors import ConfigError
+from vidssl.losses import GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss
+from vidssl.losses.tclr import LOCAL_PAIRS
+from vidssl.methods import register_method
+from vidssl.models.heads import TCLRProjectionHead
+
+__all__ = ["TCLRParams", "TCLR", "tclr_augment", "RandomChannelDrop", "RandomErase"]
+
+AUGMENTS: tuple[str, ...] = ("tclr", "cvrl")
+
+
+@dataclass
+class TCLRParams:
+    """TCLR's parameters (defaults: the paper and the authors' code, UCF101 at 112 px).
+
+    Sampling:
+        num_frames: frames of the global clip (16). global_stride: its frame step (4).
+        num_local: local clips ``K`` (4); the encoder's temporal output is pooled to ``K``
+            slices. local_len: frames per local clip, ``None`` = ``num_frames * global_stride /
+            num_local`` (16). short_video: ``"pad"`` | ``"loop"``.
+    Augmentation (two independent draws per clip):
+        crop_size: output side (112).
+        augment: ``"tclr"`` (the authors' recipe, :func:`tclr_augment`) or ``"cvrl"`` (CVRL's
+            view-0 / view-1 pipelines for draw 0 / draw 1).
+        crop_scale, crop_ratio: the ``"tclr"`` crop: a square (ratio 1) whose side is 0.6-1 of
+            the short side, i.e. area (0.36, 1) of a square frame; use (0.27, 0.75) for 4:3
+            frames such as UCF101's 320x240 to match the authors' crop.
+    Head and losses:
+        head_hidden_dim: hidden width, ``None`` = the encoder's width (512 for R3D-18).
+        proj_dim: embedding width (128).
+        temperature: ``tau`` of all three losses (0.1).
+        ic_local_pairs: ``"all"`` (authors' code: any two local views of a video are IC
+            positives), ``"same_clip"`` or ``"none"``.
+        ic_weight, ll_weight, gl_weight: loss weights (1, 1, 1: the paper's ``IC + LL + GL``).
+        gather_negatives: under DDP, IC negatives from every rank (True).
+    """
+
+    num_frames: int = 16
+    global_stride: int = 4
+    num_local: int = 4
+    local_len: Optional[int] = None
+    short_video: str = "pad"
+    crop_size: int = 112
+    augment: str = "tclr"
+    crop_scale: tuple[float, float] = (0.36, 1.0)
+    crop_ratio: tuple[float, float] = (1.0, 1.0)
+    head_hidden_dim: Optional[int] = None
+    proj_dim: int = 128
+    temperature: float = 0.1
+    ic_local_pairs: str = "all"
+    ic_weight: float = 1.0
+    ll_weight: float = 1.0
+    gl_weight: float = 1.0
+    gather_negatives: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(key: str, msg: str) -> ConfigError:
+            return ConfigError(f"invalid parameter for method 'tclr' at key 'method.params.{key}': {msg}")
+
+        for name, value in (("crop_size", self.crop_size), ("proj_dim", self.proj_dim),
+                            ("head_hidden_dim", 1 if self.head_hidden_dim is None else self.head_hidden_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(name, f"must be an int >= 1, got {value!r}")
+        if self.num_local < 2:
+            raise bad("num_local", f"the local-local and global-local losses need >= 2 local clips, got {self.num_local}")
+        if self.augment not in AUGMENTS:
+            raise bad("augment", f"must be one of {AUGMENTS}, got {self.augment!r}")
+        if self.ic_local_pairs not in LOCAL_PAIRS:
+            raise bad("ic_local_pairs", f"must be one of {LOCAL_PAIRS}, got {self.ic_local_pairs!r}")
+        for name in ("ic_weight", "ll_weight", "gl_weight"):
+            if not getattr(self, name) >= 0:
+                raise bad(name, f"must be >= 0, got {getattr(self, name)!r}")
+        try:
+            build_sampler(self)
+            tclr_augment(self.crop_size, tuple(self.crop_scale), tuple(self.crop_ratio))
+            TCLRInstanceLoss(self.temperature)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid parameter for method 'tclr': {' '.join(str(err).split())}") from None
+
+
+def build_sampler(p: TCLRParams) -> TCLRSampler:
+    return TCLRSampler(num_frames=p.num_frames, global_stride=p.global_stride, num_local=p.num_local,
+                       local_len=p.local_len, short_video=p.short_video)
+
+
+class RandomChannelDrop(VideoTransform):
+    """Zero one random RGB channel of a clip with probability ``p`` (TCLR's colour drop).
+
+    Works on ``[0, 1]`` floats before normalisation (0 is black, as in the authors' code).
+    """
+
+    def __init__(self, p: float = 0.125, generator: torch.Generator | None = None):
+        super().__init__(generator)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"probability p must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def sample_params(self, shape: Sequence[int], generator: torch.Generator | None = None) -> dict:
+        b = shape[0]
+        return {"applied": torch.rand(b, generator=generator) < self.p,
+                "channel": torch.randint(0, 3, (b,), generator=generator)}
+
+    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        if not bool(params["applied"].any()):
+            return x
+        keep = torch.ones(x.shape[0], 1, x.shape[2], 1, 1, dtype=x.dtype)
+        rows = params["applied"].nonzero().flatten()
+        keep[rows, 0, params["channel"][rows]] = 0.0
+        return x * keep.to(x.device, non_blocking=True)
+
+
+class RandomErase(VideoTransform):
+    """Black out one box per clip (same box on every frame) with probability ``p``.
+
+    The authors erase a ``h x w`` box, ``h, w`` uniform integers in ``[9, 18]`` on a 112-px crop,
+    at a uniform top-left corner anywhere in the frame (the box is clipped at the border).
+    ``size`` gives that range as fractions of the frame side, so it scales with the crop.
+    """
+
+    def __init__(self, p: float = 0.5, size: tuple[float, float] = (9 / 112, 19 / 112),
+                 generator: torch.Generator | None = None):
+        super().__init__(generator)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"probability p must be in [0, 1], got {p}")
+        if not 0.0 < size[0] <= size[1] <= 1.0:
+            raise ValueError(f"size must satisfy 0 < min <= max <= 1, got {size}")
+        self.p, self.size = float(p), (float(size[0]), float(size[1]))
+
+    def sample_params(self, shape: Sequence[int], generator: torch.Generator | None = None) -> dict:
+        b, h, w = shape[0], shape[-2], shape[-1]
+        u = torch.rand(b, 5, generator=generator)
+        lo, hi = self.size
+        return {"applied": u[:, 0] < self.p,
+                "box": torch.stack([(u[:, 1] * h).floor(), (u[:, 2] * w).floor(),
+                                    (lo + (hi - lo) * u[:, 3]) * h, (lo + (hi - lo) * u[:, 4]) * w], 1)}
+
+    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        if not bool(params["applied"].any()):
+            return x
+        h, w = x.shape[-2:]
+        top, left, bh, bw = params["box"].to(x.device, non_blocking=True).unbind(1)
+        rows = torch.arange(h, device=x.device, dtype=top.dtype)
+        cols = torch.arange(w, device=x.device, dtype=top.dtype)
+        in_rows = (rows[None] >= top[:, None]) & (rows[None] < top[:, None] + bh.floor()[:, None])
+        in_cols = (cols[None] >= left[:, None]) & (cols[None] < left[:, None] + bw.floor()[:, None])
+        box = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
+        box &= params["applied"].to(x.device, non_blocking=True)[:, None, None]
+        return x.masked_fill(box[:, None, None], 0.0)
+
+
+def tclr_augment(
+    size: int,
+    crop_scale: tuple[float, float] = (0.36, 1.0),
+    crop_ratio: tuple[float, float] = (1.0, 1.0),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Compose:
+    """The authors' per-clip augmentation (``dl_tclr.py``), clip-consistent and batched.
+
+    Square random crop resized to ``size``; contrast (0.75-1.25) p=0.25, hue (+-0.1) p=0.3,
+    saturation (0.75-1.25) p=0.3, brightness (0.75-1.25) p=0.3, each drawn independently;
+    grayscale p=0.175; channel drop p=0.125; horizontal flip p=0.5; erase a 9-18 px box (at 112
+    px) p=0.5; normalise; permute. Differences from the authors: the crop area (not its side) is
+    uniform, the gamma change after grayscale is left out, grayscale and channel drop are
+    independent (the authors make them exclusive), frames are RGB (theirs BGR) and normalised.
+    """
+    norm = {} if mean is None else {"mean": tuple(mean), "std": tuple(std)}
+    return Compose([
+        RandomResizedCrop(size, scale=crop_scale, ratio=crop_ratio),
+        ColorJitter(contrast=0.25, p=0.25),
+        ColorJitter(hue=0.1, p=0.3),
+        ColorJitter(saturation=0.25, p=0.3),
+        ColorJitter(brightness=0.25, p=0.3),
+        RandomGrayscale(p=0.175),
+        RandomChannelDrop(p=0.125),
+        RandomHorizontalFlip(p=0.5),
+        RandomErase(p=0.5),
+        Normalize(**norm),
+        ToModelLayout(),
+    ])
+
+
+def temporal_slices(feature_map: torch.Tensor, num_slices: int) -> torch.Tensor:
+    """``(B, D, T', H', W')`` -> ``(B, num_slices, D)``: spatial mean, then ``T'`` averaged in
+    ``num_slices`` equal groups (identity when ``T' == num_slices``, the TCLR backbone)."""
+    if feature_map.ndim != 5:
+        raise ValueError(f"forward_feature_map must return (B, D, T, H, W), got {tuple(feature_map.shape)}")
+    b, d, t = feature_map.shape[:3]
+    if t % num_slices:
+        raise ValueError(
+            f"the encoder's feature map has {t} temporal positions, which cannot be split into "
+            f"{num_slices} slices; TCLR needs a multiple of num_local (for R3D use "
+            f"temporal_dilation_last_stage=True, or change num_frames)"
+        )
+    x = feature_map.mean(dim=(3, 4)).reshape(b, d, num_slices, t // num_slices).mean(-1)
+    return x.transpose(1, 2)
+
+
+@register_method("tclr", TCLRParams)
+class TCLR(nn.Module):
+    """TCLR around an encoder of the vidssl protocol (``forward_feature_map``, ``preprocess``).
+
+    ``forward(batch)``: ``batch["views"]`` = ``[global, local0, ..., local{K-1}]`` uint8
+    ``(B, T, C, H, W)``. Returns ``loss``; ``loss_ic`` (= ``loss_ic_global + loss_ic_local``),
+    ``loss_ll``, ``loss_gl`` (unweighted); ``acc``/``pos_sim``/``neg_sim`` of the global-clip
+    instance task; ``acc_ll`` and ``acc_gl`` (top-1 of the positive in the LL and GL tasks).
+
+    BatchNorm: the encoder sees the ``2B`` global clips in one call and the ``2KB`` local clips
+    in another; the head normalises pooled global, slice and pooled local embeddings as three
+    groups (the authors call both once per clip set of ``B``).
+    """
+
+    def __init__(self, encoder: nn.Module, params: TCLRParams):
+        super().__init__()
+        self.params = params
+        self.encoder = encoder
+        self.sampler = build_sampler(params)
+        pre = getattr(encoder, "preprocess", None)
+        mean, std = (pre.mean, pre.std) if pre is not None else (None, None)
+        if params.augment == "tclr":
+            aug = tclr_augment(params.crop_size, tuple(params.crop_scale), tuple(params.crop_ratio), mean, std)
+            self.augment = nn.ModuleList([aug, aug])
+        else:
+            kw = {} if mean is None else {"mean": mean, "std": std}
+            self.augment = nn.ModuleList([cvrl_augment(params.crop_size, v, **kw) for v in (0, 1)])
+        self.head = TCLRProjectionHead(encoder.num_features, params.head_hidden_dim, params.proj_dim)
+        self.instance_loss = TCLRInstanceLoss(params.temperature, params.ic_local_pairs, params.gather_negatives)
+        self.local_local_loss = LocalLocalLoss(params.temperature)
+        self.global_local_loss = GlobalLocalLoss(params.temperature)
+
+    def _two_draws(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(n, T, C, H, W)`` -> float ``(2n, C, T, S, S)``: draw 0 then draw 1."""
+        return torch.cat([self.augment[0](clips), self.augment[1](clips)])
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        views = batch["views"]
+        k = self.params.num_local
+        if len(views) != k + 1:
+            raise ValueError(f"TCLR expects {k + 1} views ({', '.join(self.sampler.view_names)}), got {len(views)}")
+        b = views[0].shape[0]
+        with torch.no_grad():
+            x_global = self._two_draws(views[0])              # (2B, ...): draw, video
+            x_local = self._two_draws(torch.cat(views[1:]))   # (2KB, ...): draw, local clip, video
+
+        fmap_global = self.encoder.forward_feature_map(x_global)
+        slices = temporal_slices(fmap_global, k)                                   # (2B, K, D)
+        z_global = self.head(slices.mean(dim=1)).view(2, b, -1)                    # draw, video
+        z_slices = self.head(slices.flatten(0, 1)).view(2, b, k, -1)               # draw, video, slice
+        fmap_local = self.encoder.forward_feature_map(x_local)
+        z_local = self.head(fmap_local.mean(dim=(2, 3, 4))).view(2, k, b, -1)      # draw, clip, video
+
+        ic_global, ic_local, stats = self.instance_loss(z_global, z_local, return_stats=True)
+        local_by_video = z_local.transpose(1, 2)                                   # draw, video, clip
+        loss_ll, stats_ll = self.local_local_loss(local_by_video[0], local_by_video[1], return_stats=True)
+        # Global-local for every (global draw, local draw) pair: (0,0), (0,1), (1,0), (1,1).
+        combos_g, combos_l = [0, 0, 1, 1], [0, 1, 0, 1]
+        loss_gl, stats_gl = self.global_local_loss(
+            z_slices[combos_g].flatten(0, 1), local_by_video[combos_l].flatten(0, 1), return_stats=True)
+
+        p = self.params
+        loss_ic = ic_global + ic_local
+        loss = p.ic_weight * loss_ic + p.ll_weight * loss_ll + p.gl_weight * loss_gl
+        return {
+            "loss": loss,
+            "loss_ic": loss_ic.detach(),
+            "loss_ic_global": ic_global.detach(),
+            "loss_ic_local": ic_local.detach(),
+            "loss_ll": loss_ll.detach(),
+            "loss_gl": loss_gl.detach(),
+            **stats,
+            "acc_ll": stats_ll["acc"],
+            "acc_gl": stats_gl["acc"],
+        }
