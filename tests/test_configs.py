@@ -32,3 +32,15 @@ def test_pretrain_config_is_valid(path):
     assert cfg.data.batch_size >= 2, "contrastive methods need negatives"
     assert cfg.optim.name in ("adamw", "sgd")
     assert params is not None
+
+
+def test_demo_and_synthetic_configs_match_their_schemas():
+    from vidssl.data.synthetic.options import SyntheticOptions
+    from vidssl.demo import DemoConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    demo = load_config(DemoConfig, root / "demo.yaml")
+    assert demo == DemoConfig(), "configs/demo.yaml documents the defaults; keep them equal"
+    method_params(demo.method.name, demo.method.params)
+    for name in ("synthetic.yaml", "synthetic_scene_bias.yaml"):
+        load_config(SyntheticOptions, root / name)

@@ -99,7 +99,7 @@ class DemoConfig:
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(
         "r3d_tiny", None, {"temporal_dilation_last_stage": True}))
     method: MethodConfig = field(default_factory=_default_method)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3, warmup_steps=10))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, warmup_steps=10))
     steps: int = 120
     batch_size: int = 8
     supervised_steps: int = 120
