@@ -56,23 +56,6 @@ def check_pair(z0: torch.Tensor, z1: torch.Tensor, min_dim: int = 2) -> None:
         raise ValueError(f"empty embeddings: shape {tuple(z0.shape)}")
 
 
-class _ContiguousGrad(torch.autograd.Function):
-    """Identity whose backward makes the incoming gradient contiguous.
-
-    ``all_gather``'s backward on gloo (an ``all_to_all`` of the per-rank gradient slices) sends
-    wrong values when those slices are not contiguous, which is what a later ``movedim`` or
-    ``unbind`` hands back (measured: wrong gradients for the second half of each rank's rows).
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return grad.contiguous()
-
-
 def gather_batch(z: torch.Tensor, batch_dim: int = -2) -> torch.Tensor:
     """Concatenate ``z`` from every rank along ``batch_dim`` (rank-ordered, with gradients).
 
@@ -80,8 +63,7 @@ def gather_batch(z: torch.Tensor, batch_dim: int = -2) -> torch.Tensor:
     """
     if dist.world_size() == 1:
         return z
-    moved = z.movedim(batch_dim, 0).contiguous()
-    return _ContiguousGrad.apply(dist.gather_with_grad(moved)).movedim(0, batch_dim)
+    return dist.gather_with_grad(z.movedim(batch_dim, 0)).movedim(0, batch_dim)
 
 
 def nt_xent_logits(

@@ -50,7 +50,25 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(x), dim=0)
+    return _ContiguousGrad.apply(torch.cat(all_gather(x.contiguous()), dim=0))
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous.
+
+    ``all_gather``'s backward on gloo (an all-to-all of the per-rank gradient slices) sends
+    wrong values when those slices are not contiguous, which is what a later ``movedim`` or
+    ``unbind`` of the gathered tensor hands back (measured in tests/losses: wrong gradients for
+    part of each rank's rows).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return grad.contiguous()
 
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
