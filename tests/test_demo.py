@@ -12,7 +12,7 @@ def test_demo_pretrains_evaluates_and_writes_the_report(tiny_synthetic, tmp_path
     out = tmp_path / "demo"
     synthetic = [f"synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()]
     rc = main(["demo", "--root", str(tiny_synthetic), "--quiet", f"out_dir={out}", "steps=2",
-               "supervised_steps=2", "seeds=[0,1]", "batch_size=4", "num_workers=0",
+               "supervised_steps=2", "supervised_batch_size=4", "seeds=[0,1]", "batch_size=4", "num_workers=0",
                "eval.num_clips=2", "eval.size=32", "method.params.crop_size=32", *synthetic])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())

@@ -145,7 +145,7 @@ def metric_table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str
 
 
 #: Metrics shown as they are (not as percentages), and ones left out of the tables.
-UNSCALED = ("effective_rank", "alignment", "uniformity", "r2", "clips_per_s", "chance")
+UNSCALED = ("effective_rank", "alignment", "uniformity", "r2", "clips_per_s")
 HIDDEN = ("weight_decay", "val_top1", "/lambda", "effective_rank/dim")
 
 
@@ -195,6 +195,8 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
 
     console = console or Console()
     head, rows = metric_table_rows(summary)
+    keep = set(summary.get("plot_metrics", [])) | {"diagnostics_effective_rank", "train_clips_per_s"}
+    rows = [r for r in rows if r[0] in keep] or rows
     table = Table(title=summary["title"])
     for h in head:
         table.add_column(h, justify="left" if h == "metric" else "right")
@@ -203,3 +205,4 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     console.print(table)
     for n in summary.get("notes", []):
         console.print(f"- {n}", markup=False)
+    console.print("(all metrics, plots and settings: report.html)")
