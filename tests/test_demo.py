@@ -22,7 +22,8 @@ def test_demo_pretrains_evaluates_and_writes_the_report(tiny_synthetic, tmp_path
     assert all(0.0 <= v <= 1.0 for v in tclr["metrics"]["linear_top1"])
     assert any(k.startswith("diagnostics_probe/") for k in tclr["metrics"])
     html = (out / "report.html").read_text()
-    for png in ("loss.png", "probes.png"):
+    assert len(summary["retrieval"]) >= 2 and len(summary["retrieval"][0]["neighbors"]) == 3
+    for png in ("loss.png", "probes.png", "retrieval.png"):
         assert (out / png).stat().st_size > 1000 and png in html
     assert "linear_top1" in html and "random init" in html
     printed = " ".join(capsys.readouterr().out.split())

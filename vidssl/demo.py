@@ -151,6 +151,33 @@ def _flatten(results) -> dict[str, float]:
     return out
 
 
+def retrieval_examples(encoder, root: str, cfg: DemoConfig, *, queries: int = 4,
+                       neighbors: int = 3) -> list[dict[str, Any]]:
+    """Nearest training videos (cosine, same features as the evaluation) of a few test videos,
+    one query per class for the first ``queries`` classes."""
+    from vidssl.data.index import build_index
+    from vidssl.eval import extract_features
+
+    kw = dict(num_clips=cfg.eval.num_clips, clip_len=cfg.eval.clip_len, stride=cfg.eval.stride,
+              size=cfg.eval.size, resize_size=cfg.eval.size, num_workers=cfg.num_workers,
+              progress=False)
+    sets = [extract_features(encoder, build_index("synthetic", root, split=1, subset=s,
+                                                  progress=False), **kw) for s in ("train", "test")]
+    train, test = sets
+    names = train.class_names or [str(i) for i in range(int(train.labels.max()) + 1)]
+    g = torch.nn.functional.normalize(train.features, dim=1)
+    q = torch.nn.functional.normalize(test.features, dim=1)
+    out, seen = [], set()
+    for i, label in enumerate(test.labels.tolist()):
+        if label in seen or len(out) >= queries:
+            continue
+        seen.add(label)
+        top = (g @ q[i]).topk(min(neighbors, len(g))).indices.tolist()
+        out.append({"query": (test.paths[i], names[label]),
+                    "neighbors": [(train.paths[j], names[int(train.labels[j])]) for j in top]})
+    return out
+
+
 def run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
     """Steps 3-6 of the module docstring (the dataset must exist); returns the summary dict."""
     from vidssl.eval import evaluate
@@ -200,6 +227,7 @@ def run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -
         torch.manual_seed(seed)
         record("random init", seed, run_eval(create_encoder(cfg.encoder.name, **cfg.encoder.kwargs)))
     timings["pretrain + eval"] = time.perf_counter() - t0
+    examples = retrieval_examples(load_encoder(result.checkpoint), root, cfg)
     if cfg.supervised:
         t0 = time.perf_counter()
         say(f"supervised upper bound ({cfg.supervised_steps} steps, uses the labels)")
@@ -214,6 +242,7 @@ def run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -
     order = ["random init", method, "supervised"]
     contenders = {k: contenders[k] for k in order if k in contenders}
     summary = build_summary(cfg, root, contenders, losses, timings, num_classes)
+    summary["retrieval"] = examples
     os.makedirs(cfg.out_dir, exist_ok=True)
     with open(os.path.join(cfg.out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
