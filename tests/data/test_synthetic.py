@@ -5,7 +5,6 @@ from __future__ import annotations
 import configparser
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -138,9 +137,8 @@ def test_same_seed_identical_different_seed_differs(dataset, tmp_path):
 def test_rerun_is_idempotent_and_conflicts_raise(dataset):
     root, _ = dataset
     stamp = os.path.getmtime(root / "metadata.jsonl")
-    t0 = time.perf_counter()
     again = make_synthetic(root, **SMALL, progress=False)
-    assert again.already_generated and time.perf_counter() - t0 < 2.0
+    assert again.already_generated
     assert os.path.getmtime(root / "metadata.jsonl") == stamp
     with pytest.raises(DatasetError, match="num_frames=8.*--overwrite") as err:
         make_synthetic(root, **{**SMALL, "num_frames": 8}, progress=False)
