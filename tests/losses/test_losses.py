@@ -316,6 +316,7 @@ def _ddp_worker(rank: int, world: int, tensors: dict, out_dir: str) -> None:
         (ic_g + ic_l).backward()
         torch.save({"loss": loss.detach(), "z0_grad": z0.grad, "ic": (ic_g + ic_l).detach(),
                     "loc_grad": loc.grad}, os.path.join(out_dir, f"rank{rank}.pt"))
+        tdist.barrier()  # no rank tears gloo down while the other is still in a collective
     finally:
         tdist.destroy_process_group()
 
