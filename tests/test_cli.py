@@ -80,6 +80,18 @@ def test_demo_runs_on_small_dataset(small_synthetic, capsys):
     assert "clips/s" in out and "no videos skipped" in out
 
 
+def test_demo_on_a_dataset_made_with_other_settings_asks_for_overwrite(tmp_path, capsys):
+    root = tmp_path / "synthetic"
+    assert main(["make-synthetic", "--out", str(root), "--quiet", *SMALL]) == 0
+    other = [f"synthetic.{kv}" for kv in ["num_classes=2", *SMALL[1:]]]
+    demo = ["demo", "--root", str(root), "--loader-only", "--quiet"]
+    other += ["num_workers=0", "batch_size=2"]
+    assert main([*demo, *other]) == 2
+    assert "--overwrite" in _one_line_error(capsys)
+    assert main([*demo, "--overwrite", *other]) == 0
+    assert "2 classes" in " ".join(capsys.readouterr().out.split())
+
+
 def test_bench_decode_writes_results(small_synthetic, tmp_path, capsys):
     out_dir = tmp_path / "results"
     assert main(["bench", "decode", "--root", str(small_synthetic), "--clips", "6",

@@ -137,7 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = load_config(DemoConfig, args.config, args.overrides)
     steps = 3 if args.loader_only else 6
     console.rule(f"1/{steps}  synthetic dataset")
-    summary = make_synthetic(args.root, progress=not args.quiet,
+    summary = make_synthetic(args.root, progress=not args.quiet, overwrite=args.overwrite,
                              **dataclasses.asdict(cfg.synthetic))
     console.print(summary.describe())
     console.rule(f"2/{steps}  video index (UCF101 layout, split 1)")
@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="demo settings (see configs/demo.yaml)")
     p.add_argument("--loader-only", action="store_true",
                    help="stop after the dataset, index and loader summary")
+    p.add_argument("--overwrite", action="store_true",
+                   help="regenerate the dataset at --root when it was made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted demo settings")
     p.set_defaults(func=cmd_demo)

@@ -316,7 +316,7 @@ def _write_splits(out: Path, classes: list[str], records: list[dict], groups: in
 
 
 def make_synthetic(out_dir: str | os.PathLike, *, num_classes: int = 10,
-                   groups_per_class: int = 6, clips_per_group: int = 4, num_frames: int = 48,
+                   groups_per_class: int = 24, clips_per_group: int = 2, num_frames: int = 48,
                    size: int = 64, fps: float = 16, container: str = "mixed",
                    appearance_correlation: float = 0.0, tracking_sequences: int = 4,
                    seed: int = 0, workers: int | None = None, progress: bool = True,

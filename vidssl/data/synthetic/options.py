@@ -10,8 +10,8 @@ class SyntheticOptions:
     """``make-synthetic`` settings (YAML: ``configs/synthetic.yaml``; CLI: ``key=value``)."""
 
     num_classes: int = 10
-    groups_per_class: int = 6
-    clips_per_group: int = 4
+    groups_per_class: int = 24
+    clips_per_group: int = 2
     num_frames: int = 48
     size: int = 64
     fps: int = 16
