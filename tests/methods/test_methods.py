@@ -1,4 +1,4 @@
-"""CVRL and TCLR: CPU training steps with ``r3d_tiny``, pinned short runs, params validation,
+"""CVRL and TCLR (+ pinned runs of VCOP, O3N, DPC): CPU training steps with ``r3d_tiny``, pinned short runs, params validation,
 augmentation recipes, and the contract the trainer relies on."""
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from vidssl.models.encoders import Preprocess, create_encoder
 B, SIDE, CROP = 4, 40, 32
 CVRL_SMALL = dict(crop_size=CROP, clip_len=8, stride=2, hidden_dim=64)
 TCLR_SMALL = dict(crop_size=CROP, num_frames=16, global_stride=1)  # local clips: 4 x 4 frames
+VCOP_SMALL = dict(crop_size=CROP, clip_len=4, interval=2, hidden_dim=32)
+O3N_SMALL = dict(crop_size=CROP, num_elements=4, element_len=4, element_hidden_dim=32)
+DPC_SMALL = dict(crop_size=CROP, num_blocks=5, block_len=4, frame_step=1, pred_steps=2)
+SMALL = {"cvrl": CVRL_SMALL, "tclr": TCLR_SMALL, "vcop": VCOP_SMALL, "o3n": O3N_SMALL, "dpc": DPC_SMALL}
 
 
 def uint8_views(lengths, seed: int = 0, batch: int = B) -> list[torch.Tensor]:
@@ -34,7 +38,12 @@ def build(name: str, params: dict):
 
 
 def batch_for(method, seed: int = 0) -> dict:
-    return {"views": uint8_views(method.sampler.view_lengths, seed), "targets": {}}
+    """Random views; methods with a classification pretext (``target_key``) get random labels."""
+    targets = {}
+    if hasattr(method, "target_key"):
+        g = torch.Generator().manual_seed(seed)
+        targets[method.target_key] = torch.randint(0, method.head.fc.out_features, (B,), generator=g)
+    return {"views": uint8_views(method.sampler.view_lengths, seed), "targets": targets}
 
 
 # ---------------------------------------------------------------- the trainer's contract
@@ -177,10 +186,13 @@ def pinned_run(name: str, params: dict, steps: int = 3) -> list[float]:
 PINNED = {
     "cvrl": [5.12563, 4.42017, 3.93482],
     "tclr": [10.2138, 12.56462, 13.51919],
+    "vcop": [1.51729, 1.90092, 1.99924],
+    "o3n": [2.10921, 1.38494, 1.41653],
+    "dpc": [3.55969, 3.52283, 3.00464],
 }
 
 
-@pytest.mark.parametrize("name,params", [("cvrl", CVRL_SMALL), ("tclr", TCLR_SMALL)])
+@pytest.mark.parametrize("name,params", list(SMALL.items()))
 def test_pinned_short_run(name, params):
     """Three seeded SGD steps: a change of sampler, augmentation, head, loss or encoder numerics
     moves these values (tolerance covers CPU kernel / thread-count rounding)."""

@@ -48,6 +48,13 @@ def _env() -> dict:
               "method.params.crop_size=32", "encoder.kwargs.temporal_dilation_last_stage=true"]),
     ("supervised", ["method.params.num_classes=4", "method.params.clip_len=4",
                     "method.params.crop_size=32"]),
+    ("vcop", ["method.params.clip_len=4", "method.params.interval=2", "method.params.crop_size=32",
+              "method.params.hidden_dim=16"]),
+    ("vcop", ["method.params.tuple_of=frames", "method.params.crop_size=32"]),
+    ("o3n", ["method.params.num_elements=4", "method.params.element_len=4", "method.params.crop_size=32",
+             "method.params.element_hidden_dim=16"]),
+    ("dpc", ["method.params.num_blocks=4", "method.params.block_len=4", "method.params.frame_step=1",
+             "method.params.pred_steps=2", "method.params.crop_size=32"]),
 ])
 def test_two_steps_through_the_real_loader(tiny_synthetic, tmp_path, method, params):
     base = [a for a in TINY_CVRL if not a.startswith("method.")]
@@ -66,6 +73,32 @@ def test_two_steps_through_the_real_loader(tiny_synthetic, tmp_path, method, par
     assert (tmp_path / "config.yaml").exists() and any((tmp_path / "tb").iterdir())
     enc = load_encoder(tmp_path / "checkpoints" / "last.pt")
     assert isinstance(enc, torch.nn.Module)
+
+
+def test_schedule_hook_follows_the_step_across_resume(tiny_synthetic, tmp_path):
+    """``method.set_step`` sees the step about to run, also right after ``--resume``: DPC's
+    curriculum switches at the same step in a resumed run as in an uninterrupted one."""
+    base = [a for a in TINY_CVRL if not a.startswith("method.")]
+    dpc = ["method.name=dpc", "method.params.num_blocks=4", "method.params.block_len=4",
+           "method.params.frame_step=1", "method.params.pred_steps=1", "method.params.crop_size=32",
+           "method.params.curriculum=[[0.5,2]]", "train.log_every=1", "train.ckpt_every=1",
+           f"data.root={tiny_synthetic}"]
+
+    def run(out, steps, resume=None):
+        cfg = load_config(PretrainConfig, None, [*base, *dpc, f"train.out_dir={out}", "train.max_steps=4"])
+        if steps < 4:
+            cfg.train.max_steps = steps
+            cfg = dataclasses.replace(cfg)
+        torch.manual_seed(0)
+        pretrain(cfg, resume=resume)
+        return {r["step"]: r["pred_steps"] for r in read_metrics(str(out / "metrics.jsonl"))}
+
+    straight = run(tmp_path / "a", 4)
+    assert straight == {1: 1.0, 2: 1.0, 3: 2.0, 4: 2.0}
+    run(tmp_path / "b", 2)
+    # a fresh process would re-create the method with pred_steps=1; so does this call
+    resumed = run(tmp_path / "b", 4, resume=True)
+    assert resumed[3] == 2.0 and resumed[4] == 2.0
 
 
 def test_unknown_keys_and_missing_root_are_one_line_errors(tiny_synthetic, tmp_path):

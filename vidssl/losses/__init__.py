@@ -4,8 +4,11 @@
   (CVRL; the instance part of TCLR). :func:`nt_xent` is the functional core.
 - :class:`TCLRInstanceLoss`, :class:`LocalLocalLoss`, :class:`GlobalLocalLoss` (``tclr``):
   TCLR's instance, local-local and global-local temporal contrastive losses.
+- :class:`DenseContrastiveLoss` (``dpc``): DPC's dense predictive loss (easy, spatial and
+  temporal negatives, gathered over ranks).
 """
 
+from vidssl.losses.dpc import DenseContrastiveLoss
 from vidssl.losses.info_nce import InfoNCELoss, gather_batch, nt_xent, nt_xent_logits
 from vidssl.losses.tclr import GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss, local_view_pairs
 
@@ -18,4 +21,5 @@ __all__ = [
     "LocalLocalLoss",
     "GlobalLocalLoss",
     "local_view_pairs",
+    "DenseContrastiveLoss",
 ]

@@ -9,6 +9,9 @@ so unknown keys are errors). What the training engine relies on:
   ``batch["targets"]`` the sampler's targets; the dict holds a scalar ``"loss"`` plus any
   other scalars worth logging. Augmentations run inside, on the device, batched;
 - ``method.encoder``: the backbone that evaluation and checkpoints export;
+- optional ``method.set_step(step: int, total_steps: int)``, called before each step with the
+  0-based index of the step about to run (also the first one after ``--resume``): behaviour
+  that follows the schedule (DPC's curriculum);
 - optional ``method.after_step(step: int, total_steps: int)`` for EMA / queue updates.
 
 One method per file, no shared base class (see ``docs/architecture.md``).
@@ -42,6 +45,9 @@ def _load_builtin() -> None:
     import vidssl.methods.cvrl  # noqa: F401
     import vidssl.methods.tclr  # noqa: F401
     import vidssl.methods.supervised  # noqa: F401
+    import vidssl.methods.vcop  # noqa: F401
+    import vidssl.methods.o3n  # noqa: F401
+    import vidssl.methods.dpc  # noqa: F401
 
 
 def list_methods() -> list[str]:

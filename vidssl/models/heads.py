@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CVRLProjectionHead", "TCLRProjectionHead"]
+__all__ = ["CVRLProjectionHead", "TCLRProjectionHead", "ConvGRU"]
 
 
 def _check_dim(name: str, value: int, minimum: int = 1) -> int:
@@ -86,3 +86,39 @@ class TCLRProjectionHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.fc1(x)))
         return F.normalize(self.bn2(self.fc2(x)), dim=-1)
+
+
+class ConvGRU(nn.Module):
+    """One-layer convolutional GRU over a sequence of feature maps (DPC's aggregator).
+
+    ``r, u = sigmoid(conv([x_t; h]))``, ``c = tanh(conv([x_t; r * h]))``,
+    ``h = (1 - u) * h + u * c``; dropout on each output. Kernel 1 (DPC) makes it a per-position GRU.
+
+    Shape:
+        - x: ``(B, T, C_in, H, W)``; hidden: ``(B, C_hid, H, W)`` or ``None`` (zeros).
+        - output: ``(outputs (B, T, C_hid, H, W), last hidden (B, C_hid, H, W))``.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, kernel_size: int = 1, dropout: float = 0.0):
+        super().__init__()
+        _check_dim("in_dim", in_dim)
+        _check_dim("hidden_dim", hidden_dim)
+        pad = kernel_size // 2
+        self.gates = nn.Conv2d(in_dim + hidden_dim, 2 * hidden_dim, kernel_size, padding=pad)
+        self.candidate = nn.Conv2d(in_dim + hidden_dim, hidden_dim, kernel_size, padding=pad)
+        self.dropout = nn.Dropout(dropout)
+        self.hidden_dim = hidden_dim
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor | None = None):
+        if x.ndim != 5:
+            raise ValueError(f"ConvGRU expects (B, T, C, H, W), got {tuple(x.shape)}")
+        b, t, _, h, w = x.shape
+        if hidden is None:
+            hidden = x.new_zeros(b, self.hidden_dim, h, w)
+        outputs = []
+        for i in range(t):
+            r, u = torch.sigmoid(self.gates(torch.cat([x[:, i], hidden], 1))).chunk(2, dim=1)
+            c = torch.tanh(self.candidate(torch.cat([x[:, i], r * hidden], 1)))
+            hidden = self.dropout((1 - u) * hidden + u * c)
+            outputs.append(hidden)
+        return torch.stack(outputs, 1), hidden

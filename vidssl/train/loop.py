@@ -107,6 +107,8 @@ def train_step(model: nn.Module, method: nn.Module, batch: dict, optimizer: torc
     """One optimizer step on a batch already on the device (``model`` may be the DDP wrapper of
     ``method``). Raises :class:`NonFiniteLossError` before touching the weights."""
     device_type = batch["views"][0].device.type
+    if hasattr(method, "set_step"):  # schedule-dependent behaviour (DPC's curriculum)
+        method.set_step(step, total)
     with torch.autocast(device_type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
         out = model(batch)
     loss = out["loss"]

@@ -1,0 +1,158 @@
+"""DPC: dense predictive coding (Han et al., ICCVW 2019).
+
+Per video, ``N = 8`` contiguous blocks of 5 frames at frame step 3
+(:class:`~vidssl.data.samplers.DPCBlockSampler`), augmented as one sequence: crop and flip
+shared, colour jitter and grayscale drawn per frame (:func:`~vidssl.data.transforms.dpc_augment`).
+The encoder maps every block to a feature map, averaged over time: ``z_t`` is ``D x H' x W'``.
+A one-layer ConvGRU with 1 x 1 kernels aggregates ``ReLU(z_1 .. z_C)`` (``C = N - K`` context
+blocks) into a context map; a predictor (1 x 1 conv, ReLU, 1 x 1 conv) predicts ``z_{C+1}``,
+whose ReLU is fed back to the GRU to predict ``z_{C+2}`` and so on for ``K = 3`` steps. The
+dense contrastive loss (:class:`~vidssl.losses.dpc.DenseContrastiveLoss`) matches each
+prediction to the true ``z`` at the same video, step and position against every other video,
+step and position (gathered over ranks); raw dot products by default.
+
+``curriculum`` makes the task harder during training: entries ``[start_fraction, pred_steps]``
+switch to predicting more steps from fewer context blocks (the sequence length is fixed).
+
+Reference code: ``TengdaHan/DPC`` (dpc/model_3d.py, backbone/convrnn.py, dpc/main.py). See
+``docs/methods.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from vidssl.data.samplers import DPCBlockSampler
+from vidssl.data.transforms import dpc_augment
+from vidssl.errors import ConfigError
+from vidssl.losses.dpc import SIMILARITIES, DenseContrastiveLoss
+from vidssl.methods import register_method
+from vidssl.models.heads import ConvGRU
+
+__all__ = ["DPCParams", "DPC"]
+
+
+@dataclass
+class DPCParams:
+    """DPC's parameters (defaults: the paper and the authors' code, 128-px Kinetics/UCF101).
+
+    Sequence: num_blocks (8), block_len (5), frame_step (3), short_video (``"pad"``).
+    Prediction: pred_steps ``K`` (3; context = ``num_blocks - K``); curriculum: list of
+        ``[start_fraction, pred_steps]`` (empty: fixed ``K``).
+    Augmentation: crop_size (128); crop and flip per sequence, colour per frame.
+    Aggregator / predictor: gru_kernel (1), gru_dropout (0.1) on the GRU output.
+    Loss: similarity ``"dot"`` (DPC) or ``"cosine"`` with ``temperature``; gather_negatives.
+    """
+
+    num_blocks: int = 8
+    block_len: int = 5
+    frame_step: int = 3
+    short_video: str = "pad"
+    pred_steps: int = 3
+    curriculum: list[list[float]] = field(default_factory=list)
+    crop_size: int = 128
+    gru_kernel: int = 1
+    gru_dropout: float = 0.1
+    similarity: str = "dot"
+    temperature: float = 0.07
+    gather_negatives: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(key: str, msg: str) -> ConfigError:
+            return ConfigError(f"invalid parameter for method 'dpc' at key 'method.params.{key}': {msg}")
+
+        for name, minimum in (("crop_size", 1), ("pred_steps", 1), ("gru_kernel", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise bad(name, f"must be an int >= {minimum}, got {value!r}")
+        if self.gru_kernel % 2 == 0:
+            raise bad("gru_kernel", f"must be odd (same-size padding), got {self.gru_kernel}")
+        if self.similarity not in SIMILARITIES:
+            raise bad("similarity", f"must be one of {SIMILARITIES}, got {self.similarity!r}")
+        steps = [self.pred_steps] + [int(s) for _, s in self.curriculum]
+        for i, entry in enumerate(self.curriculum):
+            if len(entry) != 2 or not 0.0 <= float(entry[0]) <= 1.0 or int(entry[1]) != entry[1]:
+                raise bad(f"curriculum[{i}]", f"must be [start_fraction in 0..1, pred_steps], got {list(entry)}")
+        if max(steps) >= self.num_blocks or min(steps) < 1:
+            raise bad("pred_steps", f"every prediction length (here {steps}) must be in 1..num_blocks-1 "
+                                    f"= 1..{self.num_blocks - 1}, leaving at least one context block")
+        try:
+            build_sampler(self)
+            DenseContrastiveLoss(self.similarity, self.temperature)
+            nn.Dropout(self.gru_dropout)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid parameter for method 'dpc': {' '.join(str(err).split())}") from None
+
+    def pred_steps_at(self, fraction: float) -> int:
+        """Prediction length at ``fraction`` of training under the curriculum."""
+        steps = self.pred_steps
+        for start, k in sorted((float(s), int(k)) for s, k in self.curriculum):
+            if fraction >= start:
+                steps = k
+        return steps
+
+
+def build_sampler(p: DPCParams) -> DPCBlockSampler:
+    return DPCBlockSampler(num_blocks=p.num_blocks, block_len=p.block_len, frame_step=p.frame_step,
+                           short_video=p.short_video)
+
+
+@register_method("dpc", DPCParams)
+class DPC(nn.Module):
+    """DPC around an encoder of the vidssl protocol (``forward_feature_map``, ``preprocess``).
+
+    ``forward(batch)``: ``batch["views"]`` = ``[blocks]`` uint8 ``(B, N L, C, H, W)``. Returns
+    ``loss`` and the loss's ``acc``, ``acc_easy``, ``acc_temporal``, plus ``pred_steps``.
+    """
+
+    def __init__(self, encoder: nn.Module, params: DPCParams):
+        super().__init__()
+        self.params = params
+        self.encoder = encoder
+        self.sampler = build_sampler(params)
+        pre = getattr(encoder, "preprocess", None)
+        kw = {} if pre is None else {"mean": tuple(pre.mean), "std": tuple(pre.std)}
+        self.augment = dpc_augment(params.crop_size, **kw)
+        d = encoder.num_features
+        self.agg = ConvGRU(d, d, params.gru_kernel, params.gru_dropout)
+        self.head = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # predictor
+        self.criterion = DenseContrastiveLoss(params.similarity, params.temperature, params.gather_negatives)
+        self.pred_steps = params.pred_steps
+
+    def set_step(self, step: int, total_steps: int) -> None:
+        """Curriculum: the prediction length for step ``step`` (0-based) of ``total_steps``."""
+        if self.params.curriculum and total_steps > 0:
+            self.pred_steps = self.params.pred_steps_at(step / total_steps)
+
+    def block_features(self, seq: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, N L, C, H, W)`` -> ``(B, N, D, H', W')`` (encoder map averaged over time)."""
+        p = self.params
+        b = seq.shape[0]
+        with torch.no_grad():
+            x = self.augment(seq)                                            # (B, C, N L, S, S)
+        c, s1, s2 = x.shape[1], x.shape[3], x.shape[4]
+        x = x.view(b, c, p.num_blocks, p.block_len, s1, s2).transpose(1, 2).flatten(0, 1)  # (B N, C, L, S, S)
+        fmap = self.encoder.forward_feature_map(x).mean(dim=2)               # (B N, D, H', W')
+        return fmap.view(b, p.num_blocks, *fmap.shape[1:])
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        views = batch["views"]
+        p = self.params
+        if len(views) != 1 or views[0].shape[1] != p.num_blocks * p.block_len:
+            raise ValueError(f"DPC expects one view of {p.num_blocks} x {p.block_len} frames, got "
+                             f"{[tuple(v.shape) for v in views]}")
+        z = self.block_features(views[0])
+        k = self.pred_steps
+        context = torch.relu(z[:, : p.num_blocks - k])
+        _, hidden = self.agg(context)
+        preds = []
+        for step in range(k):
+            pred = self.head(hidden)
+            preds.append(pred)
+            if step + 1 < k:
+                _, hidden = self.agg(torch.relu(pred).unsqueeze(1), hidden)
+        loss, stats = self.criterion(torch.stack(preds, 1), z[:, p.num_blocks - k:], return_stats=True)
+        return {"loss": loss, **stats, "pred_steps": torch.tensor(float(k))}
