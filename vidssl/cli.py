@@ -5,6 +5,7 @@
     vidssl index DATASET --root R   build (and cache) a video index, print a summary table
     vidssl pretrain --config C      self-supervised pretraining (DDP under torchrun)
     vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics
+    vidssl compare                  every method, one budget, one protocol, one table
     vidssl bench decode|train       decode throughput; training data-pipeline efficiency
 
 Errors that are the user's to fix (bad path, corrupt file, unknown key, missing package) print
@@ -153,6 +154,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from vidssl.compare import CompareConfig, run_compare
+    from vidssl.config import load_config
+
+    cfg = load_config(CompareConfig, args.config, args.overrides)
+    run_compare(args.root, cfg, console=_console(), quiet=args.quiet)
+    return 0
+
+
 def cmd_bench_train(args: argparse.Namespace) -> int:
     from vidssl.bench.decode import write_results
     from vidssl.bench.train import run_train_benchmark, to_markdown
@@ -252,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from CHECKPOINT (default: OUT_DIR/checkpoints/last.pt)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("compare", help="pretrain every method under one budget, evaluate, tabulate",
+                       description="Pretrain each method (entries, see vidssl/compare.py) for the "
+                                   "same steps with the same optimiser on the synthetic dataset, "
+                                   "each in its own process, evaluate like the demo and write "
+                                   "comparison.md / comparison.json / report.html. Overrides: "
+                                   "dotted key=value, e.g. steps=60 entries=[cvrl,dpc] seeds=[0,1].")
+    p.add_argument("--root", default=DEFAULT_SYNTHETIC_ROOT, help="dataset folder (%(default)s)")
+    p.add_argument("--config", help="YAML of compare settings")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted settings")
+    p.set_defaults(func=cmd_compare)
 
     from vidssl.eval.command import add_eval_parser
 

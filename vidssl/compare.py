@@ -1,0 +1,228 @@
+"""``vidssl compare``: every method pretrained under one budget, evaluated under one protocol.
+
+Each entry of :data:`COMPARE_ENTRIES` (or ``entries`` in the config) is pretrained for the same
+number of steps with the same optimiser on the synthetic dataset, in its own process (so the
+peak memory of each run is its own: the child's peak resident set size from ``wait4``), then
+evaluated exactly like the demo (split 1, frozen features, linear probe, kNN, retrieval and the
+motion-vs-appearance diagnostics). Random init is the baseline row. Output: ``comparison.md``
+(the table), ``comparison.json`` (every metric), ``report.html``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from vidssl.demo import DemoEval, _flatten
+from vidssl.errors import VidsslError
+from vidssl.train.config import EncoderConfig, OptimConfig
+
+log = logging.getLogger("vidssl")
+
+#: Per-method small-CPU sizes for the synthetic dataset (48-frame 64x64 videos). Batch sizes are
+#: chosen so that one step costs roughly the same (about 0.5-1 s on 2 cores).
+COMPARE_ENTRIES: dict[str, dict[str, Any]] = {
+    "cvrl": {"method": "cvrl", "batch_size": 16,
+             "params": {"clip_len": 16, "stride": 2, "crop_size": 48, "hidden_dim": 256,
+                        "num_hidden_layers": 2}},
+    "tclr": {"method": "tclr", "batch_size": 6, "encoder_kwargs": {"temporal_dilation_last_stage": True},
+             "params": {"num_frames": 16, "global_stride": 2, "crop_size": 48}},
+    "tclr_ll_gl": {"method": "tclr", "batch_size": 6,
+                   "encoder_kwargs": {"temporal_dilation_last_stage": True},
+                   "params": {"num_frames": 16, "global_stride": 2, "crop_size": 48,
+                              "ic_weight": 0.0, "crop_scale": [0.7, 1.0]}},
+    "vcop": {"method": "vcop", "batch_size": 16,
+             "params": {"clip_len": 8, "interval": 4, "crop_size": 48, "hidden_dim": 256}},
+    "shuffle_learn": {"method": "vcop", "batch_size": 32,
+                      "params": {"tuple_of": "frames", "min_gap": 2, "max_gap": 8, "crop_size": 48}},
+    "o3n": {"method": "o3n", "batch_size": 8,
+            "params": {"num_elements": 6, "element_len": 8, "crop_size": 48, "element_hidden_dim": 128}},
+    "dpc": {"method": "dpc", "batch_size": 8,
+            "params": {"num_blocks": 8, "block_len": 5, "frame_step": 1, "pred_steps": 3, "crop_size": 48}},
+}
+
+#: Columns of ``comparison.md``: (metric key, header, scale).
+COLUMNS: list[tuple[str, str, float]] = [
+    ("linear_top1", "action linear probe %", 100.0),
+    ("diagnostics_probe/action/acc", "motion-label probe %", 100.0),
+    ("diagnostics_probe/shape/acc", "shape probe %", 100.0),
+    ("diagnostics_probe/texture/acc", "texture probe %", 100.0),
+    ("diagnostics_probe/background/acc", "background probe %", 100.0),
+    ("retrieval_hit@1", "retrieval R@1 %", 100.0),
+    ("diagnostics_effective_rank", "effective rank", 1.0),
+    ("train_clips_per_s", "train clips/s", 1.0),
+    ("peak_rss_mb", "peak RSS MB", 1.0),
+    ("pretrain_s", "pretrain s", 1.0),
+]
+
+
+@dataclass
+class CompareConfig:
+    """``vidssl compare`` settings (CLI: dotted ``key=value``)."""
+
+    out_dir: str = "runs/compare"
+    entries: list[str] = field(default_factory=lambda: list(COMPARE_ENTRIES))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int = 300
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig("r3d_tiny", None, {}))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, warmup_steps=10))
+    num_workers: int = 2
+    threads: Optional[int] = None     # OMP_NUM_THREADS of the pretraining processes
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> params merged in
+    eval: DemoEval = field(default_factory=DemoEval)
+
+
+def entry_config(cfg: CompareConfig, name: str, root: str, seed: int, out: str):
+    """The :class:`~vidssl.train.config.PretrainConfig` of one entry and seed."""
+    from vidssl.train.config import DataConfig, MethodConfig, PretrainConfig, TrainConfig
+
+    if name not in COMPARE_ENTRIES:
+        raise VidsslError(f"unknown compare entry {name!r}; known: {', '.join(COMPARE_ENTRIES)}")
+    e = COMPARE_ENTRIES[name]
+    params = {**e["params"], **cfg.overrides.get(name, {})}
+    encoder = dataclasses.replace(cfg.encoder, kwargs={**cfg.encoder.kwargs, **e.get("encoder_kwargs", {})})
+    return PretrainConfig(
+        data=DataConfig(dataset="synthetic", root=root, num_workers=cfg.num_workers, batch_size=e["batch_size"]),
+        encoder=encoder, method=MethodConfig(e["method"], params), optim=dataclasses.replace(cfg.optim),
+        train=TrainConfig(epochs=10_000, max_steps=cfg.steps, seed=seed, out_dir=out, progress=False,
+                          log_every=max(1, cfg.steps // 10), tensorboard=False))
+
+
+def pretrain_in_child(pcfg, threads: Optional[int] = None) -> dict[str, float]:
+    """Run ``vidssl pretrain`` on ``pcfg`` in a child process; its wall time and peak RSS."""
+    from vidssl.config import to_yaml
+
+    os.makedirs(pcfg.train.out_dir, exist_ok=True)
+    path = os.path.join(pcfg.train.out_dir, "compare_config.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(to_yaml(pcfg))
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "vidssl", "pretrain", "--config", path], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = out.strip().splitlines()[-1] if out.strip() else "no output"
+        raise VidsslError(f"pretraining {pcfg.method.name} in {pcfg.train.out_dir} failed "
+                          f"(exit {proc.returncode}): {tail}")
+    return {"pretrain_s": time.perf_counter() - t0, "peak_rss_mb": usage.ru_maxrss / 1024.0}
+
+
+def _clips_per_s(out_dir: str) -> float:
+    from vidssl.train.monitor import read_metrics
+
+    recs = [r for r in read_metrics(os.path.join(out_dir, "metrics.jsonl")) if "clips_per_s" in r]
+    return sum(r["clips_per_s"] for r in recs) / len(recs) if recs else float("nan")
+
+
+def run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
+    """Pretrain and evaluate every entry; write the table, JSON and report; return the summary."""
+    from vidssl.eval import evaluate
+    from vidssl.eval.config import EvalConfig
+    from vidssl.models.encoders import create_encoder
+    from vidssl.report import write_report
+    from vidssl.train.checkpoint import load_encoder
+    from vidssl.train.monitor import read_metrics
+
+    unknown = [e for e in cfg.entries if e not in COMPARE_ENTRIES]
+    if unknown:
+        raise VidsslError(f"unknown compare entries {unknown}; known: {', '.join(COMPARE_ENTRIES)}")
+    if not os.path.isdir(root):
+        raise VidsslError(f"dataset folder {root} does not exist; run `vidssl make-synthetic --out {root}`")
+    say = (lambda msg: None) if console is None else (lambda msg: console.rule(msg))
+    ecfg = EvalConfig()
+    ecfg.features.num_clips, ecfg.features.clip_len = cfg.eval.num_clips, cfg.eval.clip_len
+    ecfg.features.stride, ecfg.features.size = cfg.eval.stride, cfg.eval.size
+    ecfg.features.resize_size, ecfg.features.num_workers = cfg.eval.size, cfg.num_workers
+
+    def run_eval(encoder) -> dict[str, float]:
+        return _flatten(evaluate(encoder, dataset="synthetic", root=root, splits=[1],
+                                 protocols=cfg.eval.protocols, config=ecfg, progress=not quiet))
+
+    contenders: dict[str, dict[str, Any]] = {}
+    losses: dict[str, list] = {}
+
+    def record(name: str, seed: int, metrics: dict[str, float]) -> None:
+        c = contenders.setdefault(name, {"seeds": [], "metrics": {}})
+        c["seeds"].append(seed)
+        for k, v in metrics.items():
+            c["metrics"].setdefault(k, []).append(v)
+
+    t_start = time.perf_counter()
+    for seed in cfg.seeds:
+        say(f"random init (seed {seed})")
+        torch.manual_seed(seed)
+        record("random init", seed, run_eval(create_encoder(cfg.encoder.name, **cfg.encoder.kwargs)))
+        for name in cfg.entries:
+            out = os.path.join(cfg.out_dir, f"{name}_seed{seed}")
+            say(f"{name} (seed {seed}, {cfg.steps} steps)")
+            pcfg = entry_config(cfg, name, root, seed, out)
+            cost = pretrain_in_child(pcfg, cfg.threads)
+            losses.setdefault(name, []).append(
+                [(r["step"], r["loss"]) for r in read_metrics(os.path.join(out, "metrics.jsonl"))])
+            metrics = run_eval(load_encoder(os.path.join(out, "checkpoints", "last.pt")))
+            record(name, seed, {**metrics, **cost, "train_clips_per_s": _clips_per_s(out)})
+    summary = {
+        "title": "vidssl compare: methods on the synthetic action dataset (split 1)",
+        "command": "vidssl compare", "contenders": contenders, "losses": losses,
+        "timings": {"total": time.perf_counter() - t_start},
+        "settings": {"root": root, "steps": cfg.steps, "seeds": cfg.seeds,
+                     "optim": dataclasses.asdict(cfg.optim), "encoder": cfg.encoder.name,
+                     "eval": dataclasses.asdict(cfg.eval),
+                     "entries": {n: {**COMPARE_ENTRIES[n], "params": {**COMPARE_ENTRIES[n]["params"],
+                                                                       **cfg.overrides.get(n, {})}}
+                                 for n in cfg.entries}},
+        "notes": ["action = motion label on the synthetic dataset (appearance independent of the class); "
+                  "shape / texture / background probes measure appearance",
+                  "peak RSS: the pretraining process's peak resident memory (CPU run)"],
+        "plot_metrics": ["linear_top1", "diagnostics_probe/action/acc", "diagnostics_probe/shape/acc",
+                         "retrieval_hit@1"],
+        "chance": None,
+    }
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    with open(os.path.join(cfg.out_dir, "comparison.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    table = comparison_table(contenders)
+    with open(os.path.join(cfg.out_dir, "comparison.md"), "w") as f:
+        f.write(table + "\n")
+    summary["report"] = write_report(cfg.out_dir, summary)
+    if console is not None:
+        console.print(table, markup=False)
+        console.print(f"report: {summary['report']}")
+    return summary
+
+
+def comparison_table(contenders: dict[str, dict[str, Any]]) -> str:
+    """Markdown: one row per contender, mean (± std over seeds when more than one)."""
+    from vidssl.report import mean_std
+
+    head = "| method | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    rows = [head, "|---|" + "---:|" * len(COLUMNS)]
+    for name, c in contenders.items():
+        cells = []
+        for key, _, scale in COLUMNS:
+            values = c["metrics"].get(key)
+            if not values:
+                cells.append("-")
+                continue
+            m, s = mean_std(values)
+            digits = 1 if scale != 1.0 or key in ("diagnostics_effective_rank", "train_clips_per_s") else 0
+            cell = f"{scale * m:.{digits}f}"
+            if len(values) > 1:
+                cell += f" ± {scale * s:.{digits}f}"
+            cells.append(cell)
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
