@@ -55,6 +55,8 @@ def _env() -> dict:
              "method.params.element_hidden_dim=16"]),
     ("dpc", ["method.params.num_blocks=4", "method.params.block_len=4", "method.params.frame_step=1",
              "method.params.pred_steps=2", "method.params.crop_size=32"]),
+    ("coclr", ["method.params.num_frames=4", "method.params.crop_size=32", "method.params.queue_size=8",
+               "method.params.topk=2"]),
 ])
 def test_two_steps_through_the_real_loader(tiny_synthetic, tmp_path, method, params):
     base = [a for a in TINY_CVRL if not a.startswith("method.")]

@@ -7,7 +7,9 @@ so unknown keys are errors). What the training engine relies on:
 - ``method(batch) -> dict[str, Tensor]``: ``batch["views"]`` is a list of uint8
   ``(B, T, C, H, W)`` tensors already on the training device (one per sampler view),
   ``batch["targets"]`` the sampler's targets; the dict holds a scalar ``"loss"`` plus any
-  other scalars worth logging. Augmentations run inside, on the device, batched;
+  other scalars worth logging; a true ``"skip_update"`` makes the trainer skip backward and
+  the optimiser for that step (CoCLR while its queue fills). Augmentations run inside, on the
+  device, batched;
 - ``method.encoder``: the backbone that evaluation and checkpoints export;
 - optional ``method.set_step(step: int, total_steps: int)``, called before each step with the
   0-based index of the step about to run (also the first one after ``--resume``): behaviour
@@ -48,6 +50,7 @@ def _load_builtin() -> None:
     import vidssl.methods.vcop  # noqa: F401
     import vidssl.methods.o3n  # noqa: F401
     import vidssl.methods.dpc  # noqa: F401
+    import vidssl.methods.coclr  # noqa: F401
 
 
 def list_methods() -> list[str]:

@@ -116,6 +116,11 @@ def train_step(model: nn.Module, method: nn.Module, batch: dict, optimizer: torc
         terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.items() if v.numel() == 1)
         raise NonFiniteLossError(f"non-finite loss at step {step + 1} ({terms}); "
                                  "lower optim.lr or set optim.clip_grad")
+    if "skip_update" in out and bool(out["skip_update"]):  # e.g. CoCLR while its queue fills
+        # no optimiser step, so no scheduler step either: the schedule counts updates
+        if hasattr(method, "after_step"):
+            method.after_step(step, total)
+        return out
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip_grad:

@@ -1,0 +1,132 @@
+"""CoCLR: the multi-positive loss against a loop, positives mined from the *other* modality's
+top-K, no update until the queue is full (method and trainer), momentum/queue bookkeeping."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vidssl.errors import ConfigError
+from vidssl.methods import create_method
+from vidssl.methods.coclr import mine_positives, multi_positive_nce, residual_frames
+from vidssl.models.encoders import create_encoder
+from vidssl.train.checkpoint import save_checkpoint
+
+SMALL = dict(num_frames=4, crop_size=32, queue_size=8, topk=2, proj_dim=16)
+
+
+def views(seed: int, b: int = 4) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 256, (b, 5, 3, 40, 40), dtype=torch.uint8, generator=g) for _ in range(2)]
+
+
+@pytest.fixture
+def residual_checkpoint(tmp_path):
+    """A stage-1 checkpoint of the residual network, as the trainer writes it."""
+    torch.manual_seed(1)
+    method = create_method("coclr", create_encoder("r3d_tiny"), {**SMALL, "train_modality": "residual"})
+    path = tmp_path / "residual.pt"
+    save_checkpoint({"model": method.state_dict(), "encoder": method.encoder.state_dict(),
+                     "encoder_spec": {"name": "r3d_tiny", "kwargs": {}}, "step": 1}, path)
+    return str(path)
+
+
+def test_multi_positive_nce_matches_a_loop():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6)
+    pos = torch.tensor([[1, 0, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 1]], dtype=torch.bool)
+    expect = sum(-math.log(sum(math.exp(logits[i, j]) for j in range(6) if pos[i, j])
+                           / sum(math.exp(logits[i, j]) for j in range(6))) for i in range(3)) / 3
+    assert multi_positive_nce(logits, pos).item() == pytest.approx(expect, rel=1e-5)
+    single = multi_positive_nce(logits, torch.eye(3, 6, dtype=torch.bool))
+    assert single.item() == pytest.approx(F.cross_entropy(logits, torch.arange(3)).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="at least one positive"):
+        multi_positive_nce(logits, torch.zeros(3, 6, dtype=torch.bool))
+
+
+def test_mined_positives_are_the_other_modalitys_top_k():
+    """Queue entries 5 and 2 are nearest in the other modality; the own-modality similarity
+    plays no part."""
+    q_other = F.normalize(torch.tensor([[1.0, 0.0, 0.0]]), dim=1)
+    queue_other = F.normalize(torch.tensor([[0.0, 1, 0], [-1, 0, 0], [0.8, 0.6, 0], [0, 0, 1],
+                                            [0.1, 1, 0], [0.99, 0.1, 0]]), dim=1)
+    mask = mine_positives(q_other, queue_other, 2)
+    assert mask.nonzero()[:, 1].tolist() == [2, 5]
+
+
+def test_residual_frames():
+    x = torch.arange(4, dtype=torch.float32).view(1, 4, 1, 1, 1).expand(1, 4, 3, 2, 2) / 10
+    r = residual_frames(x)
+    assert r.shape == (1, 3, 3, 2, 2) and torch.allclose(r, torch.full_like(r, 0.1))
+    with pytest.raises(ValueError):
+        residual_frames(x[:, :1])
+
+
+@pytest.mark.parametrize("modality", ["rgb", "residual"])
+def test_infonce_stage_two_cpu_steps(modality):
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"), {**SMALL, "train_modality": modality})
+    assert method.sampler.view_lengths == (5, 5)          # one extra frame for the residuals
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+    before_q = [p.detach().clone() for p in method.encoder.parameters()]
+    before_k = [p.detach().clone() for p in method.encoder_k.parameters()]
+    for step in range(2):
+        out = method({"views": views(step), "targets": {}})
+        assert torch.isfinite(out["loss"]) and "skip_update" not in out
+        assert out["num_positives"].item() == 1.0
+        opt.zero_grad()
+        out["loss"].backward()
+        assert all(p.grad is None for p in method.encoder_k.parameters())
+        opt.step()
+        method.after_step(step, 2)
+    assert any(not torch.equal(a, b) for a, b in zip(before_q, method.encoder.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_k, method.encoder_k.parameters()))  # momentum
+    assert int(method.queue_count) == 8 and int(method.queue_ptr) == 0
+
+
+def test_cotrain_waits_for_a_full_queue_then_mines(residual_checkpoint):
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"),
+                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint})
+    assert not any(p.requires_grad for p in method.other.parameters())
+    method.train()
+    assert not method.other.training                         # frozen BN statistics
+    for step in range(2):                                     # 2 x 4 keys fill the queue of 8
+        out = method({"views": views(step), "targets": {}})
+        assert out["skip_update"].item() == 1.0 and out["loss"].item() == 0.0
+        method.after_step(step, 10)
+    assert int(method.queue_count) == 8 and bool(method.queue_other.abs().sum(1).gt(0).all())
+    out = method({"views": views(5), "targets": {}})
+    assert "skip_update" not in out and out["loss"].item() > 0
+    assert out["num_positives"].item() == 1 + SMALL["topk"]
+
+
+def test_trainer_skips_the_update_while_the_queue_fills(residual_checkpoint):
+    from vidssl.train.loop import train_step
+
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"),
+                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint})
+    opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    weights = [p.detach().clone() for p in method.encoder.parameters()]
+    for step in range(2):
+        train_step(method, method, {"views": views(step), "targets": {}}, opt, sched,
+                   clip_grad=None, amp_dtype=None, step=step, total=4)
+    assert all(torch.equal(a, b) for a, b in zip(weights, method.encoder.parameters()))
+    assert int(method.queue_count) == 8
+    train_step(method, method, {"views": views(3), "targets": {}}, opt, sched,
+               clip_grad=None, amp_dtype=None, step=2, total=4)
+    assert any(not torch.equal(a, b) for a, b in zip(weights, method.encoder.parameters()))
+
+
+@pytest.mark.parametrize("params,key", [({"stage": "cotrain"}, "other_checkpoint"),
+                                        ({"train_modality": "flow"}, "train_modality"),
+                                        ({"topk": 8}, "topk"), ({"momentum": 1.0}, "momentum"),
+                                        ({"stage": "moco"}, "stage")])
+def test_bad_params_are_config_errors(params, key):
+    with pytest.raises(ConfigError, match=key):
+        create_method("coclr", create_encoder("r3d_tiny"), {**SMALL, **params})

@@ -1,0 +1,279 @@
+"""CoCLR: self-supervised co-training for video representation learning (Han et al., NeurIPS 2020).
+
+Two views of a video (:class:`~vidssl.data.samplers.CoTrainingPairSampler`: two clips, half of
+the time one clip twice), each seen in two modalities: RGB and a second one (here: **residual
+frames**, differences of consecutive frames, computed on the device from one extra frame per
+clip). The spatial augmentation (crop, flip) is drawn once per clip and shared by its RGB and
+residual frames; colour jitter touches RGB only.
+
+One network is trained per stage, MoCo style: query encoder + projection MLP, a momentum copy
+for the keys (``m = 0.999``), a queue of past keys (2048, 128-d), ``tau = 0.07``.
+
+- ``stage: infonce`` (initialisation): plain InfoNCE, the key of the other clip of the same
+  video is the only positive.
+- ``stage: cotrain``: the other modality's network, frozen (``other_checkpoint``, from its own
+  InfoNCE stage), embeds the same clips; its embeddings of the queued keys sit in a second queue.
+  The ``topk`` (5) queue entries most similar *in the other modality* to the query's clip join
+  the true key as positives; multi-instance InfoNCE
+  ``-log sum_{p in P} exp(q.p / tau) / sum_n exp(q.n / tau)``. Nothing is updated until the
+  queue is full (the step returns ``skip_update`` and only enqueues).
+
+Either stage can train the RGB network (``train_modality: rgb``, the exported ``encoder``) or
+the residual one (``train_modality: residual``; its encoder sees residual frames). The paper
+alternates: RGB-InfoNCE and Flow-InfoNCE, then co-training cycles, each loading the other's
+last checkpoint through ``other_checkpoint``.
+
+Reference code: ``TengdaHan/CoCLR`` (model/pretrain.py ``InfoNCE``/``CoCLR``, main_coclr.py).
+See ``docs/methods.md`` for what is not here yet (optical-flow modalities, the one-config
+multi-stage schedule, UCF101 group-aware positives).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidssl.data.samplers import CoTrainingPairSampler
+from vidssl.data.transforms import (
+    ColorJitter,
+    Compose,
+    Normalize,
+    RandomGrayscale,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    ToModelLayout,
+)
+from vidssl.errors import ConfigError
+from vidssl.methods import register_method
+from vidssl.train import dist
+
+__all__ = ["CoCLRParams", "CoCLR", "residual_frames", "multi_positive_nce", "mine_positives"]
+
+MODALITIES: tuple[str, ...] = ("rgb", "residual")
+STAGES: tuple[str, ...] = ("infonce", "cotrain")
+
+
+@dataclass
+class CoCLRParams:
+    """CoCLR's parameters (defaults: the paper / authors' code, UCF101 at 128 px).
+
+    Sampling: num_frames (32), stride (1), same_clip_prob (0.5), short_video.
+    Stage: stage ``"infonce"`` | ``"cotrain"``; train_modality ``"rgb"`` | ``"residual"``;
+        other_checkpoint: the frozen other-modality network (``cotrain`` only): a vidssl
+        checkpoint whose ``encoder`` was trained on the other modality.
+    Augmentation: crop_size (128), crop_scale (0.3-1), colour jitter on RGB (p 0.8).
+    MoCo: proj_dim (128), momentum (0.999), queue_size (2048), temperature (0.07).
+    Mining: topk (5) positives from the other modality.
+    """
+
+    num_frames: int = 32
+    stride: int = 1
+    same_clip_prob: float = 0.5
+    short_video: str = "pad"
+    stage: str = "infonce"
+    train_modality: str = "rgb"
+    other_checkpoint: Optional[str] = None
+    crop_size: int = 128
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    color_jitter_prob: float = 0.8
+    proj_dim: int = 128
+    momentum: float = 0.999
+    queue_size: int = 2048
+    temperature: float = 0.07
+    topk: int = 5
+
+    def __post_init__(self) -> None:
+        def bad(key: str, msg: str) -> ConfigError:
+            return ConfigError(f"invalid parameter for method 'coclr' at key 'method.params.{key}': {msg}")
+
+        if self.stage not in STAGES:
+            raise bad("stage", f"must be one of {STAGES}, got {self.stage!r}")
+        if self.train_modality not in MODALITIES:
+            raise bad("train_modality", f"must be one of {MODALITIES}, got {self.train_modality!r} "
+                                        "(optical flow is not a CoCLR modality in vidssl yet)")
+        if self.stage == "cotrain" and not self.other_checkpoint:
+            raise bad("other_checkpoint", "stage 'cotrain' needs the frozen other-modality network's "
+                                          "checkpoint (from its 'infonce' stage)")
+        for name, minimum in (("crop_size", 1), ("proj_dim", 1), ("queue_size", 1), ("topk", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise bad(name, f"must be an int >= {minimum}, got {value!r}")
+        if self.topk >= self.queue_size:
+            raise bad("topk", f"must be smaller than queue_size ({self.queue_size}), got {self.topk}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise bad("momentum", f"must be in [0, 1), got {self.momentum}")
+        if not self.temperature > 0:
+            raise bad("temperature", f"must be > 0, got {self.temperature}")
+        try:
+            build_sampler(self)
+            RandomResizedCrop(self.crop_size, scale=tuple(self.crop_scale))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid parameter for method 'coclr': {' '.join(str(err).split())}") from None
+
+
+def build_sampler(p: CoCLRParams) -> CoTrainingPairSampler:
+    return CoTrainingPairSampler(num_frames=p.num_frames, stride=p.stride, same_clip_prob=p.same_clip_prob,
+                                 modality="residual", extra_frame=True, short_video=p.short_video)
+
+
+def residual_frames(x: torch.Tensor) -> torch.Tensor:
+    """Float ``(B, T + 1, C, H, W)`` frames in ``[0, 1]`` -> ``(B, T, C, H, W)`` differences
+    ``x[t + 1] - x[t]`` in ``[-1, 1]``."""
+    if x.ndim != 5 or x.shape[1] < 2:
+        raise ValueError(f"residual frames need (B, T + 1 >= 2, C, H, W), got {tuple(x.shape)}")
+    return x[:, 1:] - x[:, :-1]
+
+
+def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """``-log sum_{p in P} exp(l_p) / sum_n exp(l_n)`` per row, averaged.
+
+    Args:
+        logits: ``(N, M)`` similarities already divided by ``tau``.
+        positives: ``(N, M)`` bool, at least one ``True`` per row.
+    """
+    if positives.shape != logits.shape or not bool(positives.any(1).all()):
+        raise ValueError("positives must match logits and hold at least one positive per row")
+    pos = logits.masked_fill(~positives, float("-inf")).logsumexp(1)
+    return (logits.logsumexp(1) - pos).mean()
+
+
+def mine_positives(query_other: torch.Tensor, queue_other: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool ``(N, Q)``: for each query, the ``k`` queue entries nearest in the other modality
+    (cosine; inputs L2-normalised)."""
+    idx = (query_other @ queue_other.T).topk(k, dim=1).indices
+    return torch.zeros(query_other.shape[0], queue_other.shape[0], dtype=torch.bool,
+                       device=query_other.device).scatter_(1, idx, True)
+
+
+def projection_head(in_dim: int, out_dim: int) -> nn.Module:
+    """MoCo v2's MLP (the authors' ``InfoNCE``): Linear D->D, ReLU, Linear D->out."""
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+
+
+@register_method("coclr", CoCLRParams)
+class CoCLR(nn.Module):
+    """CoCLR (one stage, one trained modality) around an encoder of the vidssl protocol.
+
+    ``forward(batch)``: ``batch["views"]`` = ``[clip0, clip1]`` uint8 ``(B, T + 1, C, H, W)``.
+    Returns ``loss``, ``acc`` (the true key ranks first), ``num_positives`` (mean positives per
+    query), ``queue_fill`` (fraction of the queue holding real keys) and, while a ``cotrain``
+    queue is filling, ``skip_update = 1`` (the trainer then skips the optimiser step).
+    ``after_step`` updates the momentum encoder and enqueues the step's keys.
+    """
+
+    def __init__(self, encoder: nn.Module, params: CoCLRParams):
+        super().__init__()
+        self.params = p = params
+        self.encoder = encoder
+        self.sampler = build_sampler(params)
+        self.head = projection_head(encoder.num_features, p.proj_dim)
+        self.encoder_k = copy.deepcopy(encoder).requires_grad_(False)
+        self.head_k = copy.deepcopy(self.head).requires_grad_(False)
+        pre = getattr(encoder, "preprocess", None)
+        norm = {} if pre is None else {"mean": tuple(pre.mean), "std": tuple(pre.std)}
+        self.spatial = Compose([RandomResizedCrop(p.crop_size, scale=tuple(p.crop_scale)), RandomHorizontalFlip()])
+        self.rgb_aug = Compose([ColorJitter(0.4, 0.4, 0.4, 0.1, p=p.color_jitter_prob), RandomGrayscale(p=0.2),
+                                Normalize(**norm), ToModelLayout()])
+        self.layout = ToModelLayout()
+        self.other: Optional[nn.Module] = None
+        if p.stage == "cotrain":
+            from vidssl.train.checkpoint import load_checkpoint, load_encoder
+
+            other = load_encoder(p.other_checkpoint)
+            state = load_checkpoint(p.other_checkpoint)
+            head = projection_head(other.num_features, p.proj_dim)
+            head_state = {k[len("head."):]: v for k, v in state["model"].items() if k.startswith("head.")}
+            if head_state:
+                head.load_state_dict(head_state)
+            self.other = nn.Module()  # frozen: no gradient, BN in eval mode
+            self.other.encoder, self.other.head = other, head
+            self.other.requires_grad_(False).eval()
+        self.register_buffer("queue", F.normalize(torch.randn(p.queue_size, p.proj_dim), dim=1))
+        self.register_buffer("queue_other", torch.zeros(p.queue_size, p.proj_dim))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
+        self._pending: Optional[tuple[torch.Tensor, Optional[torch.Tensor]]] = None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.other is not None:
+            self.other.eval()  # frozen BN statistics
+        return self
+
+    def modalities(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ``(B, T + 1, C, H, W)`` -> model-layout RGB and residual inputs, one crop."""
+        x = self.spatial(clip)                                  # float (B, T + 1, C, S, S)
+        return self.rgb_aug(x[:, :-1]), self.layout(residual_frames(x))
+
+    def embed(self, encoder: nn.Module, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(head(encoder.forward_features(x)).float(), dim=1)
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        views = batch["views"]
+        if len(views) != 2:
+            raise ValueError(f"CoCLR expects 2 views ({', '.join(self.sampler.view_names)}), got {len(views)}")
+        p = self.params
+        own = 0 if p.train_modality == "rgb" else 1
+        with torch.no_grad():
+            m0, m1 = self.modalities(views[0]), self.modalities(views[1])
+            k = self.embed(self.encoder_k, self.head_k, m1[own])
+            k_other = q_other = None
+            if self.other is not None:
+                q_other = self.embed(self.other.encoder, self.other.head, m0[1 - own])
+                k_other = self.embed(self.other.encoder, self.other.head, m1[1 - own])
+        k_all = _gather(k)
+        self._pending = (k_all, None if k_other is None else _gather(k_other))
+        full = int(self.queue_count) >= p.queue_size
+        q = self.embed(self.encoder, self.head, m0[own])
+        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.T], 1) / p.temperature
+        positives = torch.zeros_like(logits, dtype=torch.bool)
+        positives[:, 0] = True
+        out: dict[str, torch.Tensor] = {}
+        if self.other is not None:
+            if full:
+                positives[:, 1:] = mine_positives(q_other, self.queue_other, p.topk)
+            else:
+                out["skip_update"] = torch.tensor(1.0)
+        loss = multi_positive_nce(logits, positives)
+        if "skip_update" in out:
+            loss = loss * 0.0
+        with torch.no_grad():
+            out.update(acc=(logits.argmax(1) == 0).float().mean(),
+                       num_positives=positives.sum(1).float().mean(),
+                       queue_fill=torch.tensor(min(1.0, float(self.queue_count) / p.queue_size)))
+        return {"loss": loss, **out}
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Momentum update of the key encoder, then enqueue the last forward's keys."""
+        m = self.params.momentum
+        for q_part, k_part in ((self.encoder, self.encoder_k), (self.head, self.head_k)):
+            for pq, pk in zip(q_part.parameters(), k_part.parameters()):
+                pk.mul_(m).add_(pq.detach(), alpha=1 - m)
+            for bq, bk in zip(q_part.buffers(), k_part.buffers()):
+                bk.copy_(bq)
+        if self._pending is None:
+            return
+        keys, keys_other = self._pending
+        self._pending = None
+        size = self.params.queue_size
+        keys = keys[-size:]
+        n = keys.shape[0]
+        idx = (int(self.queue_ptr) + torch.arange(n, device=keys.device)) % size
+        self.queue[idx] = keys
+        if keys_other is not None:
+            self.queue_other[idx] = keys_other[-size:]
+        self.queue_ptr.fill_((int(self.queue_ptr) + n) % size)
+        self.queue_count.add_(n)
+
+
+def _gather(z: torch.Tensor) -> torch.Tensor:
+    """Keys from every rank (no gradient), rank order: every rank enqueues the same keys."""
+    if dist.world_size() == 1:
+        return z
+    return dist.gather_with_grad(z).detach()
