@@ -130,3 +130,36 @@ def test_trainer_skips_the_update_while_the_queue_fills(residual_checkpoint):
 def test_bad_params_are_config_errors(params, key):
     with pytest.raises(ConfigError, match=key):
         create_method("coclr", create_encoder("r3d_tiny"), {**SMALL, **params})
+
+
+@pytest.mark.parametrize("mode", ["positive", "ignore", "negative"])
+def test_queued_keys_of_the_same_video_and_group(mode):
+    """Step 1 queues keys of videos 0-3 (groups 3, 7, 8, 9). At step 2, video 0 (now tagged
+    group 7) finds its own queued key in slot 0 (treated per ``queue_same_video``) and a key of
+    its group in slot 1 (a positive with group_positives)."""
+    import vidssl.methods.coclr as coclr_module
+
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"),
+                           {**SMALL, "queue_same_video": mode, "group_positives": True})
+    method({"views": views(0), "targets": {}, "index": torch.tensor([0, 1, 2, 3]),
+            "group": torch.tensor([3, 7, 8, 9])})
+    method.after_step(0, 2)
+    assert method.queue_video[:4].tolist() == [0, 1, 2, 3] and method.queue_group[:4].tolist() == [3, 7, 8, 9]
+    captured = {}
+
+    def spy(logits, positives):
+        captured.update(logits=logits, positives=positives)
+        return multi_positive_nce(logits, positives)
+
+    saved, coclr_module.multi_positive_nce = coclr_module.multi_positive_nce, spy
+    try:
+        method({"views": views(1), "targets": {}, "index": torch.tensor([0, 5, 6, 8]),
+                "group": torch.tensor([7, -1, -1, 4])})
+    finally:
+        coclr_module.multi_positive_nce = saved
+    pos, logits = captured["positives"], captured["logits"]   # column 1 + j = queue slot j
+    assert pos[0, 2].item()                                     # group 7
+    assert pos[0, 1].item() == (mode == "positive")
+    assert (logits[0, 1].item() == float("-inf")) == (mode == "ignore")
+    assert not pos[1:, 1:].any()                                # other videos, no shared group

@@ -103,6 +103,34 @@ def test_schedule_hook_follows_the_step_across_resume(tiny_synthetic, tmp_path):
     assert resumed[3] == 2.0 and resumed[4] == 2.0
 
 
+def test_coclr_schedule_runs_its_stages_and_resumes_between_them(tiny_synthetic, tmp_path):
+    """One config: RGB InfoNCE, residual InfoNCE, then RGB co-training with the residual
+    network frozen; --resume skips finished stages."""
+    base = [a for a in TINY_CVRL if not a.startswith("method.")]
+    args = [*base, "method.name=coclr", "method.params.num_frames=4", "method.params.crop_size=32",
+            "method.params.queue_size=8", "method.params.topk=2",
+            "method.params.schedule=[infonce:rgb,infonce:residual,cotrain:rgb]",
+            f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path}", "train.max_steps=3"]
+    torch.manual_seed(0)
+    result = pretrain(load_config(PretrainConfig, None, args))
+    names = ["stage1_infonce_rgb", "stage2_infonce_residual", "stage3_cotrain_rgb"]
+    assert all((tmp_path / n / "stage_done.json").exists() for n in names)
+    assert result.checkpoint == str(tmp_path / names[2] / "checkpoints" / "last.pt")
+    state = load_checkpoint(result.checkpoint)
+    params = state["config"]["method"]["params"]
+    assert params["stage"] == "cotrain" and params["train_modality"] == "rgb"
+    assert params["other_checkpoint"] == str(tmp_path / names[1] / "checkpoints" / "last.pt")
+    cotrain = read_metrics(str(tmp_path / names[2] / "metrics.jsonl"))
+    assert [r.get("skip_update", 0.0) for r in cotrain] == [1.0, 1.0, 0.0]   # queue of 8, batches of 4
+    before = [len(read_metrics(str(tmp_path / n / "metrics.jsonl"))) for n in names]
+    pretrain(load_config(PretrainConfig, None, args), resume=True)          # all done: nothing runs
+    assert [len(read_metrics(str(tmp_path / n / "metrics.jsonl"))) for n in names] == before
+    from vidssl.errors import ConfigError
+    with pytest.raises(ConfigError, match="needs a trained residual network"):
+        pretrain(load_config(PretrainConfig, None, [*args[:-3], "method.params.schedule=[cotrain:rgb]",
+                                                    f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path}"]))
+
+
 def test_unknown_keys_and_missing_root_are_one_line_errors(tiny_synthetic, tmp_path):
     from vidssl.cli import main
     from vidssl.errors import ConfigError

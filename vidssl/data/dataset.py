@@ -117,6 +117,7 @@ class ClipDataset(Dataset):
                         "views": views,
                         "label": int(self.index.labels[pos]),
                         "index": pos,
+                        "group": int(self.index.groups[pos]),
                         "targets": dict(clips.targets),
                         "info": dict(clips.info),
                         "names": clips.names,
@@ -135,7 +136,8 @@ def collate_clips(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     Returns:
         ``views``: list (one per view) of ``uint8 (B, T, C, H, W)``; ``names``: view names;
-        ``label``, ``index``: ``int64 (B,)``; ``targets``: dict of stacked tensors;
+        ``label``, ``index``, ``group``: ``int64 (B,)`` (``group`` -1 where the dataset has no
+        groups); ``targets``: dict of stacked tensors;
         ``info``: dict of lists; ``skipped``: all ``(path, reason)`` pairs of the batch.
     """
     if not samples:
@@ -159,6 +161,7 @@ def collate_clips(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "names": tuple(samples[0]["names"]),
         "label": torch.tensor([s["label"] for s in samples], dtype=torch.int64),
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.int64),
+        "group": torch.tensor([s.get("group", -1) for s in samples], dtype=torch.int64),
         "targets": targets,
         "info": {k: [s["info"][k] for s in samples] for k in samples[0]["info"]},
         "skipped": [pair for s in samples for pair in s["skipped"]],

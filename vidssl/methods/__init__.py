@@ -58,6 +58,14 @@ def list_methods() -> list[str]:
     return sorted(_METHODS)
 
 
+def method_class(name: str) -> type:
+    """The registered class of method ``name`` (``ConfigError`` if unknown)."""
+    _load_builtin()
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(_METHODS))}")
+    return _METHODS[name][0]
+
+
 def method_params(name: str, params: dict[str, Any] | None = None) -> Any:
     """The method's parameter dataclass with ``params`` merged over its defaults.
 

@@ -18,20 +18,28 @@ for the keys (``m = 0.999``), a queue of past keys (2048, 128-d), ``tau = 0.07``
   ``-log sum_{p in P} exp(q.p / tau) / sum_n exp(q.n / tau)``. Nothing is updated until the
   queue is full (the step returns ``skip_update`` and only enqueues).
 
+``schedule`` runs the paper's alternation from one config: e.g. ``["infonce:rgb",
+"infonce:residual", "cotrain:rgb", "cotrain:residual"]`` trains each stage for the config's
+``train`` budget into ``OUT_DIR/stageN_STAGE_MODALITY``; a co-training stage takes the latest
+checkpoint of the other modality from an earlier stage. ``vidssl pretrain --resume`` skips
+finished stages and resumes the interrupted one (:func:`stage_configs`,
+:func:`vidssl.train.stages.run_stages`).
+
 Either stage can train the RGB network (``train_modality: rgb``, the exported ``encoder``) or
 the residual one (``train_modality: residual``; its encoder sees residual frames). The paper
 alternates: RGB-InfoNCE and Flow-InfoNCE, then co-training cycles, each loading the other's
 last checkpoint through ``other_checkpoint``.
 
 Reference code: ``TengdaHan/CoCLR`` (model/pretrain.py ``InfoNCE``/``CoCLR``, main_coclr.py).
-See ``docs/methods.md`` for what is not here yet (optical-flow modalities, the one-config
-multi-stage schedule, UCF101 group-aware positives).
+See ``docs/methods.md`` for what is not here yet (optical-flow modalities).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import dataclasses
+import os
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -52,10 +60,11 @@ from vidssl.errors import ConfigError
 from vidssl.methods import register_method
 from vidssl.train import dist
 
-__all__ = ["CoCLRParams", "CoCLR", "residual_frames", "multi_positive_nce", "mine_positives"]
+__all__ = ["CoCLRParams", "CoCLR", "residual_frames", "multi_positive_nce", "mine_positives", "stage_configs"]
 
 MODALITIES: tuple[str, ...] = ("rgb", "residual")
 STAGES: tuple[str, ...] = ("infonce", "cotrain")
+SAME_VIDEO: tuple[str, ...] = ("positive", "ignore", "negative")
 
 
 @dataclass
@@ -69,6 +78,10 @@ class CoCLRParams:
     Augmentation: crop_size (128), crop_scale (0.3-1), colour jitter on RGB (p 0.8).
     MoCo: proj_dim (128), momentum (0.999), queue_size (2048), temperature (0.07).
     Mining: topk (5) positives from the other modality.
+    Queue entries of the query's own video (keys of earlier clips of it): queue_same_video
+        ``"positive"`` (they are the same instance), ``"ignore"`` (out of the denominator) or
+        ``"negative"`` (plain MoCo). group_positives: entries of the same dataset group (UCF101's
+        ``gGG``: clips cut from one longer video) count as positives too.
     """
 
     num_frames: int = 32
@@ -86,17 +99,33 @@ class CoCLRParams:
     queue_size: int = 2048
     temperature: float = 0.07
     topk: int = 5
+    queue_same_video: str = "positive"
+    group_positives: bool = False
+    schedule: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         def bad(key: str, msg: str) -> ConfigError:
             return ConfigError(f"invalid parameter for method 'coclr' at key 'method.params.{key}': {msg}")
 
+        if self.queue_same_video not in SAME_VIDEO:
+            raise bad("queue_same_video", f"must be one of {SAME_VIDEO}, got {self.queue_same_video!r}")
         if self.stage not in STAGES:
             raise bad("stage", f"must be one of {STAGES}, got {self.stage!r}")
+        trained: set[str] = set()
+        for i, entry in enumerate(self.schedule):
+            stage, _, modality = str(entry).partition(":")
+            if stage not in STAGES or modality not in MODALITIES:
+                raise bad(f"schedule[{i}]", f"must be 'STAGE:MODALITY' with STAGE in {STAGES} and "
+                                            f"MODALITY in {MODALITIES}, got {entry!r}")
+            other = "residual" if modality == "rgb" else "rgb"
+            if stage == "cotrain" and other not in trained and not self.other_checkpoint:
+                raise bad(f"schedule[{i}]", f"{entry!r} needs a trained {other} network: an earlier "
+                                            f"stage that trains it, or other_checkpoint")
+            trained.add(modality)
         if self.train_modality not in MODALITIES:
             raise bad("train_modality", f"must be one of {MODALITIES}, got {self.train_modality!r} "
                                         "(optical flow is not a CoCLR modality in vidssl yet)")
-        if self.stage == "cotrain" and not self.other_checkpoint:
+        if self.stage == "cotrain" and not self.other_checkpoint and not self.schedule:
             raise bad("other_checkpoint", "stage 'cotrain' needs the frozen other-modality network's "
                                           "checkpoint (from its 'infonce' stage)")
         for name, minimum in (("crop_size", 1), ("proj_dim", 1), ("queue_size", 1), ("topk", 1)):
@@ -197,7 +226,9 @@ class CoCLR(nn.Module):
         self.register_buffer("queue_other", torch.zeros(p.queue_size, p.proj_dim))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
-        self._pending: Optional[tuple[torch.Tensor, Optional[torch.Tensor]]] = None
+        self.register_buffer("queue_video", torch.full((p.queue_size,), -2, dtype=torch.long))
+        self.register_buffer("queue_group", torch.full((p.queue_size,), -2, dtype=torch.long))
+        self._pending: Optional[tuple] = None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -226,17 +257,29 @@ class CoCLR(nn.Module):
             if self.other is not None:
                 q_other = self.embed(self.other.encoder, self.other.head, m0[1 - own])
                 k_other = self.embed(self.other.encoder, self.other.head, m1[1 - own])
-        k_all = _gather(k)
-        self._pending = (k_all, None if k_other is None else _gather(k_other))
+        b = k.shape[0]
+        video = batch.get("index", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
+        group = batch.get("group", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
+        self._pending = (_gather(k), None if k_other is None else _gather(k_other),
+                         _gather(video.double()).long(), _gather(group.double()).long())
         full = int(self.queue_count) >= p.queue_size
         q = self.embed(self.encoder, self.head, m0[own])
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.T], 1) / p.temperature
         positives = torch.zeros_like(logits, dtype=torch.bool)
         positives[:, 0] = True
+        same_video = (video[:, None] == self.queue_video[None, :]) & (video[:, None] >= 0)
+        if p.queue_same_video == "positive":
+            positives[:, 1:] |= same_video
+        elif p.queue_same_video == "ignore":
+            logits[:, 1:] = logits[:, 1:].masked_fill(same_video, float("-inf"))
+        if p.group_positives:
+            positives[:, 1:] |= (group[:, None] == self.queue_group[None, :]) & (group[:, None] >= 0)
+        if p.queue_same_video == "ignore":
+            positives[:, 1:] &= ~same_video
         out: dict[str, torch.Tensor] = {}
         if self.other is not None:
             if full:
-                positives[:, 1:] = mine_positives(q_other, self.queue_other, p.topk)
+                positives[:, 1:] |= mine_positives(q_other, self.queue_other, p.topk)
             else:
                 out["skip_update"] = torch.tensor(1.0)
         loss = multi_positive_nce(logits, positives)
@@ -259,13 +302,15 @@ class CoCLR(nn.Module):
                 bk.copy_(bq)
         if self._pending is None:
             return
-        keys, keys_other = self._pending
+        keys, keys_other, video, group = self._pending
         self._pending = None
         size = self.params.queue_size
         keys = keys[-size:]
         n = keys.shape[0]
         idx = (int(self.queue_ptr) + torch.arange(n, device=keys.device)) % size
         self.queue[idx] = keys
+        self.queue_video[idx] = video[-size:]
+        self.queue_group[idx] = group[-size:]
         if keys_other is not None:
             self.queue_other[idx] = keys_other[-size:]
         self.queue_ptr.fill_((int(self.queue_ptr) + n) % size)
@@ -277,3 +322,31 @@ def _gather(z: torch.Tensor) -> torch.Tensor:
     if dist.world_size() == 1:
         return z
     return dist.gather_with_grad(z).detach()
+
+
+def stage_configs(cfg) -> list:
+    """``[(name, PretrainConfig)]`` of the stages of ``cfg.method.params.schedule`` (empty when
+    there is no schedule). Each stage writes to ``OUT_DIR/stageN_STAGE_MODALITY``; co-training
+    stages get ``other_checkpoint`` = the other modality's latest earlier stage."""
+    from vidssl.methods import method_params
+    from vidssl.train.config import MethodConfig
+
+    p = method_params("coclr", cfg.method.params)
+    latest: dict[str, str] = {}
+    if p.other_checkpoint:
+        latest["residual" if p.train_modality == "rgb" else "rgb"] = p.other_checkpoint
+    stages = []
+    for i, entry in enumerate(p.schedule):
+        stage, _, modality = entry.partition(":")
+        name = f"stage{i + 1}_{stage}_{modality}"
+        out_dir = os.path.join(cfg.train.out_dir, name)
+        params = {**dict(cfg.method.params), "schedule": [], "stage": stage, "train_modality": modality}
+        if stage == "cotrain":
+            params["other_checkpoint"] = latest["residual" if modality == "rgb" else "rgb"]
+        stages.append((name, dataclasses.replace(cfg, method=MethodConfig("coclr", params),
+                                                 train=dataclasses.replace(cfg.train, out_dir=out_dir))))
+        latest[modality] = os.path.join(out_dir, "checkpoints", "last.pt")
+    return stages
+
+
+CoCLR.stage_configs = staticmethod(stage_configs)  # what vidssl.train.stages looks for

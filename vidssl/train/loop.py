@@ -98,6 +98,9 @@ def to_device(batch: dict, device: torch.device) -> dict:
     out["views"] = [v.to(device, non_blocking=True) for v in batch["views"]]
     out["targets"] = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
     out["label"] = batch["label"].to(device, non_blocking=True)
+    for key in ("index", "group"):
+        if key in batch:
+            out[key] = batch[key].to(device, non_blocking=True)
     return out
 
 
@@ -152,7 +155,15 @@ def build_components(cfg: PretrainConfig, device: torch.device):
 
 def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainResult:
     """Train ``cfg.method`` on ``cfg.data``; ``resume`` = a checkpoint path or True for the run's
-    ``checkpoints/last.pt``. Returns where things were written and what was measured."""
+    ``checkpoints/last.pt``. Returns where things were written and what was measured.
+
+    A config whose method expands into stages (CoCLR's ``schedule``) runs them in order
+    (:mod:`vidssl.train.stages`); ``resume`` then skips finished stages."""
+    from vidssl.train.stages import config_stages, run_stages
+
+    stages = config_stages(cfg)
+    if stages:
+        return run_stages(stages, resume)
     t, data = cfg.train, cfg.data
     device = resolve_device(t.device)
     dist.init_distributed(device)
