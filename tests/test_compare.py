@@ -20,7 +20,8 @@ def test_every_entry_is_a_valid_method_config(tmp_path):
     for name in cfg.entries:
         pcfg = entry_config(cfg, name, str(tmp_path), 0, str(tmp_path / name))
         method_params(pcfg.method.name, pcfg.method.params)
-        assert pcfg.train.max_steps == cfg.steps and pcfg.optim == cfg.optim  # one budget for all
+        stages = COMPARE_ENTRIES[name].get("stages", 1)
+        assert pcfg.train.max_steps * stages == cfg.steps and pcfg.optim == cfg.optim  # one budget
 
 
 def test_overrides_merge_and_unknown_entries_fail(tmp_path):
@@ -41,17 +42,19 @@ def test_table_has_a_row_per_contender():
 
 def test_compare_runs_each_method_in_a_child_and_writes_the_table(tiny_synthetic, tmp_path):
     out = tmp_path / "cmp"
-    rc = main(["compare", "--root", str(tiny_synthetic), "--quiet", f"out_dir={out}", "steps=2",
-               "entries=[cvrl,dpc]", "num_workers=0", "eval.num_clips=2", "eval.size=32",
+    rc = main(["compare", "--root", str(tiny_synthetic), "--quiet", f"out_dir={out}",
+               "entries=[cvrl,dpc,coclr]", "num_workers=0", "eval.num_clips=2", "eval.size=32",
                "eval.protocols=[linear,retrieval,diagnostics]",
-               "overrides={cvrl: {crop_size: 32}, dpc: {crop_size: 32, num_blocks: 4}}"])
+               "steps=3", "overrides={cvrl: {crop_size: 32}, dpc: {crop_size: 32, num_blocks: 4}, "
+               "coclr: {crop_size: 32, num_frames: 4, queue_size: 4, topk: 2}}"])
     assert rc == 0
     summary = json.loads((out / "comparison.json").read_text())
-    assert list(summary["contenders"]) == ["random init", "cvrl", "dpc"]
-    for name in ("cvrl", "dpc"):
+    assert list(summary["contenders"]) == ["random init", "cvrl", "dpc", "coclr"]
+    for name in ("cvrl", "dpc", "coclr"):
         m = summary["contenders"][name]["metrics"]
         assert m["peak_rss_mb"][0] > 50 and m["pretrain_s"][0] > 0 and m["train_clips_per_s"][0] > 0
         assert 0.0 <= m["linear_top1"][0] <= 1.0
-        assert (out / f"{name}_seed0" / "checkpoints" / "last.pt").exists()
+    assert (out / "cvrl_seed0" / "checkpoints" / "last.pt").exists()
+    assert (out / "coclr_seed0" / "stage3_cotrain_rgb" / "checkpoints" / "last.pt").exists()
     table = (out / "comparison.md").read_text()
     assert "| cvrl |" in table and "| dpc |" in table and (out / "report.html").exists()

@@ -48,6 +48,10 @@ COMPARE_ENTRIES: dict[str, dict[str, Any]] = {
             "params": {"num_elements": 6, "element_len": 8, "crop_size": 48, "element_hidden_dim": 128}},
     "dpc": {"method": "dpc", "batch_size": 8,
             "params": {"num_blocks": 8, "block_len": 5, "frame_step": 1, "pred_steps": 3, "crop_size": 48}},
+    # three stages share the budget: RGB InfoNCE, residual InfoNCE, RGB co-training
+    "coclr": {"method": "coclr", "batch_size": 16, "stages": 3,
+              "params": {"num_frames": 16, "crop_size": 48, "queue_size": 128, "momentum": 0.99,
+                         "schedule": ["infonce:rgb", "infonce:residual", "cotrain:rgb"]}},
 }
 
 #: Columns of ``comparison.md``: (metric key, header, scale).
@@ -93,7 +97,7 @@ def entry_config(cfg: CompareConfig, name: str, root: str, seed: int, out: str):
     return PretrainConfig(
         data=DataConfig(dataset="synthetic", root=root, num_workers=cfg.num_workers, batch_size=e["batch_size"]),
         encoder=encoder, method=MethodConfig(e["method"], params), optim=dataclasses.replace(cfg.optim),
-        train=TrainConfig(epochs=10_000, max_steps=cfg.steps, seed=seed, out_dir=out, progress=False,
+        train=TrainConfig(epochs=10_000, max_steps=max(1, cfg.steps // e.get("stages", 1)), seed=seed, out_dir=out, progress=False,
                           log_every=max(1, cfg.steps // 10), tensorboard=False))
 
 
@@ -136,6 +140,7 @@ def run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = Fa
     from vidssl.report import write_report
     from vidssl.train.checkpoint import load_encoder
     from vidssl.train.monitor import read_metrics
+    from vidssl.train.stages import config_stages
 
     unknown = [e for e in cfg.entries if e not in COMPARE_ENTRIES]
     if unknown:
@@ -171,10 +176,17 @@ def run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = Fa
             say(f"{name} (seed {seed}, {cfg.steps} steps)")
             pcfg = entry_config(cfg, name, root, seed, out)
             cost = pretrain_in_child(pcfg, cfg.threads)
-            losses.setdefault(name, []).append(
-                [(r["step"], r["loss"]) for r in read_metrics(os.path.join(out, "metrics.jsonl"))])
-            metrics = run_eval(load_encoder(os.path.join(out, "checkpoints", "last.pt")))
-            record(name, seed, {**metrics, **cost, "train_clips_per_s": _clips_per_s(out)})
+            stages = config_stages(pcfg)          # multi-stage methods: the last stage is the result
+            runs = [s.train.out_dir for _, s in stages] or [out]
+            steps, curve = 0, []
+            for run in runs:
+                recs = read_metrics(os.path.join(run, "metrics.jsonl"))
+                curve += [(steps + r["step"], r["loss"]) for r in recs]
+                steps += recs[-1]["step"] if recs else 0
+            losses.setdefault(name, []).append(curve)
+            metrics = run_eval(load_encoder(os.path.join(runs[-1], "checkpoints", "last.pt")))
+            clips = [_clips_per_s(r) for r in runs]
+            record(name, seed, {**metrics, **cost, "train_clips_per_s": sum(clips) / len(clips)})
     summary = {
         "title": "vidssl compare: methods on the synthetic action dataset (split 1)",
         "command": "vidssl compare", "contenders": contenders, "losses": losses,
