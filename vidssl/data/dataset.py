@@ -14,6 +14,7 @@ failures, which means something systematic (a broken backend, an empty mount), r
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -44,6 +45,11 @@ class ClipDataset(Dataset):
             device, batched, not here.
         seed: base seed of the per-sample generators.
         max_attempts: consecutive decode failures tolerated before raising.
+        paired: ``(root, paired_root)``: also decode, at the same frame indices, the video at the
+            same path relative to ``root`` under ``paired_root`` (e.g. precomputed optical flow
+            written by ``tools/precompute_flow.py``); its views follow the main ones. Indices past
+            the paired video's end are clamped (a flow video has one frame fewer). A missing or
+            unreadable paired file skips the sample like a bad main file.
 
     Returns (per item) a dict: ``views`` (list of ``uint8 (T, C, H, W)``), ``label`` (int),
     ``index`` (int, the position actually read), ``targets`` (dict), ``info`` (dict),
@@ -59,6 +65,7 @@ class ClipDataset(Dataset):
         transform: ClipTransform | None = None,
         seed: int = 0,
         max_attempts: int = 20,
+        paired: tuple[str, str] | None = None,
     ):
         if len(index) == 0:
             raise VidsslError(f"dataset {index.name!r} has no videos")
@@ -70,6 +77,7 @@ class ClipDataset(Dataset):
         self.transform = transform
         self.seed = int(seed)
         self.max_attempts = int(max_attempts)
+        self.paired = None if paired is None else (os.fspath(paired[0]), os.fspath(paired[1]))
         self.epoch = 0
         self._known_bad: set[int] = set()  # per process: files already seen to fail
 
@@ -82,6 +90,20 @@ class ClipDataset(Dataset):
 
     def rng(self, i: int, attempt: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, int(i), attempt])
+
+    def paired_path(self, path: str) -> str:
+        root, paired_root = self.paired
+        return os.path.join(paired_root, os.path.relpath(path, root))
+
+    def load_paired(self, path: str, clips: SampledClips) -> list[torch.Tensor]:
+        """The paired video's frames at ``clips``' indices, one tensor per view."""
+        other = self.paired_path(path)
+        if not os.path.exists(other):
+            raise VideoDecodeError(other, f"paired video of {path} not found")
+        with open_video(other, self.decoder, **self.decoder_kwargs) as dec:
+            last = dec.metadata.num_frames - 1
+            frames = dec.get_frames(np.minimum(clips.all_indices, last))
+        return list(torch.split(frames, [len(v) for v in clips.views]))
 
     def load(self, i: int, rng: np.random.Generator) -> tuple[list[torch.Tensor], SampledClips]:
         """Sample and decode video ``i`` (raises ``VideoDecodeError`` on a bad file)."""
@@ -97,6 +119,8 @@ class ClipDataset(Dataset):
             views = [frames]
         else:
             views = list(torch.split(frames, [len(v) for v in clips.views]))
+        if self.paired is not None:
+            views += self.load_paired(path, clips)
         if self.transform is not None:
             views = [self.transform(v) for v in views]
         return views, clips

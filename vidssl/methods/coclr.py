@@ -1,10 +1,13 @@
 """CoCLR: self-supervised co-training for video representation learning (Han et al., NeurIPS 2020).
 
 Two views of a video (:class:`~vidssl.data.samplers.CoTrainingPairSampler`: two clips, half of
-the time one clip twice), each seen in two modalities: RGB and a second one (here: **residual
-frames**, differences of consecutive frames, computed on the device from one extra frame per
-clip). The spatial augmentation (crop, flip) is drawn once per clip and shared by its RGB and
-residual frames; colour jitter touches RGB only.
+the time one clip twice), each seen in two modalities: RGB and a second one: **residual
+frames** (differences of consecutive frames, computed on the device from one extra frame per
+clip; the default), **flow** (torchvision's RAFT on the device, frozen) or **flow_video**
+(optical flow precomputed by ``tools/precompute_flow.py`` and read through
+``data.paired_root``), flow encoded as the paper's 3-channel image. The spatial augmentation
+(crop, flip) is drawn once per clip and shared by its RGB and second-modality frames; colour
+jitter touches RGB only.
 
 One network is trained per stage, MoCo style: query encoder + projection MLP, a momentum copy
 for the keys (``m = 0.999``), a queue of past keys (2048, 128-d), ``tau = 0.07``.
@@ -31,7 +34,7 @@ alternates: RGB-InfoNCE and Flow-InfoNCE, then co-training cycles, each loading 
 last checkpoint through ``other_checkpoint``.
 
 Reference code: ``TengdaHan/CoCLR`` (model/pretrain.py ``InfoNCE``/``CoCLR``, main_coclr.py).
-See ``docs/methods.md`` for what is not here yet (optical-flow modalities).
+See ``docs/methods.md``.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from vidssl.train import dist
 
 __all__ = ["CoCLRParams", "CoCLR", "residual_frames", "multi_positive_nce", "mine_positives", "stage_configs"]
 
-MODALITIES: tuple[str, ...] = ("rgb", "residual")
+SECOND_MODALITIES: tuple[str, ...] = ("residual", "flow", "flow_video")
 STAGES: tuple[str, ...] = ("infonce", "cotrain")
 SAME_VIDEO: tuple[str, ...] = ("positive", "ignore", "negative")
 
@@ -72,7 +75,10 @@ class CoCLRParams:
     """CoCLR's parameters (defaults: the paper / authors' code, UCF101 at 128 px).
 
     Sampling: num_frames (32), stride (1), same_clip_prob (0.5), short_video.
-    Stage: stage ``"infonce"`` | ``"cotrain"``; train_modality ``"rgb"`` | ``"residual"``;
+    Second modality: ``"residual"`` (frame differences, default), ``"flow"`` (RAFT on the fly:
+        flow_model, flow_weights ``"default"`` | path | ``None``, flow_bound in pixels) or
+        ``"flow_video"`` (precomputed flow videos paired through ``data.paired_root``).
+    Stage: stage ``"infonce"`` | ``"cotrain"``; train_modality ``"rgb"`` or the second modality;
         other_checkpoint: the frozen other-modality network (``cotrain`` only): a vidssl
         checkpoint whose ``encoder`` was trained on the other modality.
     Augmentation: crop_size (128), crop_scale (0.3-1), colour jitter on RGB (p 0.8).
@@ -90,6 +96,10 @@ class CoCLRParams:
     short_video: str = "pad"
     stage: str = "infonce"
     train_modality: str = "rgb"
+    second_modality: str = "residual"
+    flow_model: str = "raft_small"
+    flow_weights: Optional[str] = "default"
+    flow_bound: float = 20.0
     other_checkpoint: Optional[str] = None
     crop_size: int = 128
     crop_scale: tuple[float, float] = (0.3, 1.0)
@@ -111,20 +121,23 @@ class CoCLRParams:
             raise bad("queue_same_video", f"must be one of {SAME_VIDEO}, got {self.queue_same_video!r}")
         if self.stage not in STAGES:
             raise bad("stage", f"must be one of {STAGES}, got {self.stage!r}")
+        if self.second_modality not in SECOND_MODALITIES:
+            raise bad("second_modality", f"must be one of {SECOND_MODALITIES}, got {self.second_modality!r}")
+        modalities = ("rgb", self.second_modality)
         trained: set[str] = set()
         for i, entry in enumerate(self.schedule):
             stage, _, modality = str(entry).partition(":")
-            if stage not in STAGES or modality not in MODALITIES:
+            if stage not in STAGES or modality not in modalities:
                 raise bad(f"schedule[{i}]", f"must be 'STAGE:MODALITY' with STAGE in {STAGES} and "
-                                            f"MODALITY in {MODALITIES}, got {entry!r}")
-            other = "residual" if modality == "rgb" else "rgb"
+                                            f"MODALITY in {modalities}, got {entry!r}")
+            other = self.second_modality if modality == "rgb" else "rgb"
             if stage == "cotrain" and other not in trained and not self.other_checkpoint:
                 raise bad(f"schedule[{i}]", f"{entry!r} needs a trained {other} network: an earlier "
                                             f"stage that trains it, or other_checkpoint")
             trained.add(modality)
-        if self.train_modality not in MODALITIES:
-            raise bad("train_modality", f"must be one of {MODALITIES}, got {self.train_modality!r} "
-                                        "(optical flow is not a CoCLR modality in vidssl yet)")
+        if self.train_modality not in modalities:
+            raise bad("train_modality", f"must be 'rgb' or the second modality "
+                                        f"({self.second_modality!r}), got {self.train_modality!r}")
         if self.stage == "cotrain" and not self.other_checkpoint and not self.schedule:
             raise bad("other_checkpoint", "stage 'cotrain' needs the frozen other-modality network's "
                                           "checkpoint (from its 'infonce' stage)")
@@ -147,7 +160,7 @@ class CoCLRParams:
 
 def build_sampler(p: CoCLRParams) -> CoTrainingPairSampler:
     return CoTrainingPairSampler(num_frames=p.num_frames, stride=p.stride, same_clip_prob=p.same_clip_prob,
-                                 modality="residual", extra_frame=True, short_video=p.short_video)
+                                 modality=p.second_modality, extra_frame=True, short_video=p.short_video)
 
 
 def residual_frames(x: torch.Tensor) -> torch.Tensor:
@@ -209,6 +222,11 @@ class CoCLR(nn.Module):
         self.rgb_aug = Compose([ColorJitter(0.4, 0.4, 0.4, 0.1, p=p.color_jitter_prob), RandomGrayscale(p=0.2),
                                 Normalize(**norm), ToModelLayout()])
         self.layout = ToModelLayout()
+        self.flow = None
+        if p.second_modality == "flow":
+            from vidssl.models.flow import load_raft
+
+            self.flow = load_raft(p.flow_model, p.flow_weights)
         self.other: Optional[nn.Module] = None
         if p.stage == "cotrain":
             from vidssl.train.checkpoint import load_checkpoint, load_encoder
@@ -236,22 +254,37 @@ class CoCLR(nn.Module):
             self.other.eval()  # frozen BN statistics
         return self
 
-    def modalities(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 ``(B, T + 1, C, H, W)`` -> model-layout RGB and residual inputs, one crop."""
+    def modalities(self, clip: torch.Tensor, paired: Optional[torch.Tensor] = None):
+        """uint8 ``(B, T + 1, C, H, W)`` (and its paired flow video) -> model-layout RGB and
+        second-modality inputs under one crop."""
+        t = clip.shape[1] - 1
+        if paired is not None:  # flow video: crop the RGB and flow frames together
+            x = self.spatial(torch.cat([clip, paired], dim=1))
+            return self.rgb_aug(x[:, :t]), self.layout(x[:, t + 1: 2 * t + 1])
         x = self.spatial(clip)                                  # float (B, T + 1, C, S, S)
-        return self.rgb_aug(x[:, :-1]), self.layout(residual_frames(x))
+        if self.flow is not None:
+            from vidssl.models.flow import compute_flow, flow_to_image
+
+            second = flow_to_image(compute_flow(self.flow, x), self.params.flow_bound)
+        else:
+            second = residual_frames(x)
+        return self.rgb_aug(x[:, :-1]), self.layout(second)
 
     def embed(self, encoder: nn.Module, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(head(encoder.forward_features(x)).float(), dim=1)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         views = batch["views"]
-        if len(views) != 2:
-            raise ValueError(f"CoCLR expects 2 views ({', '.join(self.sampler.view_names)}), got {len(views)}")
         p = self.params
+        want = 4 if p.second_modality == "flow_video" else 2
+        if len(views) != want:
+            hint = " (two clips + their flow videos: set data.paired_root)" if want == 4 else ""
+            raise ValueError(f"CoCLR with second_modality {p.second_modality!r} expects {want} views{hint}, "
+                             f"got {len(views)}")
         own = 0 if p.train_modality == "rgb" else 1
         with torch.no_grad():
-            m0, m1 = self.modalities(views[0]), self.modalities(views[1])
+            paired = views[2:] if want == 4 else [None, None]
+            m0, m1 = self.modalities(views[0], paired[0]), self.modalities(views[1], paired[1])
             k = self.embed(self.encoder_k, self.head_k, m1[own])
             k_other = q_other = None
             if self.other is not None:
@@ -334,7 +367,7 @@ def stage_configs(cfg) -> list:
     p = method_params("coclr", cfg.method.params)
     latest: dict[str, str] = {}
     if p.other_checkpoint:
-        latest["residual" if p.train_modality == "rgb" else "rgb"] = p.other_checkpoint
+        latest[p.second_modality if p.train_modality == "rgb" else "rgb"] = p.other_checkpoint
     stages = []
     for i, entry in enumerate(p.schedule):
         stage, _, modality = entry.partition(":")
@@ -342,7 +375,7 @@ def stage_configs(cfg) -> list:
         out_dir = os.path.join(cfg.train.out_dir, name)
         params = {**dict(cfg.method.params), "schedule": [], "stage": stage, "train_modality": modality}
         if stage == "cotrain":
-            params["other_checkpoint"] = latest["residual" if modality == "rgb" else "rgb"]
+            params["other_checkpoint"] = latest[p.second_modality if modality == "rgb" else "rgb"]
         stages.append((name, dataclasses.replace(cfg, method=MethodConfig("coclr", params),
                                                  train=dataclasses.replace(cfg.train, out_dir=out_dir))))
         latest[modality] = os.path.join(out_dir, "checkpoints", "last.pt")

@@ -21,6 +21,8 @@ class DataConfig:
     batch_size: int = 16              # global batch: divided by the world size under torchrun
     num_workers: int = 2
     drop_last: bool = True
+    paired_root: Optional[str] = None  # a second video per sample at the same relative path
+                                       # (precomputed flow, tools/precompute_flow.py)
 
 
 @dataclass

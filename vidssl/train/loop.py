@@ -146,7 +146,8 @@ def build_components(cfg: PretrainConfig, device: torch.device):
     method = create_method(cfg.method.name, encoder, cfg.method.params).to(device)
     dataset = ClipDataset(build_training_index(data), method.sampler, decoder=data.decoder,
                           seed=cfg.train.seed,
-                          transform=ResizeClip(data.resize) if data.resize else None)
+                          transform=ResizeClip(data.resize) if data.resize else None,
+                          paired=(data.root, data.paired_root) if data.paired_root else None)
     loader = build_loader(dataset, data.batch_size // dist.world_size(), num_workers=data.num_workers,
                           seed=cfg.train.seed, drop_last=data.drop_last,
                           pin_memory=device.type == "cuda")
