@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from vidssl.losses import (
+    DenseContrastiveLoss,
     GlobalLocalLoss,
     InfoNCELoss,
     LocalLocalLoss,
@@ -314,8 +315,13 @@ def _ddp_worker(rank: int, world: int, tensors: dict, out_dir: str) -> None:
         loc = tensors["loc"][:, :, rows].clone().requires_grad_(True)
         ic_g, ic_l = TCLRInstanceLoss(TAU)(glob, loc)
         (ic_g + ic_l).backward()
+        pred = tensors["pred"][rows].clone().requires_grad_(True)
+        target = tensors["target"][rows].clone().requires_grad_(True)
+        dense = DenseContrastiveLoss()(pred, target)
+        dense.backward()
         torch.save({"loss": loss.detach(), "z0_grad": z0.grad, "ic": (ic_g + ic_l).detach(),
-                    "loc_grad": loc.grad}, os.path.join(out_dir, f"rank{rank}.pt"))
+                    "loc_grad": loc.grad, "dense": dense.detach(), "pred_grad": pred.grad,
+                    "target_grad": target.grad}, os.path.join(out_dir, f"rank{rank}.pt"))
         tdist.barrier()  # no rank tears gloo down while the other is still in a collective
     finally:
         tdist.destroy_process_group()
@@ -329,7 +335,9 @@ def test_gather_across_two_gloo_ranks_equals_full_batch(tmp_path):
     world, n = 2, 3
     g = torch.Generator().manual_seed(8)
     tensors = {"z0": torch.randn(world * n, 8, generator=g), "z1": torch.randn(world * n, 8, generator=g),
-               "glob": torch.randn(2, world * n, 8, generator=g), "loc": torch.randn(2, 4, world * n, 8, generator=g)}
+               "glob": torch.randn(2, world * n, 8, generator=g), "loc": torch.randn(2, 4, world * n, 8, generator=g),
+               "pred": torch.randn(world * n, 2, 4, 2, 2, generator=g) / 2,
+               "target": torch.randn(world * n, 2, 4, 2, 2, generator=g) / 2}
     mp.spawn(_ddp_worker, args=(world, tensors, str(tmp_path)), nprocs=world, join=True)
     res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
 
@@ -345,4 +353,14 @@ def test_gather_across_two_gloo_ranks_equals_full_batch(tmp_path):
     (ic_g + ic_l).backward()
     assert torch.stack([r["ic"] for r in res]).mean().item() == pytest.approx((ic_g + ic_l).item(), rel=1e-5)
     torch.testing.assert_close(torch.cat([r["loc_grad"] for r in res], dim=2) / world, loc.grad,
+                               rtol=1e-4, atol=1e-6)
+
+    # DPC: every rank's predictions score the targets of both ranks
+    pred = tensors["pred"].clone().requires_grad_(True)
+    target = tensors["target"].clone().requires_grad_(True)
+    dense = DenseContrastiveLoss()(pred, target)
+    dense.backward()
+    assert torch.stack([r["dense"] for r in res]).mean().item() == pytest.approx(dense.item(), rel=1e-5)
+    torch.testing.assert_close(torch.cat([r["pred_grad"] for r in res]) / world, pred.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(torch.cat([r["target_grad"] for r in res]) / world, target.grad,
                                rtol=1e-4, atol=1e-6)
