@@ -163,3 +163,15 @@ def test_queued_keys_of_the_same_video_and_group(mode):
     assert pos[0, 1].item() == (mode == "positive")
     assert (logits[0, 1].item() == float("-inf")) == (mode == "ignore")
     assert not pos[1:, 1:].any()                                # other videos, no shared group
+
+
+def test_init_checkpoint_continues_the_same_network(residual_checkpoint):
+    start = torch.load(residual_checkpoint, weights_only=True)["model"]
+    method = create_method("coclr", create_encoder("r3d_tiny"),
+                           {**SMALL, "train_modality": "residual", "init_checkpoint": residual_checkpoint})
+    for name in ("encoder", "head", "encoder_k", "head_k"):
+        for k, v in getattr(method, name).state_dict().items():
+            torch.testing.assert_close(v, start[f"{name}.{k}"])
+    with pytest.raises(Exception, match="does not fit"):
+        create_method("coclr", create_encoder("r3d_tiny", widths=(8, 16, 32, 64)),
+                      {**SMALL, "init_checkpoint": residual_checkpoint})

@@ -120,6 +120,7 @@ def test_coclr_schedule_runs_its_stages_and_resumes_between_them(tiny_synthetic,
     params = state["config"]["method"]["params"]
     assert params["stage"] == "cotrain" and params["train_modality"] == "rgb"
     assert params["other_checkpoint"] == str(tmp_path / names[1] / "checkpoints" / "last.pt")
+    assert params["init_checkpoint"] == str(tmp_path / names[0] / "checkpoints" / "last.pt")  # continues RGB
     cotrain = read_metrics(str(tmp_path / names[2] / "metrics.jsonl"))
     assert [r.get("skip_update", 0.0) for r in cotrain] == [1.0, 1.0, 0.0]   # queue of 8, batches of 4
     before = [len(read_metrics(str(tmp_path / n / "metrics.jsonl"))) for n in names]

@@ -81,6 +81,9 @@ class CoCLRParams:
     Stage: stage ``"infonce"`` | ``"cotrain"``; train_modality ``"rgb"`` or the second modality;
         other_checkpoint: the frozen other-modality network (``cotrain`` only): a vidssl
         checkpoint whose ``encoder`` was trained on the other modality.
+        init_checkpoint: start this network (query and key encoders and heads) from an earlier
+        CoCLR stage of the same modality (a schedule sets it: each co-training stage continues
+        the network it trains, as in the paper).
     Augmentation: crop_size (128), crop_scale (0.3-1), colour jitter on RGB (p 0.8).
     MoCo: proj_dim (128), momentum (0.999), queue_size (2048), temperature (0.07).
     Mining: topk (5) positives from the other modality.
@@ -101,6 +104,7 @@ class CoCLRParams:
     flow_weights: Optional[str] = "default"
     flow_bound: float = 20.0
     other_checkpoint: Optional[str] = None
+    init_checkpoint: Optional[str] = None
     crop_size: int = 128
     crop_scale: tuple[float, float] = (0.3, 1.0)
     color_jitter_prob: float = 0.8
@@ -240,6 +244,8 @@ class CoCLR(nn.Module):
             self.other = nn.Module()  # frozen: no gradient, BN in eval mode
             self.other.encoder, self.other.head = other, head
             self.other.requires_grad_(False).eval()
+        if p.init_checkpoint:
+            self._init_from(p.init_checkpoint)
         self.register_buffer("queue", F.normalize(torch.randn(p.queue_size, p.proj_dim), dim=1))
         self.register_buffer("queue_other", torch.zeros(p.queue_size, p.proj_dim))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
@@ -247,6 +253,19 @@ class CoCLR(nn.Module):
         self.register_buffer("queue_video", torch.full((p.queue_size,), -2, dtype=torch.long))
         self.register_buffer("queue_group", torch.full((p.queue_size,), -2, dtype=torch.long))
         self._pending: Optional[tuple] = None
+
+    def _init_from(self, path: str) -> None:
+        from vidssl.errors import VidsslError
+        from vidssl.train.checkpoint import load_checkpoint
+
+        state = load_checkpoint(path)["model"]
+        for name in ("encoder", "head", "encoder_k", "head_k"):
+            part = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+            try:
+                getattr(self, name).load_state_dict(part)
+            except RuntimeError as err:
+                raise VidsslError(f"init_checkpoint {path}: its {name} does not fit this network: "
+                                  f"{' '.join(str(err).split())[:160]}") from None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -376,6 +395,8 @@ def stage_configs(cfg) -> list:
         params = {**dict(cfg.method.params), "schedule": [], "stage": stage, "train_modality": modality}
         if stage == "cotrain":
             params["other_checkpoint"] = latest[p.second_modality if modality == "rgb" else "rgb"]
+        if modality in latest:  # continue this modality's network
+            params["init_checkpoint"] = latest[modality]
         stages.append((name, dataclasses.replace(cfg, method=MethodConfig("coclr", params),
                                                  train=dataclasses.replace(cfg.train, out_dir=out_dir))))
         latest[modality] = os.path.join(out_dir, "checkpoints", "last.pt")
