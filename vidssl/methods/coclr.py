@@ -319,21 +319,21 @@ class CoCLR(nn.Module):
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.T], 1) / p.temperature
         positives = torch.zeros_like(logits, dtype=torch.bool)
         positives[:, 0] = True
-        same_video = (video[:, None] == self.queue_video[None, :]) & (video[:, None] >= 0)
+        same_video = torch.zeros_like(positives)
+        same_video[:, 1:] = (video[:, None] == self.queue_video[None, :]) & (video[:, None] >= 0)
         if p.queue_same_video == "positive":
-            positives[:, 1:] |= same_video
-        elif p.queue_same_video == "ignore":
-            logits[:, 1:] = logits[:, 1:].masked_fill(same_video, float("-inf"))
+            positives |= same_video
         if p.group_positives:
             positives[:, 1:] |= (group[:, None] == self.queue_group[None, :]) & (group[:, None] >= 0)
-        if p.queue_same_video == "ignore":
-            positives[:, 1:] &= ~same_video
         out: dict[str, torch.Tensor] = {}
         if self.other is not None:
             if full:
                 positives[:, 1:] |= mine_positives(q_other, self.queue_other, p.topk)
             else:
                 out["skip_update"] = torch.tensor(1.0)
+        if p.queue_same_video == "ignore":  # out of the denominator, and so never a positive
+            logits = logits.masked_fill(same_video, float("-inf"))
+            positives &= ~same_video
         loss = multi_positive_nce(logits, positives)
         if "skip_update" in out:
             loss = loss * 0.0

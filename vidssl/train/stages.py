@@ -49,7 +49,8 @@ def run_stages(stages: list, resume: bool | str | None = None):
     if result is None:  # everything was done already
         from vidssl.train.loop import PretrainResult
 
-        name, cfg = stages[-1]
-        result = PretrainResult(cfg.train.out_dir, os.path.join(cfg.train.out_dir, "checkpoints", "last.pt"),
-                                json.load(open(os.path.join(cfg.train.out_dir, "stage_done.json")))["steps"])
+        _, cfg = stages[-1]
+        with open(os.path.join(cfg.train.out_dir, "stage_done.json"), encoding="utf-8") as f:
+            steps = json.load(f)["steps"]
+        result = PretrainResult(cfg.train.out_dir, os.path.join(cfg.train.out_dir, "checkpoints", "last.pt"), steps)
     return result
