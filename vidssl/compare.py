@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import torch
 
-from vidssl.demo import DemoEval, _flatten
+from vidssl.demo import DemoEval, record_metrics, split1_evaluator
 from vidssl.errors import VidsslError
 from vidssl.train.config import EncoderConfig, OptimConfig
 
@@ -134,8 +134,6 @@ def _clips_per_s(out_dir: str) -> float:
 
 def run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
     """Pretrain and evaluate every entry; write the table, JSON and report; return the summary."""
-    from vidssl.eval import evaluate
-    from vidssl.eval.config import EvalConfig
     from vidssl.models.encoders import create_encoder
     from vidssl.report import write_report
     from vidssl.train.checkpoint import load_encoder
@@ -148,23 +146,12 @@ def run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = Fa
     if not os.path.isdir(root):
         raise VidsslError(f"dataset folder {root} does not exist; run `vidssl make-synthetic --out {root}`")
     say = (lambda msg: None) if console is None else (lambda msg: console.rule(msg))
-    ecfg = EvalConfig()
-    ecfg.features.num_clips, ecfg.features.clip_len = cfg.eval.num_clips, cfg.eval.clip_len
-    ecfg.features.stride, ecfg.features.size = cfg.eval.stride, cfg.eval.size
-    ecfg.features.resize_size, ecfg.features.num_workers = cfg.eval.size, cfg.num_workers
-
-    def run_eval(encoder) -> dict[str, float]:
-        return _flatten(evaluate(encoder, dataset="synthetic", root=root, splits=[1],
-                                 protocols=cfg.eval.protocols, config=ecfg, progress=not quiet))
-
+    run_eval = split1_evaluator(root, cfg.eval, cfg.num_workers, quiet)
     contenders: dict[str, dict[str, Any]] = {}
     losses: dict[str, list] = {}
 
     def record(name: str, seed: int, metrics: dict[str, float]) -> None:
-        c = contenders.setdefault(name, {"seeds": [], "metrics": {}})
-        c["seeds"].append(seed)
-        for k, v in metrics.items():
-            c["metrics"].setdefault(k, []).append(v)
+        record_metrics(contenders, name, seed, metrics)
 
     t_start = time.perf_counter()
     for seed in cfg.seeds:

@@ -156,6 +156,34 @@ def _flatten(results) -> dict[str, float]:
     return out
 
 
+def split1_evaluator(root: str, ev: DemoEval, num_workers: int, quiet: bool = False):
+    """``encoder -> {metric: value}``: the demo's frozen-feature evaluation on split 1 of the
+    synthetic dataset at ``root`` (``ev``'s clips and protocols), flattened by :func:`_flatten`.
+    ``vidssl compare`` uses the same one."""
+    from vidssl.eval import evaluate
+    from vidssl.eval.config import EvalConfig
+
+    ecfg = EvalConfig()
+    ecfg.features.num_clips, ecfg.features.clip_len = ev.num_clips, ev.clip_len
+    ecfg.features.stride, ecfg.features.size = ev.stride, ev.size
+    ecfg.features.resize_size, ecfg.features.num_workers = ev.size, num_workers
+
+    def run(encoder) -> dict[str, float]:
+        return _flatten(evaluate(encoder, dataset="synthetic", root=root, splits=[1],
+                                 protocols=ev.protocols, config=ecfg, progress=not quiet))
+
+    return run
+
+
+def record_metrics(contenders: dict[str, dict[str, Any]], name: str, seed: int,
+                   metrics: dict[str, float]) -> None:
+    """Append one run's metrics to ``contenders[name]`` (the summary layout the report reads)."""
+    c = contenders.setdefault(name, {"seeds": [], "metrics": {}})
+    c["seeds"].append(seed)
+    for k, v in metrics.items():
+        c["metrics"].setdefault(k, []).append(v)
+
+
 def retrieval_examples(encoder, root: str, cfg: DemoConfig, *, queries: int = 4,
                        neighbors: int = 3) -> list[dict[str, Any]]:
     """Nearest training videos (cosine, same features as the evaluation) of a few test videos,
@@ -185,8 +213,6 @@ def retrieval_examples(encoder, root: str, cfg: DemoConfig, *, queries: int = 4,
 
 def run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
     """Steps 3-6 of the module docstring (the dataset must exist); returns the summary dict."""
-    from vidssl.eval import evaluate
-    from vidssl.eval.config import EvalConfig
     from vidssl.models.encoders import create_encoder
     from vidssl.report import print_summary, write_report
     from vidssl.train.checkpoint import load_encoder
@@ -199,24 +225,12 @@ def run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -
     timings: dict[str, float] = {}
     num_classes = len(json.load(open(os.path.join(root, "synthetic.json")))["classes"]) \
         if os.path.exists(os.path.join(root, "synthetic.json")) else 10
-    ecfg = EvalConfig()
-    ecfg.features.num_clips, ecfg.features.clip_len = cfg.eval.num_clips, cfg.eval.clip_len
-    ecfg.features.stride, ecfg.features.size = cfg.eval.stride, cfg.eval.size
-    ecfg.features.resize_size, ecfg.features.num_workers = cfg.eval.size, cfg.num_workers
-
-    def run_eval(encoder) -> dict[str, float]:
-        res = evaluate(encoder, dataset="synthetic", root=root, splits=[1],
-                       protocols=cfg.eval.protocols, config=ecfg, progress=not quiet)
-        return _flatten(res)
-
+    run_eval = split1_evaluator(root, cfg.eval, cfg.num_workers, quiet)
     contenders: dict[str, dict[str, Any]] = {}
     losses: dict[str, list] = {}
 
     def record(name: str, seed: int, metrics: dict[str, float]) -> None:
-        c = contenders.setdefault(name, {"seeds": [], "metrics": {}})
-        c["seeds"].append(seed)
-        for k, v in metrics.items():
-            c["metrics"].setdefault(k, []).append(v)
+        record_metrics(contenders, name, seed, metrics)
 
     method = cfg.method.name
     t0 = time.perf_counter()

@@ -7,7 +7,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["encode_elements"]
+from vidssl.data.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToModelLayout
+
+__all__ = ["encode_elements", "crop_flip_augment"]
 
 
 def encode_elements(encoder: nn.Module, augment: nn.Module, views: Sequence[torch.Tensor], *,
@@ -32,3 +34,13 @@ def encode_elements(encoder: nn.Module, augment: nn.Module, views: Sequence[torc
             x = augment(torch.cat(views, dim=1))               # (B, C, n T, S, S)
             x = torch.cat(x.split(t, dim=2))
     return encoder.forward_features(x).view(n, b, -1).transpose(0, 1)
+
+
+def crop_flip_augment(p, encoder: nn.Module | None = None) -> Compose:
+    """Random resized crop (``p.crop_size``, ``p.crop_scale``, ``p.crop_ratio``), horizontal flip
+    (``p.flip_prob``), normalisation with the encoder's statistics (Kinetics' without one),
+    model layout: the augmentation of VCOP and O3N."""
+    pre = getattr(encoder, "preprocess", None)
+    norm = {} if pre is None else {"mean": tuple(pre.mean), "std": tuple(pre.std)}
+    return Compose([RandomResizedCrop(p.crop_size, scale=tuple(p.crop_scale), ratio=tuple(p.crop_ratio)),
+                    RandomHorizontalFlip(p=p.flip_prob), Normalize(**norm), ToModelLayout()])

@@ -21,10 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.data.samplers import OddOneOutSampler
-from vidssl.data.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToModelLayout
 from vidssl.errors import ConfigError
 from vidssl.methods import register_method
-from vidssl.methods.common import encode_elements
+from vidssl.methods.common import crop_flip_augment, encode_elements
 
 __all__ = ["O3NParams", "O3N", "SumOfDifferencesHead", "FUSIONS"]
 
@@ -76,7 +75,7 @@ class O3NParams:
                               f"must be one of {FUSIONS}, got {self.fusion!r}")
         try:
             build_sampler(self)
-            build_augment(self)
+            crop_flip_augment(self)
             nn.Dropout(self.dropout)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"invalid parameter for method 'o3n': {' '.join(str(err).split())}") from None
@@ -85,12 +84,6 @@ class O3NParams:
 def build_sampler(p: O3NParams) -> OddOneOutSampler:
     return OddOneOutSampler(num_elements=p.num_elements, element_len=p.element_len,
                             window_scale=p.window_scale, short_video=p.short_video)
-
-
-def build_augment(p: O3NParams, mean=None, std=None) -> Compose:
-    norm = {} if mean is None else {"mean": tuple(mean), "std": tuple(std)}
-    return Compose([RandomResizedCrop(p.crop_size, scale=tuple(p.crop_scale), ratio=tuple(p.crop_ratio)),
-                    RandomHorizontalFlip(p=p.flip_prob), Normalize(**norm), ToModelLayout()])
 
 
 class SumOfDifferencesHead(nn.Module):
@@ -139,8 +132,7 @@ class O3N(nn.Module):
         self.params = params
         self.encoder = encoder
         self.sampler = build_sampler(params)
-        pre = getattr(encoder, "preprocess", None)
-        self.augment = build_augment(params, *((pre.mean, pre.std) if pre is not None else (None, None)))
+        self.augment = crop_flip_augment(params, encoder)
         self.target_key = "odd"
         self.head = SumOfDifferencesHead(encoder.num_features, params.num_elements, params.fusion,
                                          params.dropout, params.element_hidden_dim)

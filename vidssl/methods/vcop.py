@@ -26,10 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.data.samplers import ShuffleLearnSampler, VCOPSampler
-from vidssl.data.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToModelLayout
 from vidssl.errors import ConfigError
 from vidssl.methods import register_method
-from vidssl.methods.common import encode_elements
+from vidssl.methods.common import crop_flip_augment, encode_elements
 
 __all__ = ["VCOPParams", "VCOP", "OrderHead", "TUPLES"]
 
@@ -86,7 +85,7 @@ class VCOPParams:
                               f"must be one of {TUPLES}, got {self.tuple_of!r}")
         try:
             build_sampler(self)
-            build_augment(self)
+            crop_flip_augment(self)
             nn.Dropout(self.dropout)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"invalid parameter for method 'vcop': {' '.join(str(err).split())}") from None
@@ -98,12 +97,6 @@ def build_sampler(p: VCOPParams) -> VCOPSampler | ShuffleLearnSampler:
                            short_video=p.short_video)
     return ShuffleLearnSampler(tuple_len=p.tuple_len, min_gap=p.min_gap, max_gap=p.max_gap,
                                positive_prob=p.positive_prob, short_video=p.short_video)
-
-
-def build_augment(p: VCOPParams, mean=None, std=None) -> Compose:
-    norm = {} if mean is None else {"mean": tuple(mean), "std": tuple(std)}
-    return Compose([RandomResizedCrop(p.crop_size, scale=tuple(p.crop_scale), ratio=tuple(p.crop_ratio)),
-                    RandomHorizontalFlip(p=p.flip_prob), Normalize(**norm), ToModelLayout()])
 
 
 class OrderHead(nn.Module):
@@ -158,8 +151,7 @@ class VCOP(nn.Module):
         self.params = params
         self.encoder = encoder
         self.sampler = build_sampler(params)
-        pre = getattr(encoder, "preprocess", None)
-        self.augment = build_augment(params, *((pre.mean, pre.std) if pre is not None else (None, None)))
+        self.augment = crop_flip_augment(params, encoder)
         clips = params.tuple_of == "clips"
         self.target_key = "order" if clips else "in_order"
         n = len(self.sampler.view_lengths)
