@@ -102,6 +102,9 @@ def test_cotrain_waits_for_a_full_queue_then_mines(residual_checkpoint):
     out = method({"views": views(5), "targets": {}})
     assert "skip_update" not in out and out["loss"].item() > 0
     assert out["num_positives"].item() == 1 + SMALL["topk"]
+    method.params.self_positive_mask_prob = 1.0        # always drop the own key once mined ones exist
+    out = method({"views": views(6), "targets": {}})
+    assert out["num_positives"].item() == SMALL["topk"]
 
 
 def test_trainer_skips_the_update_while_the_queue_fills(residual_checkpoint):

@@ -86,7 +86,10 @@ class CoCLRParams:
         the network it trains, as in the paper).
     Augmentation: crop_size (128), crop_scale (0.3-1), colour jitter on RGB (p 0.8).
     MoCo: proj_dim (128), momentum (0.999), queue_size (2048), temperature (0.07).
-    Mining: topk (5) positives from the other modality.
+    Mining: topk (5) positives from the other modality. self_positive_mask_prob: when a query
+        has mined positives, drop its own key from the positive set (it stays in the
+        denominator) with this probability (the design notes' "mask the self-positive with
+        p = 0.9" fix; 0 = off, the default; confirm against the authors' code).
     Queue entries of the query's own video (keys of earlier clips of it): queue_same_video
         ``"positive"`` (they are the same instance), ``"ignore"`` (out of the denominator) or
         ``"negative"`` (plain MoCo). group_positives: entries of the same dataset group (UCF101's
@@ -113,6 +116,7 @@ class CoCLRParams:
     queue_size: int = 2048
     temperature: float = 0.07
     topk: int = 5
+    self_positive_mask_prob: float = 0.0
     queue_same_video: str = "positive"
     group_positives: bool = False
     schedule: list[str] = field(default_factory=list)
@@ -151,6 +155,8 @@ class CoCLRParams:
                 raise bad(name, f"must be an int >= {minimum}, got {value!r}")
         if self.topk >= self.queue_size:
             raise bad("topk", f"must be smaller than queue_size ({self.queue_size}), got {self.topk}")
+        if not 0.0 <= self.self_positive_mask_prob <= 1.0:
+            raise bad("self_positive_mask_prob", f"must be in [0, 1], got {self.self_positive_mask_prob}")
         if not 0.0 <= self.momentum < 1.0:
             raise bad("momentum", f"must be in [0, 1), got {self.momentum}")
         if not self.temperature > 0:
@@ -329,6 +335,9 @@ class CoCLR(nn.Module):
         if self.other is not None:
             if full:
                 positives[:, 1:] |= mine_positives(q_other, self.queue_other, p.topk)
+                if p.self_positive_mask_prob > 0:
+                    drop = torch.rand(b, device=q.device) < p.self_positive_mask_prob
+                    positives[:, 0] &= ~(drop & positives[:, 1:].any(1))
             else:
                 out["skip_update"] = torch.tensor(1.0)
         if p.queue_same_video == "ignore":  # out of the denominator, and so never a positive
