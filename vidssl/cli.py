@@ -195,6 +195,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             f"pretrained {result.steps} steps: last loss {last}, {result.clips_per_s:.1f} clips/s, "
             f"data wait {100 * result.data_wait:.0f}%\ncheckpoint: {result.checkpoint}\n"
             f"skipped: {result.skipped.summary()}")
+    if result.stopped_by:  # pre-emption: a clean exit, but not a success (schedulers requeue)
+        return 143 if result.stopped_by == "SIGTERM" else 130
     return 0
 
 

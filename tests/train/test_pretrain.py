@@ -206,6 +206,31 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(tiny_synthetic, 
     assert a == b  # bit-identical: same weights, optimizer state, batches and RNG stream
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_sigint_checkpoints_then_exits_cleanly(tiny_synthetic, tmp_path, sig, code):
+    """A pre-empted run finishes its current step, writes last.pt at that step, says so in one
+    line and exits with 128 + signal (no traceback); --resume then completes the run."""
+    common = ["train.max_steps=60", "train.epochs=20", "data.num_workers=1"]
+    run = _run_cli(cli_args(tiny_synthetic, tmp_path, *common))
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and run.poll() is None:
+        if metrics.exists() and len(read_metrics(str(metrics))) >= 3:
+            break
+        time.sleep(0.05)
+    assert run.poll() is None, "the run finished before it could be signalled"
+    os.kill(run.pid, sig)
+    out, _ = run.communicate(timeout=120)
+    assert run.returncode == code, out
+    assert "Traceback" not in out and "stopped at step" in out
+    step = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"]
+    assert step == len(read_metrics(str(metrics))) and 3 <= step < 60
+    resumed = _run_cli(cli_args(tiny_synthetic, tmp_path, *common, "--resume"))
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 60
+
+
 # Augmentations drawn deterministically and BatchNorm on running statistics: then one process
 # with batch 8 and two with 4 each must compute the same losses (same videos, clips, negatives
 # gathered across ranks, gradients averaged). With default settings the two differ by the

@@ -13,6 +13,8 @@ import dataclasses
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -43,6 +45,56 @@ class PretrainResult:
     clips_per_s: float = float("nan")
     data_wait: float = float("nan")                     # fraction of step time spent waiting
     skipped: SkipCounter = field(default_factory=SkipCounter)
+    stopped_by: str | None = None                       # "SIGTERM" / "SIGINT" when asked to stop
+
+
+class StopRequest:
+    """SIGTERM / SIGINT handlers that ask the loop to stop after the current step (it then
+    checkpoints and returns) instead of dying mid-step. Installed only in the main thread;
+    the previous handlers come back on ``close``. A second signal of the same kind while
+    stopping falls through to the previous handler (e.g. Ctrl-C twice kills)."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self._previous: dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            num = getattr(signal, name)
+            self._previous[num] = signal.signal(num, self._handle)
+
+    def _handle(self, num: int, frame) -> None:
+        name = signal.Signals(num).name
+        if self.name is not None:  # asked twice: behave as before we were installed
+            previous = self._previous.get(num)
+            if callable(previous):
+                previous(num, frame)
+            raise KeyboardInterrupt
+        self.name = name
+        log.warning("%s received: stopping after this step (checkpoint, then exit)", name)
+
+    def requested(self) -> bool:
+        """Whether any rank was asked to stop (all ranks agree, so none waits in a collective)."""
+        flag = torch.tensor([1.0 if self.name else 0.0])
+        if dist.is_distributed():
+            flag = dist.all_reduce_mean(flag.to(dist_device()))
+        return bool(flag.item() > 0)
+
+    def close(self) -> None:
+        for num, previous in self._previous.items():
+            signal.signal(num, previous)
+        self._previous.clear()
+
+
+def dist_device() -> torch.device:
+    """The device collectives of this process run on (nccl needs CUDA tensors)."""
+    import torch.distributed as tdist
+
+    if tdist.is_initialized() and tdist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -227,6 +279,7 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
         for m in method.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
+    stop, stopping = StopRequest(), False
     try:
         while step < total:
             epoch = step // steps_per_epoch
@@ -251,13 +304,20 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
                                data_wait=(t_ready - t_wait) / (t_done - t_wait))
                 result.losses.append(scalars["loss"])
                 monitor.step(step, scalars)
+                stopping = stop.requested()
                 if (t.ckpt_every and step % t.ckpt_every == 0) or step == total \
-                        or step % steps_per_epoch == 0:
+                        or step % steps_per_epoch == 0 or stopping:
                     checkpoint()
-                if step >= total:
+                if step >= total or stopping:
                     break
                 t_wait = time.perf_counter()
+            if stopping:
+                result.stopped_by = stop.name or "a signal on another rank"
+                log.warning("pretrain: stopped at step %d of %d by %s; checkpoint %s (continue with "
+                            "--resume)", step, total, result.stopped_by, ckpt_path)
+                break
     finally:
+        stop.close()
         monitor.close()
     result.steps = step
     result.clips_per_s = clips / busy if busy else math.nan

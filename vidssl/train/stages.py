@@ -39,6 +39,8 @@ def run_stages(stages: list, resume: bool | str | None = None):
             continue
         log.info("stage %d/%d %s -> %s", i + 1, len(stages), name, cfg.train.out_dir)
         result = pretrain(cfg, resume=True if resume and os.path.exists(last) else None)
+        if result.stopped_by:  # SIGTERM / SIGINT: not finished, the next --resume continues it
+            return result
         if dist.is_main():
             with open(done, "w", encoding="utf-8") as f:
                 json.dump({"stage": name, "steps": result.steps, "checkpoint": result.checkpoint}, f)
