@@ -85,6 +85,23 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
     assert os.listdir(tmp_path) == ["last.pt"]
 
 
+def test_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": 1}, path)
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(VidsslError, match="No space left on device.*previous checkpoint is intact"):
+        save_checkpoint({"step": 2, "w": torch.zeros(1000)}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["last.pt"]
+
+
 def test_read_metrics_keeps_last_record_and_skips_cut_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n'

@@ -39,9 +39,12 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> str:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):  # full disk, quota, read-only mount: say where, keep the old one
+            kept = "the previous checkpoint is intact" if os.path.exists(path) else "no earlier checkpoint"
+            raise VidsslError(f"could not write checkpoint {path}: {err.strerror or err} ({kept})") from None
         raise
     return path
 
