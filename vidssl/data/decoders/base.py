@@ -159,10 +159,27 @@ def check_readable(path: str) -> None:
 
 
 def explain_open_failure(path: str, err: BaseException) -> str:
-    """The reason a library could not open ``path``: permissions first, else its message."""
+    """The reason a library could not open ``path``: permissions first, then "no video stream"
+    for a readable container without one (audio-only files: torchcodec and decord otherwise
+    answer with an issue-tracker URL or an internal check), else the library's message."""
     if not os.access(path, os.R_OK):
         return "permission denied"
+    if _has_no_video_stream(path):
+        return "no video stream (audio-only or not a video container)"
     return one_line(err)
+
+
+def _has_no_video_stream(path: str) -> bool:
+    """True only when PyAV (if installed) opens ``path`` and finds streams but no video one."""
+    try:
+        import av
+    except ImportError:
+        return False
+    try:
+        with av.open(path) as container:
+            return len(container.streams) > 0 and not container.streams.video
+    except Exception:  # noqa: BLE001 - unreadable as a container too: keep the library's reason
+        return False
 
 
 def plan_indices(indices: Sequence[int] | np.ndarray, path: str,
