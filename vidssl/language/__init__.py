@@ -1,0 +1,1 @@
+"""Language side of vidssl: class vocabularies, attribute prompts, CLIP text concept spaces."""
