@@ -1,13 +1,19 @@
-"""Hostile video files (issue 8, first part): each backend either reads them correctly or
-raises a one-line ``VideoDecodeError`` naming the file and the reason; index builds skip and
-report them. Cases here: audio-only container, wrong extension for the container, a single
-frame, spaces and non-ASCII in the path, truncation at arbitrary offsets (hypothesis), and no
-read permission. (Zero-byte, random-byte, truncated and text files: tests/data/test_decoders.py.)"""
+"""Hostile video files: each backend either reads them correctly or raises a one-line
+``VideoDecodeError`` naming the file and the reason; index builds skip and report them.
+
+Cases here: audio-only container, unknown codec, frames larger than 8K, variable frame rate,
+wrong extension for the container, a single frame, spaces and non-ASCII in the path, a FIFO,
+truncation at arbitrary offsets (hypothesis), no read permission. Zero-byte, random-byte,
+truncated and text files: tests/data/test_decoders.py; a whole epoch over all of them, the decode
+deadline and the counts at the end: test_hostile_epoch.py; mutation fuzzing: test_fuzz.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import write_video
+from tests.conftest import moving_pattern
+from tests.reliability.files import write_all
 from vidssl.data.decoders import available_decoders, open_video
 from vidssl.data.index import build_index
 from vidssl.errors import VideoDecodeError
@@ -23,33 +30,9 @@ from vidssl.errors import VideoDecodeError
 BACKENDS = available_decoders()
 
 
-def write_audio_only(path: Path) -> None:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for _ in range(8):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("hostile")
-    files = {"good": root / "good.mp4", "audio_only": root / "audio_only.mp4",
-             "wrong_ext": root / "really_h264.avi", "single": root / "single.mp4",
-             "unicode": root / "a dir ü" / "clip ñ 映像.mp4"}
-    write_video(files["good"], num_frames=24, gop=8)
-    write_audio_only(files["audio_only"])
-    shutil.copy(files["good"], files["wrong_ext"])
-    write_video(files["single"], num_frames=1, gop=1)
-    files["unicode"].parent.mkdir()
-    shutil.copy(files["good"], files["unicode"])
-    return files
+    return write_all(tmp_path_factory.mktemp("hostile"))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -101,15 +84,85 @@ def test_truncated_anywhere_reads_or_fails_cleanly(hostile, tmp_path, backend, c
         assert x is None or (x.ndim == 4 and x.shape[0] == n)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="root reads any file: a permission test needs an unprivileged user")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unknown_codec_is_named(hostile, backend):
+    with pytest.raises(VideoDecodeError, match="unsupported video codec") as info:
+        with open_video(hostile["unknown_codec"], backend) as dec:
+            dec.get_frames(np.arange(2))
+    assert "unknown_codec.avi" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_frames_larger_than_8k_are_refused_before_decoding(hostile, backend):
+    with pytest.raises(VideoDecodeError, match="frame size 8448x4480 exceeds the limit"):
+        open_video(hostile["huge"], backend)
+    with open_video(hostile["huge"], backend, max_frame_pixels=None) as dec:  # opt-in: it opens
+        assert (dec.metadata.width, dec.metadata.height) == (8448, 4480)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["vfr_mp4", "vfr_mkv"])
+def test_variable_frame_rate_frames_come_in_presentation_order(hostile, backend, name):
+    source = moving_pattern(30, 32, 32).float()
+    with open_video(hostile[name], backend) as dec:
+        assert dec.metadata.num_frames == 30 and dec.metadata.fps > 0
+        frames = dec.get_frames(np.arange(30)).float()
+        again = dec.get_frames(np.array([29, 3, 17]))
+    # Each decoded frame is nearest to the source frame of the same number (lossy codec).
+    dist = ((frames[:, None] - source[None]) ** 2).mean(dim=(2, 3, 4))
+    assert dist.argmin(dim=1).tolist() == list(range(30))
+    assert (again.float() == frames[[29, 3, 17]]).all()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fifo_is_refused_without_blocking(tmp_path, backend):
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: never
+    start = time.monotonic()
+    with pytest.raises(VideoDecodeError, match=r"not a regular file \(FIFO\)"):
+        open_video(fifo, backend)
+    assert time.monotonic() - start < 30  # returned at all (a hang would never get here)
+
+
+PERMISSION_CHECK = """
+import sys
+from vidssl.data.decoders import open_video
+from vidssl.errors import VideoDecodeError
+backend, locked, readable = sys.argv[1:]
+with open_video(readable, backend) as dec:
+    assert dec.metadata.num_frames == 24
+try:
+    open_video(locked, backend)
+except VideoDecodeError as err:
+    print(err)
+else:
+    print("OPENED")
+"""
+
+
+DROP_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+            "--inh-caps=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_unreadable_file_says_permission_denied(hostile, tmp_path, backend):
-    path = tmp_path / "locked.mp4"
-    shutil.copy(hostile["good"], path)
-    path.chmod(0)
-    try:
+    """As root (CI containers) the check runs in a child process without the capabilities that
+    let root read any file (``setpriv`` drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH)."""
+    locked, readable = tmp_path / "locked.mp4", tmp_path / "readable.mp4"
+    for path in (locked, readable):
+        shutil.copy(hostile["good"], path)
+    locked.chmod(0)
+    if os.geteuid() != 0:
         with pytest.raises(VideoDecodeError, match="permission denied"):
-            open_video(path, backend)
-    finally:
-        path.chmod(0o644)
+            open_video(locked, backend)
+        return
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux): cannot drop root's file access")
+    repo = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([*DROP_DAC, sys.executable, "-c", PERMISSION_CHECK, backend, str(locked),
+                          str(readable)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": repo})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "permission denied" in out.stdout and "locked.mp4" in out.stdout, out.stdout

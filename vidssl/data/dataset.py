@@ -5,7 +5,8 @@
 it, and a resumed run sees the same clips. All views of a sample are decoded in one call
 (``decoder.get_frames`` on the concatenated indices), then split.
 
-A file that fails to decode is skipped, logged with its path and reason, and replaced by another
+A file that fails to decode, or overruns the per-file decode deadline
+(:class:`~vidssl.data.deadline.DecodeDeadline`), or whose frames exceed ``max_frame_pixels``, is skipped, logged with its path and reason, and replaced by another
 video; the skipped ``(path, reason)`` pairs travel inside the sample so the trainer can count
 them across worker processes (``SkipCounter``). Only a run of ``max_attempts`` consecutive
 failures, which means something systematic (a broken backend, an empty mount), raises.
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from vidssl.data.decoders import DEFAULT_BACKEND, decoder_class, open_video
+from vidssl.data.deadline import DEFAULT_DECODE_TIMEOUT_S, DecodeDeadline
+from vidssl.data.decoders import DEFAULT_BACKEND, DEFAULT_MAX_FRAME_PIXELS, decoder_class, open_video
 from vidssl.data.index.core import VideoIndex
 from vidssl.data.samplers.base import ClipSampler, SampledClips
 from vidssl.errors import VideoDecodeError, VidsslError
@@ -50,6 +52,9 @@ class ClipDataset(Dataset):
             written by ``tools/precompute_flow.py``); its views follow the main ones. Indices past
             the paired video's end are clamped (a flow video has one frame fewer). A missing or
             unreadable paired file skips the sample like a bad main file.
+        decode_timeout_s: seconds one sample's decoding may take before its file is skipped as
+            hung (``None``/0: no limit). Generous by default: it catches hangs, not slow disks.
+        max_frame_pixels: files with larger frames are skipped (``None``: no limit).
 
     Returns (per item) a dict: ``views`` (list of ``uint8 (T, C, H, W)``), ``label`` (int),
     ``index`` (int, the position actually read), ``targets`` (dict), ``info`` (dict),
@@ -66,6 +71,8 @@ class ClipDataset(Dataset):
         seed: int = 0,
         max_attempts: int = 20,
         paired: tuple[str, str] | None = None,
+        decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
+        max_frame_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
     ):
         if len(index) == 0:
             raise VidsslError(f"dataset {index.name!r} has no videos")
@@ -78,6 +85,8 @@ class ClipDataset(Dataset):
         self.seed = int(seed)
         self.max_attempts = int(max_attempts)
         self.paired = None if paired is None else (os.fspath(paired[0]), os.fspath(paired[1]))
+        self.deadline = DecodeDeadline(decode_timeout_s)
+        self.max_frame_pixels = max_frame_pixels
         self.epoch = 0
         self._known_bad: set[int] = set()  # per process: files already seen to fail
 
@@ -100,7 +109,7 @@ class ClipDataset(Dataset):
         other = self.paired_path(path)
         if not os.path.exists(other):
             raise VideoDecodeError(other, f"paired video of {path} not found")
-        with open_video(other, self.decoder, **self.decoder_kwargs) as dec:
+        with open_video(other, self.decoder, self.max_frame_pixels, **self.decoder_kwargs) as dec:
             last = dec.metadata.num_frames - 1
             frames = dec.get_frames(np.minimum(clips.all_indices, last))
         return list(torch.split(frames, [len(v) for v in clips.views]))
@@ -108,7 +117,7 @@ class ClipDataset(Dataset):
     def load(self, i: int, rng: np.random.Generator) -> tuple[list[torch.Tensor], SampledClips]:
         """Sample and decode video ``i`` (raises ``VideoDecodeError`` on a bad file)."""
         path = self.index.path(i)
-        with open_video(path, self.decoder, **self.decoder_kwargs) as dec:
+        with open_video(path, self.decoder, self.max_frame_pixels, **self.decoder_kwargs) as dec:
             meta = dec.metadata
             num_frames, fps = int(self.index.num_frames[i]), float(self.index.fps[i])
             if meta.num_frames != num_frames:  # the file changed since indexing
@@ -131,7 +140,8 @@ class ClipDataset(Dataset):
         for attempt in range(self.max_attempts):
             if pos not in self._known_bad:
                 try:
-                    views, clips = self.load(pos, self.rng(pos, attempt))
+                    views, clips = self.deadline.run(self.index.path(pos), self.load, pos,
+                                                     self.rng(pos, attempt))
                 except VideoDecodeError as err:
                     self._known_bad.add(pos)
                     skipped.append((err.path, err.reason))

@@ -23,6 +23,8 @@ class DataConfig:
     drop_last: bool = True
     paired_root: Optional[str] = None  # a second video per sample at the same relative path
                                        # (precomputed flow, tools/precompute_flow.py)
+    decode_timeout_s: Optional[float] = 60.0  # per-sample decode deadline: a hung file is skipped
+    max_frame_pixels: Optional[int] = 8192 * 4320  # larger frames: the file is skipped
 
 
 @dataclass

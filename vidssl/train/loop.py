@@ -199,7 +199,9 @@ def build_components(cfg: PretrainConfig, device: torch.device):
     dataset = ClipDataset(build_training_index(data), method.sampler, decoder=data.decoder,
                           seed=cfg.train.seed,
                           transform=ResizeClip(data.resize) if data.resize else None,
-                          paired=(data.root, data.paired_root) if data.paired_root else None)
+                          paired=(data.root, data.paired_root) if data.paired_root else None,
+                          decode_timeout_s=data.decode_timeout_s,
+                          max_frame_pixels=data.max_frame_pixels)
     loader = build_loader(dataset, data.batch_size // dist.world_size(), num_workers=data.num_workers,
                           seed=cfg.train.seed, drop_last=data.drop_last,
                           pin_memory=device.type == "cuda")

@@ -2,6 +2,7 @@
 
 from vidssl.data.decoders.base import (
     DEFAULT_BACKEND,
+    DEFAULT_MAX_FRAME_PIXELS,
     VideoDecoder,
     VideoMeta,
     available_decoders,
@@ -14,6 +15,7 @@ from vidssl.data.decoders.base import (
 
 __all__ = [
     "DEFAULT_BACKEND",
+    "DEFAULT_MAX_FRAME_PIXELS",
     "VideoDecoder",
     "VideoMeta",
     "available_decoders",

@@ -88,6 +88,11 @@ register_decoder("decord", "vidssl.data.decoders.decord_backend", "DecordDecoder
 
 DEFAULT_BACKEND = "torchcodec"
 
+# Frames larger than this are refused at open, before any frame is decoded: 8192 x 4320 (DCI 8K)
+# is the largest size a real camera or dataset delivers; a header claiming more is almost always
+# a crafted or corrupt file, and decoding 16 such frames would take gigabytes.
+DEFAULT_MAX_FRAME_PIXELS = 8192 * 4320
+
 
 def list_decoders() -> list[str]:
     """Names of all registered backends (installed or not)."""
@@ -123,17 +128,31 @@ def available_decoders() -> list[str]:
     return names
 
 
-def open_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND, **kwargs) -> VideoDecoder:
+def open_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND,
+               max_frame_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS, **kwargs) -> VideoDecoder:
     """Open ``path`` with the named backend.
 
+    Args:
+        max_frame_pixels: refuse files whose frames have more pixels than this (``None``: no
+            limit); checked on the stream header, before anything is decoded.
+        kwargs: passed to the backend (e.g. ``num_threads``).
+
     Raises:
-        VideoDecodeError: missing, unreadable, empty, corrupt or non-video file.
+        VideoDecodeError: missing, unreadable, empty, corrupt, oversized or non-video file.
         MissingDependencyError: the backend is not installed.
     """
     path = os.fspath(path)
     cls = decoder_class(backend)
     check_readable(path)
-    return cls(path, **kwargs)
+    decoder = cls(path, **kwargs)
+    if max_frame_pixels is not None:
+        meta = decoder.metadata
+        if meta.width * meta.height > max_frame_pixels:
+            decoder.close()
+            raise VideoDecodeError(
+                path, f"frame size {meta.width}x{meta.height} exceeds the limit of "
+                f"{max_frame_pixels / 1e6:.1f} Mpixel per frame (raise max_frame_pixels to read it)")
+    return decoder
 
 
 def probe_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> VideoMeta:
@@ -154,32 +173,42 @@ def check_readable(path: str) -> None:
         raise VideoDecodeError(path, one_line(err)) from None
     if stat.S_ISDIR(st.st_mode):
         raise VideoDecodeError(path, "is a directory, not a video file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block the decoder forever
+        kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "device or socket"
+        raise VideoDecodeError(path, f"not a regular file ({kind})")
     if st.st_size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes)")
 
 
+NO_VIDEO_STREAM = "no video stream (audio-only or not a video container)"
+UNSUPPORTED_CODEC = "unsupported video codec (FFmpeg has no decoder for this file's video stream)"
+
+
 def explain_open_failure(path: str, err: BaseException) -> str:
-    """The reason a library could not open ``path``: permissions first, then "no video stream"
-    for a readable container without one (audio-only files: torchcodec and decord otherwise
-    answer with an issue-tracker URL or an internal check), else the library's message."""
+    """The reason a library could not open ``path``: permissions first, then what the container
+    says (no video stream: audio-only files; a video stream no decoder handles: unknown codec),
+    where torchcodec and decord otherwise answer with an issue-tracker URL or an internal
+    check; else the library's own message."""
     if not os.access(path, os.R_OK):
         return "permission denied"
-    if _has_no_video_stream(path):
-        return "no video stream (audio-only or not a video container)"
-    return one_line(err)
+    return _container_problem(path) or one_line(err)
 
 
-def _has_no_video_stream(path: str) -> bool:
-    """True only when PyAV (if installed) opens ``path`` and finds streams but no video one."""
+def _container_problem(path: str) -> str | None:
+    """What PyAV (if installed) finds wrong with a container it can open, or None."""
     try:
         import av
     except ImportError:
-        return False
+        return None
     try:
         with av.open(path) as container:
-            return len(container.streams) > 0 and not container.streams.video
+            if len(container.streams) > 0 and not container.streams.video:
+                return NO_VIDEO_STREAM
+            if container.streams.video and container.streams.video[0].codec_context is None:
+                return UNSUPPORTED_CODEC
     except Exception:  # noqa: BLE001 - unreadable as a container too: keep the library's reason
-        return False
+        return None
+    return None
 
 
 def plan_indices(indices: Sequence[int] | np.ndarray, path: str,

@@ -17,6 +17,8 @@ import torch
 
 from vidssl.data.decoders.base import (
     VideoMeta,
+    NO_VIDEO_STREAM,
+    UNSUPPORTED_CODEC,
     explain_open_failure,
     gather,
     one_line,
@@ -49,8 +51,10 @@ class PyAVDecoder:
         try:
             self._container = av.open(path, metadata_errors="ignore")
             if not self._container.streams.video:
-                raise VideoDecodeError(path, "no video stream")
+                raise VideoDecodeError(path, NO_VIDEO_STREAM)
             self._stream = self._container.streams.video[0]
+            if self._stream.codec_context is None:
+                raise VideoDecodeError(path, UNSUPPORTED_CODEC)
             if num_threads > 1:
                 self._stream.thread_type = "AUTO"
                 self._stream.codec_context.thread_count = num_threads

@@ -37,6 +37,7 @@ from vidssl.data.decoders.base import (
     one_line,
     probe_video,
 )
+from vidssl.data.deadline import DEFAULT_DECODE_TIMEOUT_S, TIMEOUT_REASON, DecodeDeadline
 from vidssl.data.index.core import Failure
 from vidssl.errors import ConfigError, MissingDependencyError, VideoDecodeError
 
@@ -257,10 +258,17 @@ class ProbeResult:
     probed: int = 0
 
 
+_probe_deadlines = threading.local()  # one per pool thread, so probes still run in parallel
+
+
 def _probe_task(path: str, backend: str) -> VideoMeta | str:
-    """Probe one file: its ``VideoMeta`` or a one-line failure reason (runs in pool workers)."""
+    """Probe one file: its ``VideoMeta`` or a one-line failure reason (runs in pool workers).
+    A file whose probe hangs is abandoned after ``DEFAULT_DECODE_TIMEOUT_S`` (see deadline.py)."""
+    deadline = getattr(_probe_deadlines, "deadline", None)
+    if deadline is None:
+        deadline = _probe_deadlines.deadline = DecodeDeadline(DEFAULT_DECODE_TIMEOUT_S)
     try:
-        return probe_video(path, backend)
+        return deadline.run(path, probe_video, path, backend)
     except VideoDecodeError as err:
         return err.reason
     except MissingDependencyError:
@@ -393,7 +401,8 @@ def _run_probes(paths: list[str], ids: list[int], backend: str, store: MetadataC
             stream = executor.map(_probe_task, paths, [backend] * n, chunksize=16)
         try:
             for i, value in zip(ids, stream):
-                pending.append((keys[i], value))
+                if not (isinstance(value, str) and value.startswith(TIMEOUT_REASON)):
+                    pending.append((keys[i], value))  # a hang may be transient: not cached
                 if len(pending) >= _COMMIT_EVERY and store is not None:
                     store.put_many(pending, backend)
                     pending = []

@@ -1,0 +1,64 @@
+"""Mutation fuzzing of every installed decoder (the property of tools/fuzz_decode.py): mutated
+MP4/AVI bytes either decode to well-formed frames or fail with one line naming the file.
+
+The default run tries a few dozen inputs per backend; the slow target a few hundred. Longer or
+coverage-guided runs: ``python tools/fuzz_decode.py --backend B --iterations N [--atheris]``."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vidssl.data.decoders import available_decoders
+
+_spec = importlib.util.spec_from_file_location(
+    "fuzz_decode", Path(__file__).resolve().parents[2] / "tools" / "fuzz_decode.py")
+fuzz = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fuzz)
+
+BACKENDS = available_decoders()
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    return fuzz.seed_files(tmp_path_factory.mktemp("fuzz_seeds"))
+
+
+def _run(seeds, tmp_path, backend, which, seed):
+    data, suffix = seeds[which]
+    mutated = fuzz.mutate(data, np.random.default_rng(seed))
+    assert fuzz.check_bytes(mutated, backend, tmp_path, suffix) in ("ok", "error")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 1), seed=st.integers(0, 2**32 - 1))
+def test_mutated_videos_decode_or_fail_cleanly(seeds, tmp_path, backend, which, seed):
+    _run(seeds, tmp_path, backend, which, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 1), seed=st.integers(0, 2**32 - 1))
+def test_mutated_videos_decode_or_fail_cleanly_long(seeds, tmp_path, backend, which, seed):
+    _run(seeds, tmp_path, backend, which, seed)
+
+
+def test_the_fuzz_target_catches_a_bad_error(tmp_path, seeds, monkeypatch):
+    """The property can fail: an error message without the file name is a finding."""
+    from vidssl.errors import VideoDecodeError
+
+    def bad_open(path, backend):
+        raise VideoDecodeError("elsewhere.mp4", "two\nlines")
+
+    monkeypatch.setattr(fuzz, "open_video", bad_open)
+    with pytest.raises(AssertionError, match="multi-line|does not name"):
+        fuzz.check_bytes(seeds[0][0], "torchcodec", tmp_path)
+    assert fuzz.main(["--iterations", "3", "--crash-dir", str(tmp_path / "findings")]) == 1
+    assert len(list((tmp_path / "findings").glob("finding_*"))) == 3

@@ -1,0 +1,112 @@
+"""A per-file time limit on decoding: a file that hangs the decoder is skipped, not waited on.
+
+Python cannot interrupt a C call, so a deadline cannot be a signal: a decoder blocked inside
+FFmpeg (a file on a stalled network mount, a pathological stream) would never see it. Instead
+the decode runs on a helper thread and the caller waits for it with a timeout. All three CPU
+backends release the GIL while inside FFmpeg (checked: a thread blocked opening a FIFO does not
+stop the main thread), so the caller regains control on time. A thread that overruns is
+abandoned: it cannot be killed, so it keeps whatever it holds until its call returns, and the
+next file gets a fresh thread. After ``max_abandoned`` overruns in one process the storage or
+backend is stuck, and continuing would only pile up threads: that raises.
+
+The helper thread is created lazily in the process that decodes (a thread started before a
+DataLoader forks its workers does not exist in them) and costs one thread hand-off per sample.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Any, Callable, TypeVar
+
+from vidssl.errors import VideoDecodeError, VidsslError
+
+T = TypeVar("T")
+
+DEFAULT_DECODE_TIMEOUT_S = 60.0
+TIMEOUT_REASON = "decoding did not finish within"
+
+
+class _Worker:
+    """One daemon thread running submitted calls in order (daemon: a thread stuck in a C call
+    must not keep the process alive at exit, which a ``ThreadPoolExecutor`` thread would)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="vidssl-decode", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            fn, args, kwargs, box, done = job
+            try:
+                box.append((True, fn(*args, **kwargs)))
+            except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+                box.append((False, err))
+            done.set()
+
+    def submit(self, fn: Callable, args: tuple, kwargs: dict) -> tuple[list, threading.Event]:
+        box: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        self.jobs.put((fn, args, kwargs, box, done))
+        return box, done
+
+    def stop(self) -> None:
+        self.jobs.put(None)  # a stuck thread sees it when (if) its call returns
+
+
+class DecodeDeadline:
+    """Runs decode calls on a helper thread and gives up on one after ``timeout_s`` seconds.
+
+    Args:
+        timeout_s: seconds one call may take; ``None`` or ``0`` runs calls inline, no limit.
+        max_abandoned: overrunning calls tolerated per process before raising ``VidsslError``.
+    """
+
+    def __init__(self, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S, max_abandoned: int = 8):
+        if timeout_s is not None and timeout_s < 0:
+            raise VidsslError(f"decode timeout must be >= 0 seconds, not {timeout_s}")
+        self.timeout_s = timeout_s or None
+        self.max_abandoned = int(max_abandoned)
+        self.abandoned = 0
+        self._worker: _Worker | None = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict:  # threads do not pickle (spawned DataLoader workers)
+        state = self.__dict__.copy()
+        state.update(_worker=None, _pid=-1)
+        return state
+
+    def _current(self) -> _Worker:
+        if self._worker is None or self._pid != os.getpid():  # forked: the thread is not here
+            self._worker, self._pid = _Worker(), os.getpid()
+        return self._worker
+
+    def run(self, path: str, fn: Callable[..., T], *args, **kwargs) -> T:
+        """``fn(*args, **kwargs)``, or ``VideoDecodeError(path, ...)`` if it overruns."""
+        if self.timeout_s is None:
+            return fn(*args, **kwargs)
+        box, done = self._current().submit(fn, args, kwargs)
+        if done.wait(self.timeout_s):
+            ok, value = box[0]
+            if ok:
+                return value
+            raise value
+        self._worker.stop()  # abandoned: the next call gets a fresh thread
+        self._worker = None
+        self.abandoned += 1
+        if self.abandoned > self.max_abandoned:
+            raise VidsslError(
+                f"{self.abandoned} decodes overran the {self.timeout_s:g} s deadline in this "
+                f"process (last: {path}); the storage or the decoder backend appears stuck")
+        raise VideoDecodeError(path, f"{TIMEOUT_REASON} {self.timeout_s:g} s "
+                                     "(hung or pathologically slow file); abandoned")
+
+    def close(self) -> None:
+        if self._worker is not None and self._pid == os.getpid():
+            self._worker.stop()
+        self._worker = None
