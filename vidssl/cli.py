@@ -6,7 +6,7 @@
     vidssl pretrain --config C      self-supervised pretraining (DDP under torchrun)
     vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics
     vidssl compare                  every method, one budget, one protocol, one table
-    vidssl bench decode|train       decode throughput; training data-pipeline efficiency
+    vidssl bench decode|train|soak  decode throughput; training data-pipeline efficiency; memory soak
 
 Errors that are the user's to fix (bad path, corrupt file, unknown key, missing package) print
 one line and exit with status 2; ``--debug`` shows the traceback instead.
@@ -179,6 +179,36 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_soak(args: argparse.Namespace) -> int:
+    import shlex
+
+    from vidssl.bench.decode import environment, write_results
+    from vidssl.bench.soak import decode_soak, index_sharing, to_markdown
+    from vidssl.data.decoders import available_decoders
+    from vidssl.data.index import build_index
+
+    say = lambda msg: log.info(msg)  # noqa: E731
+    result = {"warmup": args.warmup, "decode": [], "index": None,
+              "command": "vidssl bench soak " + shlex.join(args.argv)}
+    if args.clips > 0:
+        if not os.path.isdir(args.root):
+            raise VidsslError(f"dataset root {args.root} does not exist: run `vidssl "
+                              f"make-synthetic --out {args.root}` first or pass --root")
+        index = build_index("synthetic", args.root, split=1, subset="train", progress=False)
+        for backend in args.backends or available_decoders():
+            result["decode"].append(decode_soak(index, backend, num_clips=args.clips,
+                                                sample_every=args.sample_every,
+                                                warmup=args.warmup, progress=say))
+    if args.records > 0:
+        result["index"] = index_sharing(args.records, workers=args.workers,
+                                        baseline=not args.no_baseline, progress=say)
+    result["environment"] = environment()
+    paths = write_results(result, args.out, stem="soak", markdown=to_markdown(result))
+    _console().print(to_markdown(result), markup=False)
+    _console().print(f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
 # ---------------------------------------------------------------- pretrain
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from vidssl.config import load_config
@@ -308,6 +338,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results folder (%(default)s)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=cmd_bench_train)
+    p = bench.add_parser("soak", help="memory over many decodes; index memory across workers",
+                         description="RSS over N decoded clips per backend (slope after warm-up) "
+                                     "and worker memory over an index of M synthetic records, "
+                                     "vs a Python list of dicts, same run.")
+    p.add_argument("--root", default=DEFAULT_SYNTHETIC_ROOT, help="synthetic dataset folder")
+    p.add_argument("--clips", type=int, default=10_000, help="clips per backend; 0 skips (%(default)s)")
+    p.add_argument("--sample-every", type=int, default=250, help="clips between RSS samples")
+    p.add_argument("--warmup", type=float, default=0.2, help="fraction of clips before the slope")
+    p.add_argument("--backends", nargs="*", help="decoders (default: all installed)")
+    p.add_argument("--records", type=int, default=1_000_000,
+                   help="index records; 0 skips (%(default)s)")
+    p.add_argument("--workers", type=int, default=8, help="DataLoader workers (%(default)s)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the list-of-dicts baseline")
+    p.add_argument("--out", default=os.path.join("benchmarks", "results"),
+                   help="results folder (%(default)s)")
+    p.set_defaults(func=cmd_bench_soak)
     return parser
 
 
@@ -318,7 +364,9 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[2:] if argv[:2] == ["bench", "soak"] else argv
     _setup_logging(args.verbose)
     try:
         return args.func(args)
