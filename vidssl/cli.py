@@ -41,7 +41,10 @@ def _console():
 def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
+    from vidssl.security import RedactingFilter
+
     handler = RichHandler(show_path=False, show_time=False, markup=False)
+    handler.addFilter(RedactingFilter())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[handler], force=True)
 
@@ -189,7 +192,7 @@ def cmd_bench_soak(args: argparse.Namespace) -> int:
 
     say = lambda msg: log.info(msg)  # noqa: E731
     result = {"warmup": args.warmup, "decode": [], "index": None,
-              "command": "vidssl bench soak " + shlex.join(args.argv)}
+              "command": ("vidssl bench soak " + shlex.join(args.argv)).rstrip()}
     if args.clips > 0:
         if not os.path.isdir(args.root):
             raise VidsslError(f"dataset root {args.root} does not exist: run `vidssl "
@@ -291,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "train.max_steps=100. Under torchrun, runs DDP.")
     p.add_argument("--config", help="YAML config (see configs/pretrain/)")
     p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
-                   help="continue from CHECKPOINT (default: OUT_DIR/checkpoints/last.pt)")
+                   help="continue from CHECKPOINT (default: OUT_DIR/checkpoints/last.pt); "
+                        "'auto': from OUT_DIR/checkpoints/last.pt if it exists, else start "
+                        "(for torchrun --max-restarts and requeued jobs)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=cmd_pretrain)
 

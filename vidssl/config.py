@@ -1,7 +1,9 @@
 """Typed configs: a dataclass schema, a YAML file over it, dotted overrides over that.
 
 Unknown keys and values of the wrong type are errors with one line naming the key and the
-file, never silently ignored. YAML is parsed by OmegaConf (safe loading: no code runs).
+file, never silently ignored. YAML is parsed by OmegaConf (safe loading: no code runs; no ``_target_``-style instantiation
+exists: names such as ``method.name`` are looked up in vidssl's registries). A config holding the
+value of a secret environment variable is rejected (see :mod:`vidssl.security`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vidssl.errors import ConfigError
+from vidssl.security import check_no_secrets
 
 T = TypeVar("T")
 
@@ -39,7 +42,7 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None,
             if bad:
                 raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
             base = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
-        return OmegaConf.to_object(base)
+        config = OmegaConf.to_object(base)
     except ConfigError:
         raise
     except OmegaConfBaseException as err:
@@ -49,6 +52,8 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None,
                           + f": {msg}") from None
     except Exception as err:  # noqa: BLE001 - YAML scanner errors etc.
         raise ConfigError(f"cannot read config {where}: {' '.join(str(err).split())}") from None
+    check_no_secrets(config, where if path is None else os.fspath(path))
+    return config
 
 
 def to_dict(config: Any) -> dict:

@@ -24,9 +24,22 @@ _spec.loader.exec_module(fuzz)
 BACKENDS = available_decoders()
 
 
+class Seeds(list):
+    def __repr__(self) -> str:  # hypothesis prints fixtures of a failing example: not the bytes
+        return f"<{len(self)} seed videos>"
+
+
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory):
-    return fuzz.seed_files(tmp_path_factory.mktemp("fuzz_seeds"))
+    return Seeds(fuzz.seed_files(tmp_path_factory.mktemp("fuzz_seeds")))
+
+
+def test_pyav_mutation_found_by_fuzzing_fails_cleanly(seeds, tmp_path):
+    """A mutated AVI whose frame size changes mid-stream once made PyAV's backend raise numpy's
+    'all input arrays must have the same shape' (hypothesis seed 937285)."""
+    if "pyav" not in BACKENDS:
+        pytest.skip("PyAV not installed")
+    _run(seeds, tmp_path, "pyav", 1, 937285)
 
 
 def _run(seeds, tmp_path, backend, which, seed):

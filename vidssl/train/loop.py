@@ -209,8 +209,10 @@ def build_components(cfg: PretrainConfig, device: torch.device):
 
 
 def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainResult:
-    """Train ``cfg.method`` on ``cfg.data``; ``resume`` = a checkpoint path or True for the run's
-    ``checkpoints/last.pt``. Returns where things were written and what was measured.
+    """Train ``cfg.method`` on ``cfg.data``; ``resume`` = a checkpoint path, True for the run's
+    ``checkpoints/last.pt``, or ``"auto"``: that file if it exists, else a fresh start (what a
+    job restarted by ``torchrun --max-restarts`` or a scheduler wants). Returns where things were
+    written and what was measured.
 
     A config whose method expands into stages (CoCLR's ``schedule``) runs them in order
     (:mod:`vidssl.train.stages`); ``resume`` then skips finished stages."""
@@ -245,6 +247,10 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
     scheduler = build_scheduler(optimizer, total, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio)
     ckpt_path = os.path.join(t.out_dir, "checkpoints", "last.pt")
     step, skipped = 0, SkipCounter()
+    if resume == "auto":
+        resume = True if os.path.exists(ckpt_path) else None
+        if resume:
+            log.info("--resume auto: found %s", ckpt_path)
     if resume:
         state = load_checkpoint(ckpt_path if resume is True else resume, map_location=device)
         method.load_state_dict(state["model"])

@@ -121,6 +121,10 @@ class PyAVDecoder:
                         if pos >= target:
                             break
                         continue
+                    if (frame.width, frame.height) != (self._meta.width, self._meta.height):
+                        # The size changed mid-stream (found by fuzzing): scale to the
+                        # stream's declared size, as the protocol promises one size per file.
+                        frame = frame.reformat(width=self._meta.width, height=self._meta.height)
                     out[pos] = frame.to_ndarray(format="rgb24")
                     if pos >= target:
                         break
