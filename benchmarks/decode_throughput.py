@@ -15,16 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from vidssl.cli import main  # noqa: E402
-
+from vidssl.bench import run_on_synthetic  # noqa: E402
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    root = "data/synthetic"
-    if "--root" in args:
-        root = args[args.index("--root") + 1]
-    if not os.path.isdir(root):
-        rc = main(["make-synthetic", "--out", root])
-        if rc:
-            sys.exit(rc)
-    sys.exit(main(["bench", "decode", *args]))
+    sys.exit(run_on_synthetic("decode", sys.argv[1:]))

@@ -14,11 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from vidssl.cli import main  # noqa: E402
+from vidssl.bench import run_on_synthetic  # noqa: E402
 
 if __name__ == "__main__":
-    if not os.path.isdir("data/synthetic"):
-        rc = main(["make-synthetic", "--out", "data/synthetic"])
-        if rc:
-            sys.exit(rc)
-    sys.exit(main(["bench", "train", *sys.argv[1:]]))
+    sys.exit(run_on_synthetic("train", sys.argv[1:]))
