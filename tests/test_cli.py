@@ -20,7 +20,7 @@ def small_synthetic(tmp_path_factory):
 
 
 @pytest.mark.parametrize("argv", [[], ["demo"], ["make-synthetic"], ["index"], ["bench"],
-                                  ["bench", "decode"]])
+                                  ["bench", "decode"], ["bench", "soak"], ["bench", "gpu"]])
 def test_help_everywhere(argv, capsys):
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args([*argv, "--help"])
@@ -101,6 +101,28 @@ def test_bench_decode_writes_results(small_synthetic, tmp_path, capsys):
     assert {"raw_torchcodec", "vidssl[torchcodec]", "vidssl[pyav]", "vidssl[decord]"} <= names
     assert result["results"]["raw_torchcodec"]["ratio_to_raw_torchcodec"] == pytest.approx(1.0)
     assert "| contender |" in (out_dir / "decode_throughput.md").read_text()
+
+
+def test_bench_gpu_runs_its_cpu_parts(small_synthetic, tmp_path, capsys):
+    """Without CUDA the GPU benchmark still decodes with every CPU backend and runs the step
+    comparison, and says which GPU backends were unavailable (the GPU numbers need a GPU)."""
+    import torch
+
+    from vidssl.data.decoders import available_decoders
+
+    out = tmp_path / "results"
+    assert main(["bench", "gpu", "--root", str(small_synthetic), "--sizes", "64x48",
+                 "--videos", "2", "--frames", "24", "--clips", "12", "--encoders", "r3d_tiny",
+                 "--batch-sizes", "4", "--steps", "1", "--rounds", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "gpu_pipeline.json").read_text())
+    assert set(result["decode"]["64x48"]) >= set(available_decoders("cpu"))
+    assert all(r["clips_per_s"] > 0 for r in result["decode"]["64x48"].values())
+    (e2e,) = result["end_to_end"]
+    assert e2e["encoder"] == "r3d_tiny" and 0 <= e2e["data_wait_fraction"] <= 1
+    if not torch.cuda.is_available():
+        assert {"torchcodec_cuda", "pynvvideocodec"} <= set(result["unavailable"])
+    assert "--encoders r3d_tiny" in result["command"]
+    assert "loader clips/s" in (out / "gpu_pipeline.md").read_text()
 
 
 def test_python_dash_m(tmp_path):

@@ -37,6 +37,10 @@ class MissingDependencyError(VidsslError, ImportError):
         )
 
 
+class BackendUnavailableError(VidsslError):
+    """A backend's package is installed but it cannot run here (e.g. no CUDA device)."""
+
+
 class DatasetError(VidsslError):
     """A dataset root, annotation file or split list is missing or malformed."""
 

@@ -14,6 +14,7 @@ failures, which means something systematic (a broken backend, an empty mount), r
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from vidssl.data.deadline import DEFAULT_DECODE_TIMEOUT_S, DecodeDeadline
-from vidssl.data.decoders import DEFAULT_BACKEND, DEFAULT_MAX_FRAME_PIXELS, decoder_class, open_video
+from vidssl.data.decoders import (DEFAULT_BACKEND, DEFAULT_MAX_FRAME_PIXELS, decoder_class,
+                                   decoder_device, open_video)
 from vidssl.data.index.core import VideoIndex
 from vidssl.data.samplers.base import ClipSampler, SampledClips
 from vidssl.errors import VideoDecodeError, VidsslError
@@ -55,6 +57,8 @@ class ClipDataset(Dataset):
         decode_timeout_s: seconds one sample's decoding may take before its file is skipped as
             hung (``None``/0: no limit). Generous by default: it catches hangs, not slow disks.
         max_frame_pixels: files with larger frames are skipped (``None``: no limit).
+        fallback_decoder: a second backend for files the first cannot read (e.g. ``torchcodec``
+            behind a GPU decoder, for codecs NVDEC lacks); the sample's ``fallbacks`` lists them.
 
     Returns (per item) a dict: ``views`` (list of ``uint8 (T, C, H, W)``), ``label`` (int),
     ``index`` (int, the position actually read), ``targets`` (dict), ``info`` (dict),
@@ -73,6 +77,7 @@ class ClipDataset(Dataset):
         paired: tuple[str, str] | None = None,
         decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
         max_frame_pixels: int | None = DEFAULT_MAX_FRAME_PIXELS,
+        fallback_decoder: str | None = None,
     ):
         if len(index) == 0:
             raise VidsslError(f"dataset {index.name!r} has no videos")
@@ -87,6 +92,10 @@ class ClipDataset(Dataset):
         self.paired = None if paired is None else (os.fspath(paired[0]), os.fspath(paired[1]))
         self.deadline = DecodeDeadline(decode_timeout_s)
         self.max_frame_pixels = max_frame_pixels
+        if fallback_decoder is not None:
+            decoder_class(fallback_decoder).check_available()
+        self.fallback_decoder = fallback_decoder if fallback_decoder != decoder else None
+        self._fallbacks: list[tuple[str, str]] = []
         self.epoch = 0
         self._known_bad: set[int] = set()  # per process: files already seen to fail
 
@@ -114,16 +123,33 @@ class ClipDataset(Dataset):
             frames = dec.get_frames(np.minimum(clips.all_indices, last))
         return list(torch.split(frames, [len(v) for v in clips.views]))
 
-    def load(self, i: int, rng: np.random.Generator) -> tuple[list[torch.Tensor], SampledClips]:
-        """Sample and decode video ``i`` (raises ``VideoDecodeError`` on a bad file)."""
-        path = self.index.path(i)
-        with open_video(path, self.decoder, self.max_frame_pixels, **self.decoder_kwargs) as dec:
+    def _decode(self, path: str, i: int, rng: np.random.Generator, backend: str,
+                kwargs: Mapping[str, Any]) -> tuple[torch.Tensor, SampledClips]:
+        with open_video(path, backend, self.max_frame_pixels, **kwargs) as dec:
             meta = dec.metadata
             num_frames, fps = int(self.index.num_frames[i]), float(self.index.fps[i])
             if meta.num_frames != num_frames:  # the file changed since indexing
                 num_frames, fps = meta.num_frames, meta.fps
             clips = self.sampler(num_frames, fps, rng)
-            frames = dec.get_frames(clips.all_indices)
+            return dec.get_frames(clips.all_indices), clips
+
+    def load(self, i: int, rng: np.random.Generator) -> tuple[list[torch.Tensor], SampledClips]:
+        """Sample and decode video ``i`` (raises ``VideoDecodeError`` on a bad file). With a
+        ``fallback_decoder``, a file the main backend cannot read is decoded by that one (same
+        clip draw; frames moved to the main backend's device) and noted in ``fallbacks``."""
+        path = self.index.path(i)
+        spare = copy.deepcopy(rng) if self.fallback_decoder else None
+        try:
+            frames, clips = self._decode(path, i, rng, self.decoder, self.decoder_kwargs)
+        except VideoDecodeError as err:
+            if spare is None:
+                raise
+            frames, clips = self._decode(path, i, spare, self.fallback_decoder, {})
+            if decoder_device(self.decoder) == "cuda":
+                frames = frames.to("cuda", non_blocking=True)
+            self._fallbacks.append((path, err.reason))
+            log.info("decoded %s with %s instead of %s: %s", path, self.fallback_decoder,
+                     self.decoder, err.reason)
         if len(clips.views) == 1:
             views = [frames]
         else:
@@ -136,6 +162,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         skipped: list[tuple[str, str]] = []
+        self._fallbacks = []
         pos = int(i)
         for attempt in range(self.max_attempts):
             if pos not in self._known_bad:
@@ -156,6 +183,7 @@ class ClipDataset(Dataset):
                         "info": dict(clips.info),
                         "names": clips.names,
                         "skipped": skipped,
+                        "fallbacks": list(self._fallbacks),
                     }
             pos = int(self.rng(i, attempt + 1).integers(len(self.index)))
         last = f"; last: {skipped[-1][0]}: {skipped[-1][1]}" if skipped else ""
@@ -172,7 +200,8 @@ def collate_clips(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         ``views``: list (one per view) of ``uint8 (B, T, C, H, W)``; ``names``: view names;
         ``label``, ``index``, ``group``: ``int64 (B,)`` (``group`` -1 where the dataset has no
         groups); ``targets``: dict of stacked tensors;
-        ``info``: dict of lists; ``skipped``: all ``(path, reason)`` pairs of the batch.
+        ``info``: dict of lists; ``skipped``: all ``(path, reason)`` pairs of the batch;
+        ``fallbacks``: ``(path, reason)`` of the files read by the fallback decoder.
     """
     if not samples:
         raise VidsslError("cannot collate an empty batch")
@@ -199,7 +228,20 @@ def collate_clips(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "targets": targets,
         "info": {k: [s["info"][k] for s in samples] for k in samples[0]["info"]},
         "skipped": [pair for s in samples for pair in s["skipped"]],
+        "fallbacks": [pair for s in samples for pair in s.get("fallbacks", ())],
     }
+
+
+def batch_to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors (views, targets, label, index, group) on ``device`` (non-blocking)."""
+    out = dict(batch)
+    out["views"] = [v.to(device, non_blocking=True) for v in batch["views"]]
+    out["targets"] = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
+    out["label"] = batch["label"].to(device, non_blocking=True)
+    for key in ("index", "group"):
+        if key in batch:
+            out[key] = batch[key].to(device, non_blocking=True)
+    return out
 
 
 @dataclass
@@ -208,18 +250,23 @@ class SkipCounter:
 
     count: int = 0
     paths: dict[str, str] = field(default_factory=dict)
+    fallbacks: int = 0
 
     def update(self, batch: Mapping[str, Any]) -> None:
         for path, reason in batch.get("skipped", ()):
             self.count += 1
             self.paths.setdefault(path, reason)
+        self.fallbacks += len(batch.get("fallbacks", ()))
 
     def summary(self, max_items: int = 5) -> str:
+        fell_back = (f"; {self.fallbacks} samples decoded by the fallback decoder"
+                     if self.fallbacks else "")
         if not self.count:
-            return "no videos skipped"
+            return "no videos skipped" + fell_back
         shown = "; ".join(f"{p}: {r}" for p, r in list(self.paths.items())[:max_items])
         more = f" (+{len(self.paths) - max_items} more files)" if len(self.paths) > max_items else ""
-        return f"{self.count} samples skipped over {len(self.paths)} unreadable files: {shown}{more}"
+        return (f"{self.count} samples skipped over {len(self.paths)} unreadable files: "
+                f"{shown}{more}{fell_back}")
 
 
 def _worker_init(_: int) -> None:
@@ -245,16 +292,12 @@ def build_loader(
     ``DistributedSampler`` splits the videos across ranks; call ``set_loader_epoch(loader, e)``
     each epoch so both the order and the clip draws change.
     """
-    if distributed is None:
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if distributed:
-        base = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    else:
-        base = EpochShuffleSampler(len(dataset), seed=seed, shuffle=shuffle)
-    sampler = ResumableSampler(base)
-    if drop_last and not distributed and len(dataset) < batch_size:
-        raise VidsslError(f"dataset {dataset.index.name!r} has {len(dataset)} videos, fewer than "
-                          f"one batch of {batch_size} with drop_last=True")
+    if num_workers > 0 and decoder_device(dataset.decoder) != "cpu":
+        raise VidsslError(f"decoder {dataset.decoder!r} returns GPU frames, which DataLoader worker "
+                          "processes cannot produce: use data.loader=device (vidssl.data."
+                          "device_loader.DeviceLoader) or num_workers=0")
+    sampler = epoch_sampler(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                            distributed=distributed)
     extra = {}
     if num_workers > 0:
         extra = {"worker_init_fn": _worker_init, "persistent_workers": False,
@@ -265,6 +308,24 @@ def build_loader(
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate_clips, drop_last=drop_last, pin_memory=pin_memory,
                       generator=generator, **extra)
+
+
+def epoch_sampler(dataset: ClipDataset, batch_size: int, *, shuffle: bool = True,
+                  drop_last: bool = True, seed: int = 0,
+                  distributed: bool | None = None) -> "ResumableSampler":
+    """The per-epoch, resumable order of ``dataset`` for this rank (``build_loader`` and
+    ``DeviceLoader`` share it): ``DistributedSampler`` under ``torch.distributed``, else a seeded
+    per-epoch shuffle."""
+    if distributed is None:
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed:
+        base = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    else:
+        base = EpochShuffleSampler(len(dataset), seed=seed, shuffle=shuffle)
+    if drop_last and not distributed and len(dataset) < batch_size:
+        raise VidsslError(f"dataset {dataset.index.name!r} has {len(dataset)} videos, fewer than "
+                          f"one batch of {batch_size} with drop_last=True")
+    return ResumableSampler(base)
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:

@@ -20,6 +20,8 @@ import queue
 import threading
 from typing import Any, Callable, TypeVar
 
+import torch
+
 from vidssl.errors import VideoDecodeError, VidsslError
 
 T = TypeVar("T")
@@ -42,9 +44,13 @@ class _Worker:
             job = self.jobs.get()
             if job is None:
                 return
-            fn, args, kwargs, box, done = job
+            fn, args, kwargs, box, done, stream = job
             try:
-                box.append((True, fn(*args, **kwargs)))
+                if stream is None:
+                    box.append((True, fn(*args, **kwargs)))
+                else:  # GPU decoding: on the caller's CUDA stream, as if it ran inline
+                    with torch.cuda.stream(stream):
+                        box.append((True, fn(*args, **kwargs)))
             except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
                 box.append((False, err))
             done.set()
@@ -52,7 +58,8 @@ class _Worker:
     def submit(self, fn: Callable, args: tuple, kwargs: dict) -> tuple[list, threading.Event]:
         box: list[tuple[bool, Any]] = []
         done = threading.Event()
-        self.jobs.put((fn, args, kwargs, box, done))
+        stream = torch.cuda.current_stream() if torch.cuda.is_initialized() else None
+        self.jobs.put((fn, args, kwargs, box, done, stream))
         return box, done
 
     def stop(self) -> None:

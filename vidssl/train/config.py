@@ -16,7 +16,10 @@ class DataConfig:
     root: str = "data/synthetic"
     split: int = 1
     subset: str = "train"
-    decoder: str = "torchcodec"
+    decoder: str = "torchcodec"       # a backend (vidssl.data.decoders) or auto: timed on the first clips
+    fallback_decoder: Optional[str] = None  # reads files the decoder cannot (GPU decoders: torchcodec)
+    loader: str = "auto"              # workers (DataLoader processes) | device (DeviceLoader, needed by
+                                      # GPU decoders) | auto: device for GPU decoders, else workers
     resize: Optional[int] = None      # short side resized per clip on the CPU (mixed-size datasets)
     batch_size: int = 16              # global batch: divided by the world size under torchrun
     num_workers: int = 2

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from vidssl.data.dataset import ClipDataset, SkipCounter, build_loader, set_loader_epoch
+from vidssl.data.dataset import (ClipDataset, SkipCounter, batch_to_device as to_device,  # noqa: F401
+                                 build_loader, set_loader_epoch)
+from vidssl.data.decoders import decoder_device
+from vidssl.data.device_loader import DeviceLoader
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.train import dist
 from vidssl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -145,17 +148,6 @@ def build_training_index(data):
     return build_index(data.dataset, data.root, **kw)
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    out = dict(batch)
-    out["views"] = [v.to(device, non_blocking=True) for v in batch["views"]]
-    out["targets"] = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
-    out["label"] = batch["label"].to(device, non_blocking=True)
-    for key in ("index", "group"):
-        if key in batch:
-            out[key] = batch[key].to(device, non_blocking=True)
-    return out
-
-
 def train_step(model: nn.Module, method: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
                scheduler, *, clip_grad: float | None, amp_dtype: torch.dtype | None, step: int,
                total: int) -> dict[str, torch.Tensor]:
@@ -187,6 +179,20 @@ def train_step(model: nn.Module, method: nn.Module, batch: dict, optimizer: torc
     return out
 
 
+def resolve_decoder(name: str, make_dataset, device: torch.device, num_workers: int) -> str:
+    """``data.decoder``, with ``auto`` measured on the run's first clips (rank 0's choice is
+    broadcast, so every rank decodes alike)."""
+    if name != "auto":
+        return name
+    from vidssl.data.decoders.calibrate import choose_decoder
+
+    choice = [choose_decoder(make_dataset, device=device.type, num_workers=num_workers).decoder
+              if dist.is_main() else None]
+    if dist.is_distributed():
+        torch.distributed.broadcast_object_list(choice, src=0)
+    return choice[0]
+
+
 def build_components(cfg: PretrainConfig, device: torch.device):
     """``(encoder, method on device, loader)`` for a config (per-rank batch under DDP)."""
     from vidssl.data.transforms import ResizeClip
@@ -196,15 +202,31 @@ def build_components(cfg: PretrainConfig, device: torch.device):
     data = cfg.data
     encoder = create_encoder(cfg.encoder.name, pretrained=cfg.encoder.pretrained, **cfg.encoder.kwargs)
     method = create_method(cfg.method.name, encoder, cfg.method.params).to(device)
-    dataset = ClipDataset(build_training_index(data), method.sampler, decoder=data.decoder,
-                          seed=cfg.train.seed,
-                          transform=ResizeClip(data.resize) if data.resize else None,
-                          paired=(data.root, data.paired_root) if data.paired_root else None,
-                          decode_timeout_s=data.decode_timeout_s,
-                          max_frame_pixels=data.max_frame_pixels)
-    loader = build_loader(dataset, data.batch_size // dist.world_size(), num_workers=data.num_workers,
-                          seed=cfg.train.seed, drop_last=data.drop_last,
-                          pin_memory=device.type == "cuda")
+    index = build_training_index(data)
+
+    def make_dataset(decoder: str) -> ClipDataset:
+        return ClipDataset(index, method.sampler, decoder=decoder, seed=cfg.train.seed,
+                           transform=ResizeClip(data.resize) if data.resize else None,
+                           paired=(data.root, data.paired_root) if data.paired_root else None,
+                           decode_timeout_s=data.decode_timeout_s,
+                           max_frame_pixels=data.max_frame_pixels,
+                           fallback_decoder=data.fallback_decoder or (
+                               "torchcodec" if decoder_device(decoder) == "cuda" else None))
+
+    decoder = resolve_decoder(data.decoder, make_dataset, device, data.num_workers)
+    dataset = make_dataset(decoder)
+    per_rank = data.batch_size // dist.world_size()
+    kind = data.loader if data.loader != "auto" else (
+        "device" if decoder_device(decoder) == "cuda" else "workers")
+    if kind == "device":
+        loader = DeviceLoader(dataset, per_rank, device, seed=cfg.train.seed,
+                              drop_last=data.drop_last)
+    elif kind == "workers":
+        loader = build_loader(dataset, per_rank, num_workers=data.num_workers,
+                              seed=cfg.train.seed, drop_last=data.drop_last,
+                              pin_memory=device.type == "cuda")
+    else:
+        raise ConfigError(f"data.loader must be auto, workers or device, not {data.loader!r}")
     return encoder, method, loader
 
 

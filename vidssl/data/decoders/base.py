@@ -73,11 +73,17 @@ DecoderFactory = Callable[..., VideoDecoder]
 
 # name -> (module path, class name, pip package, extra); imported on first use.
 _BACKENDS: dict[str, tuple[str, str, str, str]] = {}
+# name -> where its frames come out ("cpu" or "cuda").
+_DEVICES: dict[str, str] = {}
 
 
-def register_decoder(name: str, module: str, cls: str, package: str, extra: str) -> None:
-    """Register a backend by import location so that importing vidssl never imports it."""
+def register_decoder(name: str, module: str, cls: str, package: str, extra: str,
+                     device: str = "cpu") -> None:
+    """Register a backend by import location so that importing vidssl never imports it.
+    ``device``: where its frames come out (``"cuda"`` backends are never used inside DataLoader
+    worker processes; see ``vidssl.data.device_loader``)."""
     _BACKENDS[name] = (module, cls, package, extra)
+    _DEVICES[name] = device
 
 
 register_decoder("torchcodec", "vidssl.data.decoders.torchcodec_backend", "TorchCodecDecoder",
@@ -85,6 +91,10 @@ register_decoder("torchcodec", "vidssl.data.decoders.torchcodec_backend", "Torch
 register_decoder("pyav", "vidssl.data.decoders.pyav_backend", "PyAVDecoder", "av", "pyav")
 register_decoder("decord", "vidssl.data.decoders.decord_backend", "DecordDecoder",
                  "decord", "decord")
+register_decoder("torchcodec_cuda", "vidssl.data.decoders.nvdec", "TorchCodecCudaDecoder",
+                 "torchcodec", "torchcodec", device="cuda")
+register_decoder("pynvvideocodec", "vidssl.data.decoders.nvdec", "PyNvVideoCodecDecoder",
+                 "PyNvVideoCodec", "nvdec", device="cuda")
 
 DEFAULT_BACKEND = "torchcodec"
 
@@ -94,9 +104,17 @@ DEFAULT_BACKEND = "torchcodec"
 DEFAULT_MAX_FRAME_PIXELS = 8192 * 4320
 
 
-def list_decoders() -> list[str]:
-    """Names of all registered backends (installed or not)."""
-    return sorted(_BACKENDS)
+def list_decoders(device: str | None = None) -> list[str]:
+    """Names of the registered backends (installed or not); ``device``: only those whose frames
+    come out there (``"cpu"`` or ``"cuda"``)."""
+    return sorted(n for n in _BACKENDS if device is None or _DEVICES[n] == device)
+
+
+def decoder_device(name: str) -> str:
+    """``"cpu"`` or ``"cuda"``: where backend ``name`` returns frames."""
+    if name not in _BACKENDS:
+        raise VidsslError(f"unknown decoder backend {name!r}; choose one of {list_decoders()}")
+    return _DEVICES[name]
 
 
 def decoder_class(name: str) -> type:
@@ -114,15 +132,16 @@ def decoder_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def available_decoders() -> list[str]:
-    """Backends whose package imports on this machine."""
-    from vidssl.errors import MissingDependencyError
+def available_decoders(device: str = "cpu") -> list[str]:
+    """Backends usable on this machine whose frames come out on ``device`` (``"cpu"``,
+    ``"cuda"``, or ``"any"``): the package imports and, for GPU backends, a CUDA device exists."""
+    from vidssl.errors import BackendUnavailableError, MissingDependencyError
 
     names = []
-    for name in list_decoders():
+    for name in list_decoders(None if device == "any" else device):
         try:
             decoder_class(name).check_available()
-        except MissingDependencyError:
+        except (MissingDependencyError, BackendUnavailableError):
             continue
         names.append(name)
     return names
