@@ -108,3 +108,30 @@ def test_read_metrics_keeps_last_record_and_skips_cut_line(tmp_path):
                     '{"step": 2, "loss": 2.5}\n{"step": 3, "lo')
     recs = read_metrics(str(path))
     assert [r["loss"] for r in recs] == [3.0, 2.5]
+
+
+def test_step_options_keep_the_losses(tiny_synthetic, tmp_path):
+    """channels_last_3d and fused AdamW change memory layout and kernels, not the maths: 3 steps
+    give the default run's losses (CPU, deterministic views)."""
+    from tests.train.test_pretrain import DETERMINISTIC_VIEWS, tiny_config
+    from vidssl.train.loop import pretrain
+
+    common = ["train.max_steps=3", "train.deterministic=true", *DETERMINISTIC_VIEWS]
+    base = pretrain(tiny_config(tiny_synthetic, tmp_path / "a", *common))
+    fast = pretrain(tiny_config(tiny_synthetic, tmp_path / "b", *common, "train.channels_last=true",
+                                "optim.fused=true"))
+    assert fast.losses == pytest.approx(base.losses, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_encoder_trains_and_saves_plain_keys(tiny_synthetic, tmp_path):
+    from tests.train.test_pretrain import DETERMINISTIC_VIEWS, tiny_config
+    from vidssl.train.checkpoint import load_checkpoint
+    from vidssl.train.loop import pretrain
+
+    common = ["train.max_steps=2", "train.deterministic=true", *DETERMINISTIC_VIEWS]
+    base = pretrain(tiny_config(tiny_synthetic, tmp_path / "a", *common))
+    compiled = pretrain(tiny_config(tiny_synthetic, tmp_path / "b", *common, "train.compile=true"))
+    assert compiled.losses == pytest.approx(base.losses, rel=1e-3, abs=1e-4)
+    keys = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"].keys()
+    assert not any("_orig_mod" in k for k in keys)

@@ -36,7 +36,7 @@ def run_train_benchmark(cfg: PretrainConfig, *, steps: int = 8, rounds: int = 3,
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     _, method, loader = build_components(cfg, device)
-    optimizer = build_optimizer(method, cfg.optim)
+    optimizer = build_optimizer(method, cfg.optim, device)
     total = (rounds * 2 + 1) * steps + warmup
     scheduler = build_scheduler(optimizer, total, cfg.optim.warmup_steps)
     amp = autocast_dtype(cfg.train.amp, device)

@@ -53,6 +53,7 @@ class OptimConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0         # cosine floor, as a fraction of lr
     clip_grad: Optional[float] = 1.0  # max global grad norm; None = off
+    fused: Optional[bool] = None      # fused AdamW/SGD kernels; None = on for CUDA, off elsewhere
 
 
 @dataclass
@@ -64,6 +65,8 @@ class TrainConfig:
     amp: str = "auto"                 # auto (bf16 where supported) | bf16 | off
     deterministic: bool = False
     freeze_bn: bool = False           # BatchNorm uses running statistics (eval mode), no updates
+    channels_last: bool = False       # encoder weights and inputs in channels_last_3d memory format
+    compile: bool = False             # torch.compile the encoder (heads and losses stay eager)
     log_every: int = 10
     ckpt_every: int = 0               # steps; 0 = end of every epoch only
     out_dir: str = "runs/pretrain"

@@ -121,18 +121,21 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else None
 
 
-def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW or SGD; no weight decay on biases and normalisation weights (1-D parameters)."""
+def build_optimizer(model: nn.Module, cfg, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """AdamW or SGD; no weight decay on biases and normalisation weights (1-D parameters);
+    fused kernels when ``cfg.fused`` (``None``: on CUDA devices)."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    fused = cfg.fused if cfg.fused is not None else (device is not None and device.type == "cuda")
+    extra = {"fused": True} if fused else {}
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), **extra)
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False, **extra)
     raise ConfigError(f"optim.name must be adamw or sgd, got {cfg.name!r}")
 
 
@@ -193,6 +196,37 @@ def resolve_decoder(name: str, make_dataset, device: torch.device, num_workers: 
     return choice[0]
 
 
+ENCODER_ENTRY_POINTS = ("forward", "forward_features", "forward_feature_map")
+
+
+def apply_step_options(encoder: nn.Module, t) -> None:
+    """``train.channels_last`` (weights and 5-D inputs in channels_last_3d) and ``train.compile``
+    (``torch.compile``) on the encoder's entry points; methods call ``forward_features`` /
+    ``forward_feature_map`` directly, so those are wrapped, not ``__call__``. Weights and
+    state-dict keys are unchanged."""
+    if t.channels_last:
+        encoder.to(memory_format=torch.channels_last_3d)
+    for name in ENCODER_ENTRY_POINTS:
+        fn = getattr(encoder, name, None)
+        if fn is None:
+            continue
+        if t.channels_last:
+            fn = _channels_last(fn)
+        if t.compile:
+            fn = torch.compile(fn)
+        if t.channels_last or t.compile:
+            setattr(encoder, name, fn)
+
+
+def _channels_last(fn):
+    def wrapped(x, *args, **kwargs):
+        if isinstance(x, torch.Tensor) and x.dim() == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return fn(x, *args, **kwargs)
+
+    return wrapped
+
+
 def build_components(cfg: PretrainConfig, device: torch.device):
     """``(encoder, method on device, loader)`` for a config (per-rank batch under DDP)."""
     from vidssl.data.transforms import ResizeClip
@@ -202,6 +236,7 @@ def build_components(cfg: PretrainConfig, device: torch.device):
     data = cfg.data
     encoder = create_encoder(cfg.encoder.name, pretrained=cfg.encoder.pretrained, **cfg.encoder.kwargs)
     method = create_method(cfg.method.name, encoder, cfg.method.params).to(device)
+    apply_step_options(encoder, cfg.train)
     index = build_training_index(data)
 
     def make_dataset(decoder: str) -> ClipDataset:
@@ -265,7 +300,7 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
     total = t.epochs * steps_per_epoch
     total = min(total, t.max_steps) if t.max_steps else total
 
-    optimizer = build_optimizer(method, cfg.optim)
+    optimizer = build_optimizer(method, cfg.optim, device)
     scheduler = build_scheduler(optimizer, total, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio)
     ckpt_path = os.path.join(t.out_dir, "checkpoints", "last.pt")
     step, skipped = 0, SkipCounter()
