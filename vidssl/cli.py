@@ -21,7 +21,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Sequence
 
 from vidssl.data.synthetic.options import SyntheticOptions
@@ -112,22 +111,32 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- bench decode
+# ---------------------------------------------------------------- benchmarks
+def _require_root(root: str) -> None:
+    if not os.path.isdir(root):
+        raise VidsslError(f"dataset root {root} does not exist: run `vidssl make-synthetic "
+                          f"--out {root}` first or pass --root")
+
+
+def _write_and_show(result: dict, out: str, stem: str, markdown: str) -> None:
+    from vidssl.bench.decode import write_results
+
+    paths = write_results(result, out, stem=stem, markdown=markdown)
+    _console().print(markdown, markup=False)
+    _console().print(f"wrote {paths[0]} and {paths[1]}")
+
+
 def cmd_bench_decode(args: argparse.Namespace) -> int:
-    from vidssl.bench.decode import run_decode_benchmark, to_markdown, write_results
+    from vidssl.bench.decode import run_decode_benchmark, to_markdown
     from vidssl.data.index import build_index
 
-    if not os.path.isdir(args.root):
-        raise VidsslError(f"dataset root {args.root} does not exist: run `vidssl make-synthetic "
-                          f"--out {args.root}` first or pass --root")
+    _require_root(args.root)
     index = build_index("synthetic", args.root, split=1, subset="train", progress=False)
     result = run_decode_benchmark(
         index, clip_len=args.frames, stride=args.stride, num_clips=args.clips,
         rounds=args.rounds, batch_size=args.batch_size, backends=args.backends,
         progress=lambda msg: log.info(msg))
-    paths = write_results(result, args.out)
-    _console().print(to_markdown(result), markup=False)
-    _console().print(f"wrote {paths[0]} and {paths[1]}")
+    _write_and_show(result, args.out, "decode_throughput", to_markdown(result))
     return 0
 
 
@@ -168,7 +177,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from vidssl.bench.decode import write_results
     from vidssl.bench.train import run_train_benchmark, to_markdown
     from vidssl.config import load_config
     from vidssl.train.config import PretrainConfig
@@ -176,17 +184,14 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     result = run_train_benchmark(cfg, steps=args.steps, rounds=args.rounds,
                                  progress=lambda msg: log.info(msg))
-    json_path, md_path = write_results(result, args.out, stem="train_throughput",
-                                       markdown=to_markdown(result))
-    _console().print(to_markdown(result), markup=False)
-    _console().print(f"wrote {json_path} and {md_path}")
+    _write_and_show(result, args.out, "train_throughput", to_markdown(result))
     return 0
 
 
 def cmd_bench_soak(args: argparse.Namespace) -> int:
     import shlex
 
-    from vidssl.bench.decode import environment, write_results
+    from vidssl.bench.decode import environment
     from vidssl.bench.soak import decode_soak, index_sharing, to_markdown
     from vidssl.data.decoders import available_decoders
     from vidssl.data.index import build_index
@@ -195,9 +200,7 @@ def cmd_bench_soak(args: argparse.Namespace) -> int:
     result = {"warmup": args.warmup, "decode": [], "index": None,
               "command": ("vidssl bench soak " + shlex.join(args.argv[2:])).rstrip()}
     if args.clips > 0:
-        if not os.path.isdir(args.root):
-            raise VidsslError(f"dataset root {args.root} does not exist: run `vidssl "
-                              f"make-synthetic --out {args.root}` first or pass --root")
+        _require_root(args.root)
         index = build_index("synthetic", args.root, split=1, subset="train", progress=False)
         for backend in args.backends or available_decoders():
             result["decode"].append(decode_soak(index, backend, num_clips=args.clips,
@@ -207,29 +210,22 @@ def cmd_bench_soak(args: argparse.Namespace) -> int:
         result["index"] = index_sharing(args.records, workers=args.workers,
                                         baseline=not args.no_baseline, progress=say)
     result["environment"] = environment()
-    paths = write_results(result, args.out, stem="soak", markdown=to_markdown(result))
-    _console().print(to_markdown(result), markup=False)
-    _console().print(f"wrote {paths[0]} and {paths[1]}")
+    _write_and_show(result, args.out, "soak", to_markdown(result))
     return 0
 
 
 def cmd_bench_gpu(args: argparse.Namespace) -> int:
     import shlex
 
-    from vidssl.bench.decode import write_results
     from vidssl.bench.gpu_pipeline import run_gpu_pipeline, to_markdown
 
-    if not os.path.isdir(args.root):
-        raise VidsslError(f"dataset root {args.root} does not exist: run `vidssl make-synthetic "
-                          f"--out {args.root}` first or pass --root")
+    _require_root(args.root)
     result = run_gpu_pipeline(args.root, sizes=args.sizes, videos=args.videos, frames=args.frames,
                               clips=args.clips, encoders=args.encoders,
                               batch_sizes=args.batch_sizes, steps=args.steps, rounds=args.rounds,
                               workers=args.workers, progress=lambda msg: log.info(msg))
     result["command"] = ("vidssl bench gpu " + shlex.join(args.argv[2:])).rstrip()
-    paths = write_results(result, args.out, stem=args.stem, markdown=to_markdown(result))
-    _console().print(to_markdown(result), markup=False)
-    _console().print(f"wrote {paths[0]} and {paths[1]}")
+    _write_and_show(result, args.out, args.stem, to_markdown(result))
     return 0
 
 
