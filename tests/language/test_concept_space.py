@@ -144,3 +144,17 @@ def test_shipped_attribute_files(name):
     assert doc["template_version"] == "v1" and doc["source"] == "curated"
     validate_attributes(doc, classes, where=name)   # every class 1+ phrases, each <= 77 CLIP tokens
     assert all(count_clip_tokens(p) <= 77 for ps in doc["classes"].values() for p in ps)
+
+
+def test_cli_encode(tmp_path, capsys):
+    from vidssl.cli import main
+
+    out = tmp_path / "space.pt"
+    rc = main(["concepts", "encode", "--vocabulary", "synthetic", "--model", TINY_CLIP, "--pretrained", "none",
+               "--cache", str(tmp_path / "cache"), "--out", str(out)])
+    assert rc == 0 and "50 concepts x 32 dims" in capsys.readouterr().out
+    saved = torch.load(out, weights_only=True)
+    space = build_concept_space(resolve_vocabulary("synthetic"), attributes=load_attributes("synthetic")["classes"],
+                                mode="separate", model=TINY_CLIP, pretrained=None, cache_dir=tmp_path / "cache")
+    torch.testing.assert_close(saved["vectors"], space.vectors, atol=0, rtol=0)
+    assert main(["concepts", "encode", "--vocabulary", "nope"]) == 2
