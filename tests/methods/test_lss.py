@@ -133,3 +133,21 @@ def test_alignment_references():
     collapsed[:, 0] = 10
     spread = torch.eye(6) * 10
     assert entropy_alignment(collapsed) > entropy_alignment(spread) + math.log(6) - 0.1
+
+
+def test_concept_space_errors_are_one_line(tmp_path):
+    vocab = tmp_path / "classes.txt"
+    vocab.write_text("Juggle\nSwim\n")
+    with pytest.raises(ConfigError, match="shipped vocabulary") as err:
+        create_method("lss", create_encoder("r3d_tiny"), {**LSS_SMALL, "vocabulary": str(vocab)})
+    assert "\n" not in str(err.value)
+    attrs = tmp_path / "a.json"
+    attrs.write_text('{"classes": {"Juggle": ["three balls"]}}')
+    with pytest.raises(ConfigError, match="without attributes"):
+        create_method("lss", create_encoder("r3d_tiny"), {**LSS_SMALL, "vocabulary": str(vocab),
+                                                          "attributes": str(attrs)})
+    # a custom vocabulary with its own attribute file works
+    attrs.write_text('{"classes": {"Juggle": ["three balls"], "Swim": ["a pool"]}}')
+    m = create_method("lss", create_encoder("r3d_tiny"), {**LSS_SMALL, "vocabulary": str(vocab),
+                                                          "attributes": str(attrs)})
+    assert m.concept_names == ["Juggle", "Swim", "Juggle/three balls", "Swim/a pool"]

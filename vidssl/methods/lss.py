@@ -153,6 +153,11 @@ def build_concept_space_for(p: LSSParams, device: str | torch.device = "cpu"):
     classes = resolve_vocabulary(p.vocabulary)
     attributes = None
     if p.attributes and p.concept_mode != "classes":
+        from vidssl.language.attributes import VOCABULARIES
+
+        if p.attributes == "curated" and p.vocabulary not in VOCABULARIES:
+            raise ConfigError(f"method.params.attributes: 'curated' needs a shipped vocabulary {VOCABULARIES}; "
+                              f"for {p.vocabulary!r} pass an attribute file (vidssl concepts generate)")
         source = p.vocabulary if p.attributes == "curated" else p.attributes
         doc = load_attributes(source)
         validate_attributes(doc, classes, where=f"attributes of {source}")
