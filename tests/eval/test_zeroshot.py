@@ -42,7 +42,7 @@ def test_all_does_not_include_zeroshot():
     assert resolve_protocols("zeroshot") == ["zeroshot"]
 
 
-def test_clip_temporal_zeroshot_matches_hand_computation(small_synthetic):
+def test_clip_temporal_zeroshot_matches_hand_computation(small_synthetic, tmp_path):
     torch.manual_seed(0)
     enc = create_encoder("clip_temporal_tiny")
     res = evaluate(enc, dataset="synthetic", root=small_synthetic, splits=[1, 2], protocols="zeroshot",
@@ -55,9 +55,15 @@ def test_clip_temporal_zeroshot_matches_hand_computation(small_synthetic):
         assert got == pytest.approx(expected) and res.info["videos"][str(split)]["zeroshot_test_used"] == n
     assert "zeroshot" in res.to_markdown() and res.info["zeroshot"]["text_tower"] == "vidssl-tiny-clip/random-init"
     # with attributes: a different classifier (pooled prompts), still a valid result
+    from vidssl.data.synthetic.classes import SYNTHETIC_CLASSES
+
+    attrs = tmp_path / "attrs.json"
+    attrs.write_text(json.dumps({"classes": {c: [f"a {c.lower()} shape", "a plain scene"] for c in SYNTHETIC_CLASSES}}))
     res_a = evaluate(enc, dataset="synthetic", root=small_synthetic, splits=[1], protocols="zeroshot",
-                     config=_cfg("zeroshot.attributes=curated"), device="cpu", progress=False)
-    expected, _ = _by_hand(enc, spec, small_synthetic, 1, attributes="curated", vocabulary="synthetic")
+                     config=_cfg(f"zeroshot.attributes={attrs}"), device="cpu", progress=False)
+    expected, _ = _by_hand(enc, spec, small_synthetic, 1, attributes=str(attrs))
+    names = list(SYNTHETIC_CLASSES[:3])
+    assert not torch.allclose(class_weights(names, spec, attributes=str(attrs)), class_weights(names, spec))
     assert res_a.per_split[1]["zeroshot"] == pytest.approx(expected)
 
 
@@ -81,7 +87,8 @@ def test_lss_checkpoint_of_any_encoder_zeroshot_cli(small_synthetic, tmp_path, c
         "method.params.global_frames=4", "method.params.global_stride=2", "method.params.num_local=1",
         "method.params.local_frames=2", "method.params.head_hidden_dim=16",
         "method.params.clip_model=vidssl-tiny-clip", "method.params.clip_pretrained=null",
-        "method.params.vocabulary=synthetic", f"data.root={small_synthetic}", "data.batch_size=4",
+        "method.params.vocabulary=synthetic", "method.params.concept_mode=classes",
+        "method.params.attributes=null", "method.params.alignment=entropy", f"data.root={small_synthetic}", "data.batch_size=4",
         "data.num_workers=0", f"train.out_dir={tmp_path / 'run'}", "train.max_steps=1",
         "train.progress=false", "train.tensorboard=false"])
     torch.manual_seed(0)

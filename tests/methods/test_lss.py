@@ -3,6 +3,7 @@ EMA and momentum schedule, losses against hand-written references, any-encoder h
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -16,7 +17,22 @@ from vidssl.models.encoders import create_encoder
 
 LSS_SMALL = dict(crop_size=32, global_frames=4, global_stride=2, num_local=2, local_frames=2, local_stride=2,
                  local_crop_size=24, clip_model="vidssl-tiny-clip", clip_pretrained=None, vocabulary="synthetic",
-                 attributes="curated", concept_mode="separate", head_hidden_dim=32)
+                 attributes=None, concept_mode="separate", head_hidden_dim=32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _attribute_file(tmp_path_factory):
+    """A small attribute file for the synthetic vocabulary, written here (not the shipped one)."""
+    from vidssl.data.synthetic.classes import SYNTHETIC_CLASSES
+
+    path = tmp_path_factory.mktemp("attrs") / "synthetic_test.json"
+    doc = {"vocabulary": "synthetic", "template_version": "v1", "source": "test", "note": "",
+           "classes": {c: [f"a {c.lower()} object", "a moving shape", f"{c.lower()} motion", "a plain scene"]
+                       for c in SYNTHETIC_CLASSES}}
+    path.write_text(json.dumps(doc))
+    LSS_SMALL["attributes"] = str(path)
+    yield
+    LSS_SMALL["attributes"] = None
 
 
 def views(method, batch: int = 4, seed: int = 0):
@@ -139,7 +155,8 @@ def test_concept_space_errors_are_one_line(tmp_path):
     vocab = tmp_path / "classes.txt"
     vocab.write_text("Juggle\nSwim\n")
     with pytest.raises(ConfigError, match="shipped vocabulary") as err:
-        create_method("lss", create_encoder("r3d_tiny"), {**LSS_SMALL, "vocabulary": str(vocab)})
+        create_method("lss", create_encoder("r3d_tiny"), {**LSS_SMALL, "vocabulary": str(vocab),
+                                                          "attributes": "curated"})
     assert "\n" not in str(err.value)
     attrs = tmp_path / "a.json"
     attrs.write_text('{"classes": {"Juggle": ["three balls"]}}')
