@@ -244,3 +244,24 @@ def test_unreadable_cache_entry_is_a_miss(tmp_path):
     cache.path(key).parent.mkdir(parents=True)
     cache.path(key).write_text("{truncated")
     assert cache.get(key) is None
+
+
+def test_cli_generate_with_a_local_transformers_folder(tmp_path, capsys):
+    """`--backend transformers --model FOLDER`: AutoTokenizer / AutoModelForCausalLM load a saved
+    tiny model (chat template included); its random answers are reported per class."""
+    model, tokenizer = _tiny_lm()
+    folder = tmp_path / "tiny-lm"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("Juggle\nSwim\n")
+    out = tmp_path / "attrs.json"
+    rc = main(["concepts", "generate", "--vocabulary", str(classes), "--backend", "transformers", "--model",
+               str(folder), "--max-tokens", "8", "--retries", "0", "--out", str(out), "--cache",
+               str(tmp_path / "c"), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 1 and "0/2 classes" in text and "Juggle" in text and "Swim" in text
+    doc = json.loads(out.read_text())
+    assert doc["classes"] == {} and doc["source"] == f"transformers:{folder}"
+    assert main(["concepts", "generate", "--vocabulary", str(classes), "--backend", "transformers",
+                 "--model", str(tmp_path / "missing"), "--quiet"]) == 2
