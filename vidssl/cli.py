@@ -4,8 +4,9 @@
     vidssl make-synthetic           write the synthetic action + tracking dataset
     vidssl index DATASET --root R   build (and cache) a video index, print a summary table
     vidssl pretrain --config C      self-supervised pretraining (DDP under torchrun)
-    vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics
+    vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics / zeroshot
     vidssl compare                  every method, one budget, one protocol, one table
+    vidssl concepts generate|encode LLM attribute prompts; CLIP concept spaces
     vidssl bench decode|train|soak|gpu  decode throughput; data-pipeline efficiency; memory soak;
                                     CPU vs NVDEC decoding and the GPU step
 
@@ -332,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     from vidssl.eval.command import add_eval_parser
 
     add_eval_parser(sub)
+
+    from vidssl.language.command import add_concepts_parser
+
+    add_concepts_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
     bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)

@@ -52,6 +52,14 @@ COMPARE_ENTRIES: dict[str, dict[str, Any]] = {
     "coclr": {"method": "coclr", "batch_size": 16, "stages": 3,
               "params": {"num_frames": 16, "crop_size": 48, "queue_size": 128, "momentum": 0.99,
                          "schedule": ["infonce:rgb", "infonce:residual", "cotrain:rgb"]}},
+    # concept space of the synthetic class names + the shipped synthetic attributes, encoded by
+    # vidssl's tiny random-init CLIP text tower (no weights exist here: docs/language.md)
+    "lss": {"method": "lss", "batch_size": 8,
+            "params": {"num_global": 2, "global_frames": 8, "global_stride": 4, "num_local": 4,
+                       "local_frames": 4, "local_stride": 4, "crop_size": 48, "local_crop_size": 32,
+                       "clip_model": "vidssl-tiny-clip", "clip_pretrained": None, "vocabulary": "synthetic",
+                       "attributes": "curated", "concept_mode": "separate", "head_hidden_dim": 256,
+                       "momentum": 0.99}},
 }
 
 #: Columns of ``comparison.md``: (metric key, header, scale).

@@ -113,6 +113,16 @@ KWARGS = {
             "extra_frame": st.sampled_from([None, True, False]),
         }
     ),
+    "global_local": st.fixed_dictionaries(
+        {
+            "num_global": st.integers(1, 3),
+            "global_frames": st.integers(1, 16),
+            "global_stride": st.integers(1, 8),
+            "num_local": st.integers(0, 6),
+            "local_frames": st.integers(1, 8),
+            "local_stride": st.integers(1, 4),
+        }
+    ),
 }
 
 
@@ -148,7 +158,7 @@ def check_contract(sampler: ClipSampler, out: SampledClips, num_frames: int) -> 
 # ---------------------------------------------------------------- contract, for every sampler
 
 
-def test_registry_holds_the_nine_samplers() -> None:
+def test_registry_holds_every_sampler() -> None:
     assert set(SAMPLERS) == set(KWARGS)
 
 
@@ -511,3 +521,21 @@ def test_create_sampler_bad_value_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="stride") as err:
         create_sampler("random_clip", stride=0)
     assert "\n" not in str(err.value)
+
+
+def test_global_local_views_are_independent_clips() -> None:
+    from vidssl.data.samplers import GlobalLocalSampler
+
+    s = GlobalLocalSampler(num_global=2, global_frames=4, global_stride=3, num_local=3, local_frames=2,
+                           local_stride=1)
+    assert s.view_names == ("global0", "global1", "local0", "local1", "local2")
+    assert s.view_lengths == (4, 4, 2, 2, 2)
+    out = s(200, 25.0, np.random.default_rng(0))
+    for v in out.views[:2]:
+        assert np.all(np.diff(v) == 3)
+    for v in out.views[2:]:
+        assert np.all(np.diff(v) == 1)
+    starts = {int(v[0]) for v in out.views}
+    assert len(starts) > 1                     # each view has its own random start
+    with pytest.raises(ValueError):
+        GlobalLocalSampler(num_global=0)

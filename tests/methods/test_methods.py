@@ -25,8 +25,11 @@ VCOP_SMALL = dict(crop_size=CROP, clip_len=4, interval=2, hidden_dim=32)
 O3N_SMALL = dict(crop_size=CROP, num_elements=4, element_len=4, element_hidden_dim=32)
 DPC_SMALL = dict(crop_size=CROP, num_blocks=5, block_len=4, frame_step=1, pred_steps=2)
 COCLR_SMALL = dict(crop_size=CROP, num_frames=4, queue_size=8, topk=2, proj_dim=16, temperature=1.0)
+LSS_SMALL = dict(crop_size=CROP, global_frames=4, global_stride=2, num_local=2, local_frames=2, local_stride=2,
+                 clip_model="vidssl-tiny-clip", clip_pretrained=None, vocabulary="synthetic", head_hidden_dim=32,
+                 concept_mode="classes", attributes=None, alignment="entropy")  # no attribute file needed
 SMALL = {"cvrl": CVRL_SMALL, "tclr": TCLR_SMALL, "vcop": VCOP_SMALL, "o3n": O3N_SMALL, "dpc": DPC_SMALL,
-         "coclr": COCLR_SMALL}
+         "coclr": COCLR_SMALL, "lss": LSS_SMALL}
 
 
 def uint8_views(lengths, seed: int = 0, batch: int = B) -> list[torch.Tensor]:
@@ -52,10 +55,10 @@ def batch_for(method, seed: int = 0) -> dict:
 
 
 def test_registered():
-    assert {"cvrl", "tclr"} <= set(list_methods())
+    assert {"cvrl", "tclr", "lss"} <= set(list_methods())
 
 
-@pytest.mark.parametrize("name,params", [("cvrl", CVRL_SMALL), ("tclr", TCLR_SMALL)])
+@pytest.mark.parametrize("name,params", [("cvrl", CVRL_SMALL), ("tclr", TCLR_SMALL), ("lss", LSS_SMALL)])
 def test_two_cpu_steps_train_the_encoder(name, params):
     torch.manual_seed(0)
     method = build(name, params)
@@ -192,6 +195,7 @@ PINNED = {
     "o3n": [2.10921, 1.38494, 1.41653],
     "dpc": [3.55969, 3.52283, 3.00464],
     "coclr": [1.40172, 1.40663, 1.36194],
+    "lss": [1.31837, 1.24799, 1.45571],
 }
 
 

@@ -58,7 +58,9 @@ def test_registry_lists_every_encoder_and_a_tiny_variant_per_family():
     names = list_encoders()
     assert names == sorted(names)
     assert {"r3d_18", "r2plus1d_18", "s3d", "videomae_vit_b", *TINY} <= set(names)
-    assert list_encoders("*_tiny") == sorted(TINY)
+    # clip_temporal_tiny (32 px frames, CLS pooling, zero-initialised temporal blocks) keeps the
+    # contract too, with its own checks in tests/models/test_clip_temporal.py
+    assert list_encoders("*_tiny") == sorted(TINY + ["clip_temporal_tiny"])
 
 
 def test_tiny_encoder_keeps_the_contract(tiny):

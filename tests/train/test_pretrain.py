@@ -57,6 +57,11 @@ def _env() -> dict:
              "method.params.pred_steps=2", "method.params.crop_size=32"]),
     ("coclr", ["method.params.num_frames=4", "method.params.crop_size=32", "method.params.queue_size=8",
                "method.params.topk=2"]),
+    ("lss", ["method.params.crop_size=32", "method.params.global_frames=4", "method.params.global_stride=2",
+             "method.params.num_local=2", "method.params.local_frames=2", "method.params.head_hidden_dim=16",
+             "method.params.clip_model=vidssl-tiny-clip", "method.params.clip_pretrained=null",
+             "method.params.vocabulary=synthetic", "method.params.concept_mode=classes",
+             "method.params.attributes=null", "method.params.alignment=entropy"]),
 ])
 def test_two_steps_through_the_real_loader(tiny_synthetic, tmp_path, method, params):
     base = [a for a in TINY_CVRL if not a.startswith("method.")]

@@ -3,9 +3,10 @@
     vidssl eval --encoder r3d_tiny --dataset synthetic --root data/synthetic --protocol linear,knn
     vidssl eval --checkpoint runs/cvrl/last.pt --dataset ucf101 --root /data/UCF101 --out runs/eval
     vidssl eval --encoder r3d_tiny --dataset synthetic --root data/synthetic knn.k=10 --splits 1
+    vidssl eval --checkpoint runs/lss/checkpoints/last.pt --dataset ucf101 --root /data/UCF101 --protocol zeroshot
 
 Settings: ``--config X.yaml`` and ``KEY=VALUE`` overrides over :class:`EvalConfig` (sections
-``features linear knn retrieval finetune diagnostics``, plus ``device``); unknown keys are
+``features linear knn retrieval finetune diagnostics zeroshot``, plus ``device``); unknown keys are
 one-line errors. Put overrides before ``--splits`` (or after ``--``), which takes several values.
 """
 
@@ -26,7 +27,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     from vidssl.eval.run import EVAL_DATASETS
 
     p = subparsers.add_parser(
-        "eval", help="linear / kNN / retrieval / finetune / diagnostics evaluation",
+        "eval", help="linear / kNN / retrieval / finetune / diagnostics / zero-shot evaluation",
         description="Evaluate an encoder on the train/test splits of a dataset and write "
                     "results.json and results.md to --out (the table is also printed). "
                     "KEY=VALUE overrides go before --splits, or after `--`.")
@@ -35,7 +36,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     src.add_argument("--encoder", help="a registered encoder name (e.g. r3d_tiny)")
     p.add_argument("--pretrained", help="with --encoder: weights to load ('default', a path, ...)")
     p.add_argument("--protocol", action="append", metavar="NAME",
-                   help=f"{'|'.join(PROTOCOLS)}|all; repeat or comma-separate (default: all)")
+                   help=f"{'|'.join(PROTOCOLS)}|all; repeat or comma-separate (default: all = "
+                        f"every protocol but zeroshot)")
     p.add_argument("--dataset", required=True, choices=list(EVAL_DATASETS))
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--splits", type=int, nargs="+", default=None, metavar="N",
@@ -83,9 +85,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise VidsslError(f"--out {args.out} exists and is not a folder")
     encoder, name = load_eval_encoder(args)
+    from vidssl.eval.protocols import resolve_protocols
+
+    protocols = resolve_protocols(args.protocol or "all")
+    zeroshot = None
+    if "zeroshot" in protocols and args.checkpoint:   # LSS: its head and concept-space text tower
+        from vidssl.eval.zeroshot import zeroshot_spec_from_checkpoint
+
+        zeroshot = zeroshot_spec_from_checkpoint(args.checkpoint)
     results = evaluate(encoder, dataset=args.dataset, root=args.root, splits=args.splits,
-                       protocols=args.protocol or "all", config=cfg, device=args.device,
-                       progress=not args.quiet, encoder_name=name)
+                       protocols=protocols, config=cfg, device=args.device,
+                       progress=not args.quiet, encoder_name=name, zeroshot=zeroshot)
     results.info["source"] = {"checkpoint": args.checkpoint, "encoder": args.encoder,
                               "pretrained": args.pretrained}
     json_path = results.to_json(os.path.join(args.out, "results.json"))

@@ -91,6 +91,15 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class ZeroShotConfig:
+    """Zero-shot text classifier (``vidssl eval --protocol zeroshot``)."""
+
+    templates: list[str] = field(default_factory=list)   # [] = vidssl's VIDEO_TEMPLATES; "{}" = class
+    attributes: Optional[str] = None    # None | "curated" (shipped file of the dataset) | path
+    logit_scale: float = 100.0          # CLIP's trained scale (ranks, hence top-k, do not depend on it)
+
+
+@dataclass
 class EvalConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
@@ -98,6 +107,7 @@ class EvalConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    zeroshot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
     device: str = "auto"                # auto | cpu | cuda | cuda:N
 
     def validate(self) -> "EvalConfig":
@@ -133,4 +143,9 @@ class EvalConfig:
             raise ConfigError("finetune.dropout must be in [0, 1) and finetune.flip in [0, 1]")
         if ft.lr <= 0 or ft.weight_decay < 0 or ft.warmup_epochs < 0:
             raise ConfigError("finetune.lr must be > 0, weight_decay and warmup_epochs >= 0")
+        bad = [t for t in self.zeroshot.templates if t.count("{}") != 1]
+        if bad:
+            raise ConfigError(f"zeroshot.templates must each hold one '{{}}' for the class name, got {bad[:2]}")
+        if self.zeroshot.logit_scale <= 0:
+            raise ConfigError(f"zeroshot.logit_scale must be > 0, got {self.zeroshot.logit_scale}")
         return self

@@ -1,7 +1,8 @@
 """The evaluation protocols by name, and how each one runs on extracted features.
 
 ``linear``, ``knn``, ``retrieval`` and ``diagnostics`` share one feature extraction (frozen
-encoder); ``finetune`` trains a copy of the encoder per split. Each runner returns a flat
+encoder); ``finetune`` trains a copy of the encoder per split; ``zeroshot`` classifies test
+videos with a CLIP text classifier (:mod:`vidssl.eval.zeroshot`). Each runner returns a flat
 ``{metric: value}`` dict for :class:`~vidssl.eval.report.EvalResults`.
 """
 
@@ -20,7 +21,10 @@ from vidssl.eval.linear import linear_probe
 from vidssl.eval.retrieval import retrieval_hits
 from vidssl.errors import ConfigError
 
-PROTOCOLS: tuple[str, ...] = ("linear", "knn", "retrieval", "finetune", "diagnostics")
+PROTOCOLS: tuple[str, ...] = ("linear", "knn", "retrieval", "finetune", "diagnostics", "zeroshot")
+#: What ``"all"`` means: every protocol but ``zeroshot``, which needs a concept space (a
+#: CLIP-temporal encoder or an LSS checkpoint) and is asked for by name.
+ALL_PROTOCOLS: tuple[str, ...] = ("linear", "knn", "retrieval", "finetune", "diagnostics")
 FEATURE_PROTOCOLS: frozenset[str] = frozenset({"linear", "knn", "retrieval", "diagnostics"})
 
 
@@ -35,7 +39,7 @@ def resolve_protocols(protocols: str | Sequence[str]) -> list[str]:
     if unknown:
         raise ConfigError(f"unknown protocol(s) {unknown}; choose from {list(PROTOCOLS)} or 'all'")
     if "all" in names:
-        return list(PROTOCOLS)
+        names = list(ALL_PROTOCOLS) + [p for p in names if p == "zeroshot"]
     return [p for p in PROTOCOLS if p in names]
 
 

@@ -80,11 +80,42 @@ def _notes(protocols: list[str], cfg: EvalConfig, settings: dict[str, Any]) -> l
     if "diagnostics" in protocols:
         notes.append("diagnostics on test features: alignment over adjacent clips, uniformity t=2, "
                      "effective rank of the covariance; probe/* = linear probes per factor")
+    if "zeroshot" in protocols:
+        z = cfg.zeroshot
+        notes.append(f"zeroshot: CLIP text classifier, {len(z.templates) or 'vidssl video'} template(s)"
+                     + (f" + attributes ({z.attributes})" if z.attributes else "")
+                     + f", multi-clip video embedding, logits x{z.logit_scale:g}; test lists only")
     if "finetune" in protocols:
         f = cfg.finetune
         notes.append(f"finetune: {f.epochs} epoch(s), AdamW lr {f.lr:g} wd {f.weight_decay:g}, "
                      f"cosine; test {f.test_clips} clips x {f.test_crops} crops")
     return notes
+
+
+def _zeroshot_setup(encoder: nn.Module, spec: Any, indexes: dict, key: str, feats: FeatureSet | None,
+                    cfg: EvalConfig, dev, progress: bool, info: dict[str, Any]) -> dict[str, Any]:
+    """Text classifier weights and test-video embeddings in CLIP space for ``zeroshot``."""
+    from vidssl.eval.zeroshot import ZeroShotEncoder, class_weights, zeroshot_spec_from_encoder
+
+    spec = spec or zeroshot_spec_from_encoder(encoder)
+    t0 = time.perf_counter()
+    class_names = list(next(iter(indexes.values()))[1].class_names)
+    weights = class_weights(class_names, spec, templates=list(cfg.zeroshot.templates),
+                            attributes=cfg.zeroshot.attributes, vocabulary=key, device=dev)
+    if isinstance(spec.head, nn.Identity) and feats is not None:
+        zs_feats = feats                       # the encoder already embeds in CLIP space
+    else:
+        fc = cfg.features
+        tests = union_index([pair[1] for pair in indexes.values()], f"{key}/test")
+        model = ZeroShotEncoder(encoder, spec.head, int(weights.shape[0]))
+        zs_feats = extract_features(
+            model, tests, num_clips=fc.num_clips, num_crops=fc.num_crops, clip_len=fc.clip_len,
+            stride=fc.stride, size=fc.size, resize_size=fc.resize_size, batch_size=fc.batch_size,
+            num_workers=fc.num_workers, device=dev, decoder=fc.decoder, progress=progress, amp=fc.amp)
+    info["timings_s"]["zeroshot_setup"] = time.perf_counter() - t0
+    info["zeroshot"] = {"text_tower": f"{spec.clip_model}/{spec.clip_pretrained or 'random-init'}",
+                        "source": spec.source, "classes": len(class_names)}
+    return {"features": zs_feats, "weights": weights}
 
 
 def evaluate(
@@ -99,6 +130,7 @@ def evaluate(
     progress: bool = True,
     encoder_name: str | None = None,
     index_kwargs: dict[str, Any] | None = None,
+    zeroshot: Any = None,
 ) -> EvalResults:
     """Evaluate ``encoder`` on the train/test subsets of each split of ``dataset``.
 
@@ -107,10 +139,13 @@ def evaluate(
         dataset: ``"synthetic"``, ``"ucf101"`` or ``"hmdb51"`` (read with ``build_index``).
         root: the dataset folder.
         splits: default (1, 2, 3).
-        protocols: ``"all"`` or names from ``linear knn retrieval finetune diagnostics``.
+        protocols: ``"all"`` (all but zeroshot) or names from ``linear knn retrieval finetune
+            diagnostics zeroshot``.
         config: :class:`~vidssl.eval.config.EvalConfig` (defaults documented there).
         device: overrides ``config.device`` (``"auto"``: CUDA when present).
         index_kwargs: extra ``build_index`` arguments (``annotations=``, ``cache=``, ...).
+        zeroshot: a :class:`~vidssl.eval.zeroshot.ZeroShotSpec` (head into CLIP space and text
+            tower) for the ``zeroshot`` protocol; default: the encoder's own (CLIP-temporal).
 
     Returns:
         :class:`~vidssl.eval.report.EvalResults` with per-split and mean numbers.
@@ -145,6 +180,9 @@ def evaluate(
         info["skipped_count"] = len(feats.skipped)
         log.info("features: %d videos x %d dims in %.1f s (%d skipped)", len(feats),
                  feats.features.shape[1], info["timings_s"]["features"], len(feats.skipped))
+    zs = None
+    if "zeroshot" in names:
+        zs = _zeroshot_setup(encoder, zeroshot, indexes, key, feats, cfg, dev, progress, info)
     per_split: dict[int, dict[str, dict[str, float]]] = {}
     for s, (train_ix, test_ix) in indexes.items():
         per_split[s] = {}
@@ -155,7 +193,14 @@ def evaluate(
             counts.update(train_used=len(train_fs), test_used=len(test_fs))
         for name in names:
             t0 = time.perf_counter()
-            if name == "finetune":
+            if name == "zeroshot":
+                from vidssl.eval.zeroshot import zeroshot_classify
+
+                test_zs = zs["features"].select(test_ix)
+                metrics = zeroshot_classify(test_zs.features, test_zs.labels, zs["weights"],
+                                            cfg.zeroshot.logit_scale)
+                counts["zeroshot_test_used"] = len(test_zs)
+            elif name == "finetune":
                 res = finetune(encoder, train_ix, test_ix, config=cfg.finetune, device=dev,
                                progress=progress)
                 metrics = res.metrics()

@@ -23,7 +23,7 @@ from pathlib import Path
 from vidssl.data.index.datasets import vocabulary as load_vocabulary  # noqa: F401 (re-export)
 from vidssl.errors import ConfigError
 
-VOCABULARIES = ("ucf101", "hmdb51", "kinetics400", "kinetics600")
+VOCABULARIES = ("ucf101", "hmdb51", "kinetics400", "kinetics600", "synthetic")
 
 
 def _resource(*parts: str):
@@ -56,3 +56,42 @@ def load_attributes(source: str | Path) -> dict:
     ):
         raise ConfigError(f"{where}: expected {{'classes': {{name: [attribute, ...]}}}}")
     return doc
+
+
+def validate_attributes(doc: dict, class_names: list[str], *, where: str = "attribute file",
+                        max_tokens: int = 77) -> None:
+    """Check ``doc`` (from :func:`load_attributes`) against a vocabulary: every class present
+    with at least one attribute, no unknown class, every phrase within ``max_tokens`` CLIP
+    tokens. Raises :class:`ConfigError` naming the first problems."""
+    from vidssl.language.clip_models import count_clip_tokens
+
+    classes = doc.get("classes", {})
+    missing = [c for c in class_names if not classes.get(c)]
+    extra = sorted(set(classes) - set(class_names))
+    if missing or extra:
+        parts = ([f"{len(missing)} class(es) without attributes (e.g. {missing[:3]})"] if missing else []) + \
+                ([f"{len(extra)} unknown class(es) (e.g. {extra[:3]})"] if extra else [])
+        raise ConfigError(f"{where}: " + "; ".join(parts))
+    for name, phrases in classes.items():
+        for p in phrases:
+            if not p.strip() or count_clip_tokens(p) > max_tokens:
+                raise ConfigError(f"{where}: class {name!r}: attribute {p[:40]!r} is empty or over "
+                                  f"{max_tokens} CLIP tokens")
+
+
+def resolve_vocabulary(source: str | Path) -> list[str]:
+    """Class names of ``source``: a shipped vocabulary (``ucf101`` ...), ``"synthetic"`` (the
+    synthetic dataset's classes) or a text file with one class name per line."""
+    if source == "synthetic":
+        from vidssl.data.synthetic.classes import SYNTHETIC_CLASSES
+
+        return list(SYNTHETIC_CLASSES)
+    if isinstance(source, str) and source in VOCABULARIES:
+        return load_vocabulary(source)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"vocabulary {str(source)!r} is neither a shipped one {VOCABULARIES} nor a file")
+    names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not names:
+        raise ConfigError(f"vocabulary file {path} holds no class names")
+    return names

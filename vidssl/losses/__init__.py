@@ -6,10 +6,13 @@
   TCLR's instance, local-local and global-local temporal contrastive losses.
 - :class:`DenseContrastiveLoss` (``dpc``): DPC's dense predictive loss (easy, spatial and
   temporal negatives, gathered over ranks).
+- :func:`concept_distillation`, :func:`class_attribute_alignment`, :func:`entropy_alignment`
+  (``lss``): LSS's losses on concept similarities.
 """
 
 from vidssl.losses.dpc import DenseContrastiveLoss
 from vidssl.losses.info_nce import InfoNCELoss, gather_batch, nt_xent, nt_xent_logits
+from vidssl.losses.lss import class_attribute_alignment, concept_distillation, entropy_alignment
 from vidssl.losses.tclr import GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss, local_view_pairs
 
 __all__ = [
@@ -22,4 +25,7 @@ __all__ = [
     "GlobalLocalLoss",
     "local_view_pairs",
     "DenseContrastiveLoss",
+    "concept_distillation",
+    "class_attribute_alignment",
+    "entropy_alignment",
 ]

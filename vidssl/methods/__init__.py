@@ -51,6 +51,7 @@ def _load_builtin() -> None:
     import vidssl.methods.o3n  # noqa: F401
     import vidssl.methods.dpc  # noqa: F401
     import vidssl.methods.coclr  # noqa: F401
+    import vidssl.methods.lss  # noqa: F401
 
 
 def list_methods() -> list[str]:

@@ -21,6 +21,7 @@ from vidssl.data.samplers.contrastive import (
     cvrl_interval_cdf,
     cvrl_interval_quantile,
 )
+from vidssl.data.samplers.distill import GlobalLocalSampler
 from vidssl.data.samplers.order import (
     OddOneOutSampler,
     ShuffleLearnSampler,
@@ -41,6 +42,7 @@ SAMPLERS: dict[str, type] = {
     "o3n": OddOneOutSampler,
     "dpc": DPCBlockSampler,
     "cotrain": CoTrainingPairSampler,
+    "global_local": GlobalLocalSampler,
 }
 
 
@@ -94,6 +96,7 @@ __all__ = [
     "CoTrainingPairSampler",
     "CVRLIntervalSampler",
     "DPCBlockSampler",
+    "GlobalLocalSampler",
     "OddOneOutSampler",
     "RandomClipSampler",
     "SampledClips",

@@ -64,6 +64,7 @@ def _load_builtin() -> None:
     import vidssl.models.encoders.resnet3d  # noqa: F401
     import vidssl.models.encoders.s3d  # noqa: F401
     import vidssl.models.encoders.video_vit  # noqa: F401  (transformers imported lazily)
+    import vidssl.models.encoders.clip_temporal  # noqa: F401  (open_clip imported lazily)
 
 
 def list_encoders(pattern: str | None = None) -> list[str]:

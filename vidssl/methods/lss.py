@@ -1,0 +1,282 @@
+"""LSS: language concept-space self-distillation (Ranasinghe & Ryoo, NeurIPS 2023).
+
+No official code exists; what the paper states is implemented as stated, everything else is a
+named parameter (``docs/language.md`` has the confirmed-vs-chosen table).
+
+- **Views** (:class:`~vidssl.data.samplers.GlobalLocalSampler`): ``num_global`` global clips and
+  ``num_local`` local clips per video, each at its own random time; global crops cover 40-100%
+  of the frame, local crops 5-40% (SVT / DINO's recipe), colour jitter, grayscale, flip.
+- **Student / teacher**: the encoder (any registered one) + a projection head to the CLIP text
+  width ``E`` (``head``: ``"mlp"`` (DINO-style, GELU), ``"linear"``, ``"identity"`` when the
+  encoder already outputs CLIP's joint space, e.g. CLIP-temporal; ``"auto"`` picks identity when
+  the widths agree, else the MLP), L2-normalised. The teacher is an EMA of the student, momentum
+  ``momentum`` -> 1 on a cosine schedule; it sees the global views only.
+- **Concept space** (:mod:`vidssl.language.concept_space`): frozen CLIP text embeddings of the
+  vocabulary's classes and their attributes (curated file or a generated one), a buffer of the
+  method (saved in checkpoints). Visual embeddings are projected onto it: ``s = z C^T``.
+- **Losses** (:mod:`vidssl.losses.lss`): ``distill_weight * concept distillation +
+  align_weight * concept alignment`` (``alignment``: ``class_attribute`` | ``entropy`` |
+  ``none``). The teacher's similarities are centred (EMA centre, ``center_momentum``) and
+  sharpened (``teacher_temp`` 0.04); the student's use ``student_temp`` 0.1.
+
+No labels or captions of the training videos are used: only class *names* of a vocabulary.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidssl.data.samplers import GlobalLocalSampler
+from vidssl.data.transforms import (
+    ColorJitter,
+    Compose,
+    Normalize,
+    RandomGrayscale,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    ToModelLayout,
+)
+from vidssl.errors import ConfigError
+from vidssl.losses.lss import ALIGNMENT_FORMS, class_attribute_alignment, concept_distillation, entropy_alignment
+from vidssl.methods import register_method
+from vidssl.train import dist
+
+__all__ = ["LSSParams", "LSS", "build_concept_space_for", "projection_head"]
+
+HEADS: tuple[str, ...] = ("auto", "mlp", "linear", "identity")
+
+
+@dataclass
+class LSSParams:
+    """LSS's parameters (defaults: paper scale, CLIP ViT-B/16 text tower, UCF101 vocabulary).
+
+    Views: num_global (2), global_frames (8), global_stride (8), num_local (4), local_frames (4),
+        local_stride (4), crop_size (224), local_crop_size (None = crop_size: encoders with a
+        fixed input size such as CLIP ViTs need it), global_scale (0.4-1), local_scale
+        (0.05-0.4), color_jitter_prob (0.8), short_video.
+    Concept space: clip_model ("ViT-B-16"), clip_pretrained ("openai"; None = random-init text
+        tower from clip_init_seed, for tests / the synthetic dataset only), vocabulary (a shipped
+        name, "synthetic" or a class-list file), attributes ("curated" = the shipped file of the
+        vocabulary, a path, or None), concept_mode ("classes" | "pooled" | "separate"),
+        concept_cache_dir (None = ~/.cache/vidssl/concepts).
+    Head: head ("auto" | "mlp" | "linear" | "identity"), head_hidden_dim (2048), head_layers (3).
+    Distillation: teacher_temp (0.04), student_temp (0.1), center_momentum (0.9),
+        momentum (0.996, cosine to 1). Loss: distill_weight (1), align_weight (1),
+        alignment ("class_attribute" | "entropy" | "none").
+    """
+
+    num_global: int = 2
+    global_frames: int = 8
+    global_stride: int = 8
+    num_local: int = 4
+    local_frames: int = 4
+    local_stride: int = 4
+    crop_size: int = 224
+    local_crop_size: Optional[int] = None
+    global_scale: tuple[float, float] = (0.4, 1.0)
+    local_scale: tuple[float, float] = (0.05, 0.4)
+    color_jitter_prob: float = 0.8
+    short_video: str = "pad"
+    clip_model: str = "ViT-B-16"
+    clip_pretrained: Optional[str] = "openai"
+    clip_init_seed: int = 0
+    vocabulary: str = "ucf101"
+    attributes: Optional[str] = "curated"
+    concept_mode: str = "separate"
+    concept_cache_dir: Optional[str] = None
+    head: str = "auto"
+    head_hidden_dim: int = 2048
+    head_layers: int = 3
+    teacher_temp: float = 0.04
+    student_temp: float = 0.1
+    center_momentum: float = 0.9
+    momentum: float = 0.996
+    distill_weight: float = 1.0
+    align_weight: float = 1.0
+    alignment: str = "class_attribute"
+
+    def __post_init__(self) -> None:
+        def bad(key: str, msg: str) -> ConfigError:
+            return ConfigError(f"invalid parameter for method 'lss' at key 'method.params.{key}': {msg}")
+
+        from vidssl.language.concept_space import MODES
+
+        if self.concept_mode not in MODES:
+            raise bad("concept_mode", f"must be one of {MODES}, got {self.concept_mode!r}")
+        if self.alignment not in ALIGNMENT_FORMS:
+            raise bad("alignment", f"must be one of {ALIGNMENT_FORMS}, got {self.alignment!r}")
+        if self.alignment == "class_attribute" and self.concept_mode != "separate":
+            raise bad("alignment", "'class_attribute' needs concept_mode 'separate' (attribute concepts)")
+        if self.concept_mode != "classes" and not self.attributes:
+            raise bad("attributes", f"concept_mode {self.concept_mode!r} needs attributes; "
+                                    f"use concept_mode 'classes' without")
+        if self.head not in HEADS:
+            raise bad("head", f"must be one of {HEADS}, got {self.head!r}")
+        for name in ("crop_size", "head_hidden_dim", "head_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(name, f"must be an int >= 1, got {value!r}")
+        if self.num_global + self.num_local < 2:
+            raise bad("num_local", "distillation needs at least two views in all")
+        for name in ("teacher_temp", "student_temp"):
+            if not getattr(self, name) > 0:
+                raise bad(name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("momentum", "center_momentum"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise bad(name, f"must be in [0, 1], got {getattr(self, name)}")
+        try:
+            build_sampler(self)
+            RandomResizedCrop(self.crop_size, scale=tuple(self.global_scale))
+            RandomResizedCrop(self.local_crop_size or self.crop_size, scale=tuple(self.local_scale))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid parameter for method 'lss': {' '.join(str(err).split())}") from None
+
+
+def build_sampler(p: LSSParams) -> GlobalLocalSampler:
+    return GlobalLocalSampler(num_global=p.num_global, global_frames=p.global_frames, global_stride=p.global_stride,
+                              num_local=p.num_local, local_frames=p.local_frames, local_stride=p.local_stride,
+                              short_video=p.short_video)
+
+
+def build_concept_space_for(p: LSSParams, device: str | torch.device = "cpu"):
+    """The :class:`~vidssl.language.concept_space.ConceptSpace` an LSS config describes."""
+    from vidssl.language.attributes import load_attributes, resolve_vocabulary, validate_attributes
+    from vidssl.language.concept_space import build_concept_space
+
+    classes = resolve_vocabulary(p.vocabulary)
+    attributes = None
+    if p.attributes and p.concept_mode != "classes":
+        from vidssl.language.attributes import VOCABULARIES
+
+        if p.attributes == "curated" and p.vocabulary not in VOCABULARIES:
+            raise ConfigError(f"method.params.attributes: 'curated' needs a shipped vocabulary {VOCABULARIES}; "
+                              f"for {p.vocabulary!r} pass an attribute file (vidssl concepts generate)")
+        source = p.vocabulary if p.attributes == "curated" else p.attributes
+        doc = load_attributes(source)
+        validate_attributes(doc, classes, where=f"attributes of {source}")
+        attributes = doc["classes"]
+    return build_concept_space(classes, attributes=attributes, mode=p.concept_mode, model=p.clip_model,
+                               pretrained=p.clip_pretrained, init_seed=p.clip_init_seed,
+                               cache_dir=p.concept_cache_dir, device=device)
+
+
+def projection_head(kind: str, in_dim: int, out_dim: int, hidden_dim: int = 2048, layers: int = 3) -> nn.Module:
+    """Encoder feature ``(B, D)`` -> ``(B, E)`` (not normalised). ``mlp``: ``layers`` Linear
+    layers with GELU between (DINO's head without its weight-normalised last layer)."""
+    if kind == "auto":
+        kind = "identity" if in_dim == out_dim else "mlp"
+    if kind == "identity":
+        if in_dim != out_dim:
+            raise ConfigError(f"head 'identity' needs the encoder width ({in_dim}) to equal the concept width ({out_dim})")
+        return nn.Identity()
+    if kind == "linear" or layers == 1:
+        return nn.Linear(in_dim, out_dim)
+    mods: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.GELU()]
+    for _ in range(layers - 2):
+        mods += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+    mods.append(nn.Linear(hidden_dim, out_dim))
+    return nn.Sequential(*mods)
+
+
+def _augment(size: int, scale, jitter_p: float, norm: dict) -> Compose:
+    return Compose([RandomResizedCrop(size, scale=tuple(scale)), RandomHorizontalFlip(),
+                    ColorJitter(0.4, 0.4, 0.2, 0.1, p=jitter_p), RandomGrayscale(p=0.2),
+                    Normalize(**norm), ToModelLayout()])
+
+
+@register_method("lss", LSSParams)
+class LSS(nn.Module):
+    """LSS around any encoder of the vidssl protocol (see the module docstring).
+
+    ``forward(batch)``: ``batch["views"]`` = globals then locals, uint8 ``(B, T, C, H, W)``.
+    Returns ``loss``, ``loss_distill``, ``loss_align``, ``teacher_entropy`` (of the teacher's
+    concept distribution; collapse shows as 0 or log K), ``agreement`` (student global and
+    teacher of the other global pick the same concept) and ``momentum``.
+    """
+
+    def __init__(self, encoder: nn.Module, params: LSSParams, concepts=None):
+        super().__init__()
+        self.params = p = params
+        self.encoder = encoder
+        self.sampler = build_sampler(p)
+        space = concepts if concepts is not None else build_concept_space_for(p)
+        self.num_classes = len(space.class_names)
+        self.concept_names = list(space.names)
+        self.register_buffer("concepts", space.vectors.float().clone())
+        self.register_buffer("class_index", space.class_index.clone())
+        self.register_buffer("center", torch.zeros(len(space)))
+        self.head = projection_head(p.head, encoder.num_features, space.dim, p.head_hidden_dim, p.head_layers)
+        self.encoder_t = copy.deepcopy(encoder).requires_grad_(False)
+        self.head_t = copy.deepcopy(self.head).requires_grad_(False)
+        pre = getattr(encoder, "preprocess", None)
+        norm = {} if pre is None else {"mean": tuple(pre.mean), "std": tuple(pre.std)}
+        self.global_aug = _augment(p.crop_size, p.global_scale, p.color_jitter_prob, norm)
+        self.local_aug = _augment(p.local_crop_size or p.crop_size, p.local_scale, p.color_jitter_prob, norm)
+        self._momentum = p.momentum
+
+    def embed(self, x: torch.Tensor, teacher: bool = False) -> torch.Tensor:
+        """Model-layout clips ``(B, C, T, H, W)`` -> unit embeddings ``(B, E)`` in the concept space."""
+        enc, head = (self.encoder_t, self.head_t) if teacher else (self.encoder, self.head)
+        return F.normalize(head(enc.forward_features(x)), dim=-1)
+
+    def set_step(self, step: int, total_steps: int) -> None:
+        """Teacher momentum: ``1 - (1 - m0) (cos(pi step / total) + 1) / 2``."""
+        frac = step / max(1, total_steps)
+        self._momentum = 1.0 - (1.0 - self.params.momentum) * (math.cos(math.pi * frac) + 1) / 2
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> None:
+        """EMA update of the teacher from the student."""
+        m = self._momentum
+        for src, dst in ((self.encoder, self.encoder_t), (self.head, self.head_t)):
+            for ps, pt in zip(src.parameters(), dst.parameters()):
+                pt.mul_(m).add_(ps.detach(), alpha=1 - m)
+            for bs, bt in zip(src.buffers(), dst.buffers()):
+                bt.copy_(bs)
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        p = self.params
+        views = batch["views"]
+        if len(views) != p.num_global + p.num_local:
+            raise ValueError(f"LSS expects {p.num_global + p.num_local} views (globals then locals), got {len(views)}")
+        with torch.no_grad():
+            globals_ = [self.global_aug(v) for v in views[: p.num_global]]
+            locals_ = [self.local_aug(v) for v in views[p.num_global:]]
+        b = views[0].shape[0]
+        c = self.concepts
+        # student: globals in one call, locals in another (equal shapes within each group)
+        z_g = self.embed(torch.cat(globals_))
+        s_student = list((z_g @ c.T).split(b))
+        if locals_:
+            z_l = self.embed(torch.cat(locals_))
+            s_student += list((z_l @ c.T).split(b))
+        with torch.no_grad():
+            s_teacher = list((self.embed(torch.cat(globals_), teacher=True) @ c.T).split(b))
+        distill = concept_distillation(s_teacher, s_student, self.center, p.teacher_temp, p.student_temp)
+        if p.alignment == "class_attribute":
+            align = sum(class_attribute_alignment(s_student[j], s_teacher[i], self.class_index, self.num_classes,
+                                                  self.center, p.teacher_temp, p.student_temp)
+                        for i in range(p.num_global) for j in range(p.num_global) if i != j or p.num_global == 1)
+            align = align / max(1, p.num_global * (p.num_global - 1))
+        elif p.alignment == "entropy":
+            align = sum(entropy_alignment(s, p.student_temp) for s in s_student) / len(s_student)
+        else:
+            align = torch.zeros((), device=c.device)
+        loss = p.distill_weight * distill + p.align_weight * align
+        with torch.no_grad():
+            t_all = torch.cat(s_teacher)
+            probs = F.softmax((t_all - self.center) / p.teacher_temp, dim=-1)
+            entropy = -(probs * probs.clamp_min(1e-8).log()).sum(-1).mean()
+            agree = (s_student[0].argmax(-1) == s_teacher[-1].argmax(-1)).float().mean()
+            mean = dist.all_reduce_mean(t_all.mean(dim=0))
+            self.center.mul_(p.center_momentum).add_(mean, alpha=1 - p.center_momentum)
+        return {"loss": loss, "loss_distill": distill.detach(), "loss_align": align.detach(),
+                "teacher_entropy": entropy, "agreement": agree,
+                "momentum": torch.tensor(self._momentum, device=c.device)}
