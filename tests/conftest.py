@@ -70,7 +70,8 @@ def bad_files(tmp_path, video_dir) -> dict[str, Path]:
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache_dir(tmp_path_factory):
-    """Keep the metadata cache of every test out of the user's ~/.cache/vidssl."""
+    """Keep every cache of the tests (index metadata, prompts, concept spaces) out of the
+    user's ~/.cache/vidssl."""
     old = os.environ.get("VIDSSL_CACHE_DIR")
     os.environ["VIDSSL_CACHE_DIR"] = str(tmp_path_factory.mktemp("vidssl-cache"))
     yield
@@ -92,15 +93,3 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny-synthetic") / "synthetic"
     make_synthetic(root, **TINY_SYNTHETIC, workers=1, progress=False)
     return root
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _vidssl_cache_in_tmp(tmp_path_factory):
-    """Prompt and concept caches (vidssl.language) go to a temporary folder, not ~/.cache."""
-    old = os.environ.get("VIDSSL_CACHE_DIR")
-    os.environ["VIDSSL_CACHE_DIR"] = str(tmp_path_factory.mktemp("vidssl-cache"))
-    yield
-    if old is None:
-        os.environ.pop("VIDSSL_CACHE_DIR", None)
-    else:
-        os.environ["VIDSSL_CACHE_DIR"] = old

@@ -23,8 +23,9 @@ log = logging.getLogger("vidssl")
 
 def default_cache_dir(kind: str) -> Path:
     """``$VIDSSL_CACHE_DIR/<kind>`` or ``~/.cache/vidssl/<kind>``."""
-    root = os.environ.get("VIDSSL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "vidssl")
-    return Path(root) / kind
+    from vidssl.data.index.metadata import cache_root
+
+    return Path(cache_root()) / kind
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

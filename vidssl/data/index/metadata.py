@@ -58,9 +58,13 @@ CacheArg = Union["MetadataCache", str, os.PathLike, bool, None]
 
 def default_cache_path() -> str:
     """``$VIDSSL_CACHE_DIR/metadata.sqlite``, else ``~/.cache/vidssl/metadata.sqlite``."""
-    root = os.environ.get("VIDSSL_CACHE_DIR") or os.path.join(
+    return os.path.join(cache_root(), CACHE_FILENAME)
+
+
+def cache_root() -> str:
+    """``$VIDSSL_CACHE_DIR``, else ``~/.cache/vidssl``: where every vidssl cache lives."""
+    return os.environ.get("VIDSSL_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "vidssl")
-    return os.path.join(root, CACHE_FILENAME)
 
 
 @dataclass(frozen=True)
