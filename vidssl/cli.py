@@ -6,6 +6,7 @@
     vidssl pretrain --config C      self-supervised pretraining (DDP under torchrun)
     vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics
     vidssl compare                  every method, one budget, one protocol, one table
+    vidssl track --task vos|sot|mot tracking with UniTrack's heads on any encoder
     vidssl bench decode|train       decode throughput; training data-pipeline efficiency
 
 Errors that are the user's to fix (bad path, corrupt file, unknown key, missing package) print
@@ -280,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     from vidssl.eval.command import add_eval_parser
 
     add_eval_parser(sub)
+
+    from vidssl.track.command import add_track_parser
+
+    add_track_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
     bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
