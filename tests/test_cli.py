@@ -20,7 +20,7 @@ def small_synthetic(tmp_path_factory):
 
 
 @pytest.mark.parametrize("argv", [[], ["demo"], ["make-synthetic"], ["index"], ["bench"],
-                                  ["bench", "decode"]])
+                                  ["bench", "decode"], ["track"]])
 def test_help_everywhere(argv, capsys):
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args([*argv, "--help"])

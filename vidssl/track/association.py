@@ -171,7 +171,11 @@ def linear_assignment(cost: np.ndarray, threshold: float, solver: str = "scipy"
         _, x, _ = lap.lapjv(cost, extend_cost=True, cost_limit=threshold)
         pairs = [(i, int(j)) for i, j in enumerate(x) if j >= 0]
     else:
-        from scipy.optimize import linear_sum_assignment
+        try:
+            from scipy.optimize import linear_sum_assignment
+        except ImportError:
+            raise MissingDependencyError(package="scipy", extra="track",
+                                         feature="Hungarian matching") from None
 
         r, c = linear_sum_assignment(np.minimum(cost, INF_COST))
         pairs = [(int(i), int(j)) for i, j in zip(r, c)]

@@ -77,7 +77,11 @@ def _disk(radius: int) -> np.ndarray:
 
 def boundary_f(pred: np.ndarray, gt: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE) -> float:
     """F of two boolean masks ``(H, W)`` (DAVIS boundary measure, see the module docstring)."""
-    from scipy.ndimage import binary_dilation
+    try:
+        from scipy.ndimage import binary_dilation
+    except ImportError:
+        raise MissingDependencyError(package="scipy", extra="track",
+                                     feature="the boundary measure F") from None
 
     pred, gt = _pair(pred, gt)
     bp, bg = seg2bmap(pred), seg2bmap(gt)

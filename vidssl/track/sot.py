@@ -132,9 +132,11 @@ def _xcorr(feats: torch.Tensor, st: _State, stride: int, cfg: SotConfig) -> np.n
         rmap = (1 - cfg.window_influence) * rmap + cfg.window_influence * window / window.sum()
         py, px = divmod(int(rmap.argmax()), up)
         cell = x_side * scales[best] / s  # pixels per search cell
-        # a response step of one search cell moves the template window by one cell
-        dx = (px - (up - 1) / 2) / cfg.upsample * cell
-        dy = (py - (up - 1) / 2) / cfg.upsample * cell
+        # response cell i (of r) puts the template centre i - (r - 1) / 2 search cells off the
+        # window centre; the upsampling (align_corners) maps up-index u to i = u (r-1)/(up-1)
+        to_cells = (r - 1) / (up - 1) if up > 1 else 0.0
+        dx = (px - (up - 1) / 2) * to_cells * cell
+        dy = (py - (up - 1) / 2) * to_cells * cell
         st.move(dx, dy, scales[best], cfg.scale_lr)
         z_side = z_side * ((1 - cfg.scale_lr) + cfg.scale_lr * scales[best])
         out.append(st.box())
