@@ -124,3 +124,22 @@ def test_bad_association_config():
         AssociationConfig(solver="hungarian").validate()
     with pytest.raises(ConfigError):
         AssociationConfig(lambda_app=1.5).validate()
+
+
+def test_mots_mask_sets_keep_identities():
+    """MOTS: the same crossing with mask-pooled feature sets (variable size, validity masks)."""
+    video, boxes = _crossing_video()
+    feats = build_adapter(pixels=True).encode_video(video)
+    tracker = AssociationTracker(AssociationConfig(motion="none"))
+    gt, hyp = {}, {}
+    for t, rows in enumerate(boxes):
+        det = np.stack([b for _, b in rows])
+        masks = np.zeros((len(det), 64, 64), dtype=bool)
+        for i, (x, y, w, h) in enumerate(det.astype(int)):
+            masks[i, y:y + h, x:x + w] = True
+        sets, valid = mask_features(feats[t], masks)
+        out = tracker.step(det, np.ones(len(det)), sets, valid)
+        gt[t + 1] = rows
+        hyp[t + 1] = [(tid, b) for tid, b, _ in out]
+    s = mot_summary({"x": mot_accumulator(gt, hyp, len(boxes))})["x"]
+    assert s["num_switches"] == 0 and s["idf1"] == 1.0
