@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from vidssl.cli import main
@@ -65,3 +67,15 @@ def test_cli_errors_are_one_line(argv, needle, tiny_tracking, tmp_path, capsys):
     assert main(["track", "--task", "sot", "--quiet", "--out", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err and needle in err, err
+
+
+@pytest.mark.parametrize("task", ["vos", "sot", "mot"])
+def test_frame_scale(task, tiny_tracking):
+    cfg = load_config(TrackConfig, None, ["frame_scale=2", "max_sequences=1"])
+    res = run_tracking(task, str(tiny_tracking), pixels=True, config=cfg)
+    assert len(res["sequences"]) == 1
+    if task == "sot":
+        boxes = np.array(next(iter(res["sequences"].values()))["boxes"])
+        assert boxes.max() <= 128 * 1.5  # back in original-frame pixels
+    with pytest.raises(Exception, match="frame_scale"):
+        load_config(TrackConfig, None, ["frame_scale=0"]).validate()

@@ -107,10 +107,13 @@ def propagate_masks(feats: torch.Tensor, first_mask: np.ndarray,
     ids = [int(k) for k in np.unique(first_mask) if k != 0]
     h, w = feats.shape[-2:]
     soft = propagate(feats, masks_to_labels(first_mask, ids, (h, w)), config)
-    up = F.interpolate(soft, size=first_mask.shape, mode="bilinear", align_corners=False)
     lut = torch.tensor([0] + ids, dtype=torch.int64)
-    out = lut[up.argmax(1).cpu()].numpy()
+    out = np.empty((soft.shape[0], *first_mask.shape), dtype=np.int64)
     out[0] = first_mask
+    for t in range(1, soft.shape[0]):  # frame by frame: full-resolution soft labels are large
+        up = F.interpolate(soft[t:t + 1], size=first_mask.shape, mode="bilinear",
+                           align_corners=False)
+        out[t] = lut[up[0].argmax(0).cpu()].numpy()
     return out
 
 

@@ -55,6 +55,7 @@ class TrackConfig:
     association: AssociationConfig = field(default_factory=AssociationConfig)
     sot: SotConfig = field(default_factory=SotConfig)
     mot_detections: str = "det"  # det: det/det.txt; gt: ground-truth boxes as detections
+    frame_scale: int = 1  # upsample frames by this factor before the adapter (small frames)
     device: str = "cpu"  # auto | cpu | cuda | cuda:N
     max_sequences: int = 0  # 0 = all
     visualize: int = 3  # sequences drawn as PNG strips
@@ -66,16 +67,31 @@ class TrackConfig:
         self.sot.validate()
         if self.mot_detections not in ("det", "gt"):
             raise ConfigError(f"mot_detections must be 'det' or 'gt', got {self.mot_detections!r}")
+        if not isinstance(self.frame_scale, int) or not 1 <= self.frame_scale <= 8:
+            raise ConfigError(f"frame_scale must be an integer in 1..8, got {self.frame_scale!r}")
         for key in ("max_sequences", "visualize", "vis_frames"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         return self
 
 
+def _encode(frames: np.ndarray, adapter: AppearanceAdapter, scale: int, device) -> torch.Tensor:
+    """Features of ``frames`` (bilinearly upsampled ``scale`` times first: the maps are then at
+    ``adapter.stride / scale`` pixels of the original frames)."""
+    if scale == 1:
+        return adapter.encode_video(frames, device)
+    x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    return adapter.encode_video(x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1), device)
+
+
 def _run_vos(seq, adapter, cfg, device) -> tuple[dict, Any]:
     frames, gt = seq.read_frames(), seq.read_labels()
-    feats = adapter.encode_video(frames, device)
-    pred = propagate_masks(feats, gt[0], cfg.propagation)
+    s = cfg.frame_scale
+    feats = _encode(frames, adapter, s, device)
+    first = np.kron(gt[0], np.ones((s, s), dtype=gt.dtype)) if s > 1 else gt[0]
+    pred = propagate_masks(feats, first, cfg.propagation)[:, s // 2::s, s // 2::s]
+    pred[0] = gt[0]
     scores = sequence_jf(pred, gt, np.unique(gt[0]))
     result = {"objects": {str(k): v for k, v in scores.items()}, "frames": len(frames)}
     return result, (frames, pred)
@@ -83,8 +99,10 @@ def _run_vos(seq, adapter, cfg, device) -> tuple[dict, Any]:
 
 def _run_sot(seq, adapter, cfg, device) -> tuple[dict, Any]:
     frames = seq.read_frames()
-    feats = adapter.encode_video(frames, device)
-    boxes = track_object(feats, seq.boxes[0], frames.shape[1:3], adapter.stride, cfg.sot)
+    s = cfg.frame_scale
+    feats = _encode(frames, adapter, s, device)
+    size = (frames.shape[1] * s, frames.shape[2] * s)
+    boxes = track_object(feats, seq.boxes[0] * s, size, adapter.stride, cfg.sot) / s
     result = {"auc": success_auc(boxes, seq.boxes), "precision@20": precision_at(boxes, seq.boxes),
               "frames": len(frames), "boxes": boxes.round(2).tolist()}
     return result, (frames, [[(1, b)] for b in boxes], list(seq.boxes))
@@ -92,7 +110,7 @@ def _run_sot(seq, adapter, cfg, device) -> tuple[dict, Any]:
 
 def _run_mot(seq, adapter, cfg, device, out: str | None) -> tuple[dict, Any]:
     frames = seq.read_frames()
-    feats = adapter.encode_video(frames, device)
+    feats = _encode(frames, adapter, cfg.frame_scale, device)
     tracker = AssociationTracker(cfg.association)
     gt, hyp, rows, drawn = {}, {}, [], []
     for f in range(1, len(frames) + 1):
@@ -103,7 +121,8 @@ def _run_mot(seq, adapter, cfg, device, out: str | None) -> tuple[dict, Any]:
         else:
             d = seq.frame_rows("det", f)
             boxes, scores = d[:, 1:5], d[:, 5]
-        sets = roi_features(feats[f - 1], boxes, adapter.stride, cfg.association.roi_size)
+        sets = roi_features(feats[f - 1], boxes * cfg.frame_scale, adapter.stride,
+                            cfg.association.roi_size)
         tracks = tracker.step(boxes, scores, sets)
         hyp[f] = [(tid, box) for tid, box, _ in tracks]
         rows += [(f, tid, box) for tid, box, _ in tracks]
