@@ -20,7 +20,8 @@ def small_synthetic(tmp_path_factory):
 
 
 @pytest.mark.parametrize("argv", [[], ["demo"], ["make-synthetic"], ["index"], ["bench"],
-                                  ["bench", "decode"], ["bench", "soak"], ["bench", "gpu"]])
+                                  ["bench", "decode"], ["bench", "soak"], ["bench", "gpu"],
+                                  ["track"], ["concepts"]])
 def test_help_everywhere(argv, capsys):
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args([*argv, "--help"])

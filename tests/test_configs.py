@@ -47,3 +47,21 @@ def test_demo_and_synthetic_configs_match_their_schemas():
         method_params(name, params)
     for name in ("synthetic.yaml", "synthetic_scene_bias.yaml"):
         load_config(SyntheticOptions, root / name)
+
+
+TRACK_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "track").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRACK_CONFIGS, ids=lambda p: p.stem)
+def test_track_configs_are_valid(path):
+    from vidssl.track.run import TrackConfig
+
+    cfg = load_config(TrackConfig, path).validate()
+    assert cfg.propagation.topk >= 1
+
+
+def test_unitrack_track_config_documents_the_defaults():
+    from vidssl.track.run import TrackConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "track"
+    assert load_config(TrackConfig, root / "unitrack.yaml") == TrackConfig()

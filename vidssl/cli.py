@@ -7,6 +7,7 @@
     vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics / zeroshot
     vidssl compare                  every method, one budget, one protocol, one table
     vidssl concepts generate|encode LLM attribute prompts; CLIP concept spaces
+    vidssl track --task vos|sot|mot tracking with UniTrack's heads on any encoder
     vidssl bench decode|train|soak|gpu  decode throughput; data-pipeline efficiency; memory soak;
                                     CPU vs NVDEC decoding and the GPU step
 
@@ -337,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     from vidssl.language.command import add_concepts_parser
 
     add_concepts_parser(sub)
+
+    from vidssl.track.command import add_track_parser
+
+    add_track_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
     bench = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)

@@ -1,0 +1,82 @@
+"""Tracking dataset readers: the synthetic set (DAVIS + MOT layouts, derived SOT) and OTB."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidssl.errors import DatasetError
+from vidssl.track.datasets import load_mot, load_otb, resolve_dataset, write_mot_results
+
+
+def test_synthetic_vos_mot_sot(tiny_tracking):
+    layout, vos = resolve_dataset("vos", str(tiny_tracking))
+    assert layout == "synthetic-davis" and len(vos) == 2
+    labels = vos[0].read_labels()
+    frames = vos[0].read_frames()
+    assert labels.shape == (16, 128, 128) and frames.shape == (16, 128, 128, 3)
+    assert labels[0].max() >= 1
+    layout, mot = resolve_dataset("mot", str(tiny_tracking))
+    assert layout == "synthetic-mot" and len(mot[0]) == 16
+    assert mot[0].gt.shape[1] == 7 and mot[0].det.shape[1] == 6
+    assert (mot[0].gt[:, 2:4] >= 0).all()  # 1-based files, 0-based boxes
+    layout, sot = resolve_dataset("sot", str(tiny_tracking))
+    ids = sum(len(np.unique(m.gt[:, 1])) for m in mot)
+    assert layout == "synthetic-sot" and 0 < len(sot) <= ids
+    s = sot[0]
+    assert len(s.frames) == len(s.boxes) and np.isfinite(s.boxes[0]).all()
+
+
+def test_mot_boxes_cover_the_davis_masks(tiny_tracking):
+    _, vos = resolve_dataset("vos", str(tiny_tracking))
+    _, mot = resolve_dataset("mot", str(tiny_tracking))
+    labels = vos[0].read_labels()
+    row = mot[0].gt[(mot[0].gt[:, 0] == 1)][0]
+    k, (x, y, w, h) = int(row[1]), row[2:6]
+    ys, xs = np.nonzero(labels[0] == k)
+    assert xs.min() >= x and xs.max() < x + w and ys.min() >= y and ys.max() < y + h
+
+
+def write_otb(root, name="Toy", frames=3, sep=","):
+    img = root / name / "img"
+    img.mkdir(parents=True)
+    for i in range(frames):
+        Image.fromarray(np.full((24, 32, 3), 40 * i, dtype=np.uint8)).save(img / f"{i + 1:04d}.jpg")
+    lines = [sep.join(str(v) for v in (5 + i, 6, 10, 8)) for i in range(frames)]
+    (root / name / "groundtruth_rect.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("sep", [",", "\t", " "])
+def test_otb_layout(tmp_path, sep):
+    write_otb(tmp_path, sep=sep)
+    seqs = load_otb(str(tmp_path))
+    assert [s.name for s in seqs] == ["Toy"]
+    assert seqs[0].boxes[1].tolist() == [5.0, 5.0, 10.0, 8.0]  # 1-based x, y -> 0-based
+    assert seqs[0].read_frames().shape == (3, 24, 32, 3)
+    layout, again = resolve_dataset("sot", str(tmp_path))
+    assert layout == "otb" and len(again) == 1
+
+
+def test_mot_results_roundtrip(tmp_path, tiny_tracking):
+    seq = load_mot(str(tiny_tracking / "tracking" / "mot"))[0]
+    rows = [(int(r[0]), int(r[1]), r[2:6]) for r in seq.gt]
+    write_mot_results(str(tmp_path / "res.txt"), rows)
+    first = (tmp_path / "res.txt").read_text().splitlines()[0].split(",")
+    gt_first = (tiny_tracking / "tracking" / "mot" / seq.name / "gt" / "gt.txt").read_text().split("\n")[0].split(",")
+    assert float(first[2]) == pytest.approx(float(gt_first[2]))
+
+
+def test_bad_layouts_are_one_line_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        resolve_dataset("vos", str(tmp_path / "nope"))
+    with pytest.raises(DatasetError, match="not a DAVIS folder"):
+        resolve_dataset("vos", str(tmp_path))
+    with pytest.raises(DatasetError, match="no MOT sequences"):
+        resolve_dataset("mot", str(tmp_path))
+    with pytest.raises(DatasetError, match="no OTB sequences"):
+        resolve_dataset("sot", str(tmp_path))
+    write_otb(tmp_path)
+    (tmp_path / "Toy" / "groundtruth_rect.txt").write_text("1,2,3,4\n1,2,x,4\n")
+    with pytest.raises(DatasetError, match="groundtruth_rect.txt:2"):
+        load_otb(str(tmp_path))

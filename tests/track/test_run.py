@@ -1,0 +1,81 @@
+"""run_tracking and ``vidssl track`` on the tiny synthetic set: every head, results, pictures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import pytest
+
+from vidssl.cli import main
+from vidssl.config import load_config
+from vidssl.track import TrackConfig, run_tracking
+
+
+@pytest.mark.parametrize("task", ["vos", "sot", "mot"])
+def test_every_head_runs_with_pixels(task, tiny_tracking, tmp_path):
+    res = run_tracking(task, str(tiny_tracking), pixels=True, out=str(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["summary"] == pytest.approx(res["summary"])
+    assert len(res["visualizations"]) == min(3, len(res["sequences"]))
+    assert sorted(str(p) for p in (tmp_path / "vis").glob("*.png")) == sorted(res["visualizations"])
+    assert res["speed"]["frames"] > 0 and res["speed"]["frames_per_s"] > 0
+    s = res["summary"]
+    if task == "vos":
+        assert s["J&F"] > 0.3  # RGB features propagate the synthetic masks well above chance
+    elif task == "sot":
+        assert 0 < s["auc"] <= 1
+    else:
+        assert 0 < s["idf1"] <= 1 and s["mota"] <= 1
+        assert (tmp_path / "mot").is_dir()
+
+
+@pytest.mark.parametrize("task", ["vos", "sot", "mot"])
+def test_every_head_runs_with_a_3d_encoder(task, tiny_tracking):
+    cfg = TrackConfig(max_sequences=1)
+    res = run_tracking(task, str(tiny_tracking), encoder="r3d_tiny", config=cfg)
+    assert res["appearance"]["kind"] == "cnn3d" and len(res["sequences"]) == 1
+
+
+def test_mot_with_gt_detections_and_dcf(tiny_tracking):
+    cfg = load_config(TrackConfig, None, ["mot_detections=gt", "association.motion=none"])
+    res = run_tracking("mot", str(tiny_tracking), pixels=True, config=cfg)
+    assert res["summary"]["num_false_positives"] == 0
+    cfg = load_config(TrackConfig, None, ["sot.method=dcf", "max_sequences=2"])
+    assert run_tracking("sot", str(tiny_tracking), pixels=True, config=cfg)["summary"]["sequences"] == 2
+
+
+def test_cli_track(tiny_tracking, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["track", "--task", "vos", "--pixels", "--data", str(tiny_tracking), "--out",
+                 str(out), "--quiet", "visualize=1"]) == 0
+    text = capsys.readouterr().out
+    assert "J&F" in text and (out / "results.json").is_file()
+    assert len(list((out / "vis").glob("*.png"))) == 1
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--pixels", "--data", "{root}", "propagation.nope=1"], "nope"),
+    (["--pixels", "--data", "{tmp}/missing"], "does not exist"),
+    (["--encoder", "no_such", "--data", "{root}"], "unknown encoder"),
+    (["--checkpoint", "{tmp}/x.pt", "--data", "{root}"], "checkpoint not found"),
+    (["--pixels", "--data", "{root}", "sot.method=siamrpn"], "sot.method"),
+])
+def test_cli_errors_are_one_line(argv, needle, tiny_tracking, tmp_path, capsys):
+    argv = [a.format(root=tiny_tracking, tmp=tmp_path) for a in argv]
+    assert main(["track", "--task", "sot", "--quiet", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and needle in err, err
+
+
+@pytest.mark.parametrize("task", ["vos", "sot", "mot"])
+def test_frame_scale(task, tiny_tracking):
+    cfg = load_config(TrackConfig, None, ["frame_scale=2", "max_sequences=1"])
+    res = run_tracking(task, str(tiny_tracking), pixels=True, config=cfg)
+    assert len(res["sequences"]) == 1
+    if task == "sot":
+        boxes = np.array(next(iter(res["sequences"].values()))["boxes"])
+        assert boxes.max() <= 128 * 1.5  # back in original-frame pixels
+    with pytest.raises(Exception, match="frame_scale"):
+        load_config(TrackConfig, None, ["frame_scale=0"]).validate()

@@ -1,0 +1,309 @@
+"""Tracking datasets: DAVIS-2017 (VOS), MOT16/17 (MOT), OTB-style (SOT), and the synthetic set.
+
+Layouts read (``root`` is what ``vidssl track --data`` gets):
+
+- **DAVIS-2017**: ``JPEGImages/<res>/<seq>/*.jpg``, ``Annotations/<res>/<seq>/*.png`` ('P'-mode
+  palette PNGs, value k = object k), ``ImageSets/2017/<split>.txt``.
+- **MOT16/17**: ``<seq>/img1/*.jpg``, ``<seq>/gt/gt.txt`` (``frame,id,x,y,w,h,consider,class,
+  visibility``), ``<seq>/det/det.txt`` (``frame,-1,x,y,w,h,score,...``), optional
+  ``seqinfo.ini``; ``root`` is a folder of sequences (e.g. ``MOT17/train``) or one sequence.
+  Ground truth keeps rows with ``consider == 1`` and class 1 (pedestrian) when those columns
+  exist, as the MOT17 evaluation does (its distractor-class handling is not reproduced).
+- **OTB**: ``<seq>/img/*.jpg`` and ``<seq>/groundtruth_rect.txt`` (``x,y,w,h`` per frame;
+  comma, tab or space separated).
+- **synthetic** (``vidssl make-synthetic``): ``<root>/tracking/davis`` and
+  ``<root>/tracking/mot`` are read as above; SOT sequences are derived from the MOT ground
+  truth, one per object (``<seq>-obj<k>``, starting at the object's first frame; frames where
+  the object is not visible have a NaN box and are not scored).
+
+Boxes are kept in 0-based continuous pixel coordinates ``(x, y, w, h)`` (a box covering pixel
+columns ``x0 .. x1`` is ``[x0, x1 + 1)``): MOT/OTB files' 1-based ``x`` becomes ``x - 1`` on
+reading and ``x + 1`` again on writing.
+"""
+
+from __future__ import annotations
+
+import configparser
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vidssl.errors import DatasetError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass
+class VosSequence:
+    """A DAVIS-style sequence: frame paths and (possibly partial) annotation paths."""
+
+    name: str
+    frames: list[str]
+    annotations: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def read_frames(self) -> np.ndarray:
+        return read_frames(self.frames)
+
+    def read_labels(self) -> np.ndarray:
+        """``int64 (T, H, W)`` label maps (frames without an annotation are all 0)."""
+        first = read_label(self.annotations[0])
+        out = np.zeros((len(self.frames), *first.shape), dtype=np.int64)
+        for t, path in enumerate(self.annotations):
+            if path is not None:
+                out[t] = read_label(path)
+        return out
+
+
+@dataclass
+class MotSequence:
+    """A MOTChallenge sequence. ``gt`` rows: ``(frame, id, x, y, w, h, visibility)``; ``det``
+    rows: ``(frame, x, y, w, h, score)``; boxes 0-based (see the module docstring)."""
+
+    name: str
+    frames: list[str]
+    gt: np.ndarray
+    det: np.ndarray
+    fps: float = 30.0
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def read_frames(self) -> np.ndarray:
+        return read_frames(self.frames)
+
+    def frame_rows(self, table: str, frame: int) -> np.ndarray:
+        """Rows of ``gt`` or ``det`` for 1-based ``frame``."""
+        rows = getattr(self, table)
+        return rows[rows[:, 0] == frame]
+
+
+@dataclass
+class SotSequence:
+    """One target: frame paths and ``(T, 4)`` boxes ``(x, y, w, h)`` (NaN = not visible)."""
+
+    name: str
+    frames: list[str]
+    boxes: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def read_frames(self) -> np.ndarray:
+        return read_frames(self.frames)
+
+
+# ---------------------------------------------------------------------------------- I/O --
+def read_frames(paths: list[str]) -> np.ndarray:
+    """``uint8 (T, H, W, 3)`` RGB frames (one-line :class:`DatasetError` on a bad file)."""
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append(np.asarray(im.convert("RGB")))
+        except (OSError, ValueError) as err:
+            raise DatasetError(f"cannot read frame {p}: {' '.join(str(err).split())}") from None
+        if out[-1].shape != out[0].shape:
+            raise DatasetError(f"frame {p} is {out[-1].shape[1]}x{out[-1].shape[0]}, the "
+                               f"sequence's first frame {out[0].shape[1]}x{out[0].shape[0]}")
+    return np.stack(out)
+
+
+def read_label(path: str) -> np.ndarray:
+    """A DAVIS annotation: palette indices of a 'P' PNG (an 'L' PNG is read as is)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise DatasetError(f"annotation {path} is a {im.mode!r} image; DAVIS annotations "
+                                   f"are palette ('P') PNGs whose index is the object id")
+            return np.asarray(im).astype(np.int64)
+    except OSError as err:
+        raise DatasetError(f"cannot read annotation {path}: {' '.join(str(err).split())}") from None
+
+
+def _images(folder: str) -> list[str]:
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
+    return [os.path.join(folder, f) for f in files]
+
+
+def _table(path: str, min_cols: int) -> np.ndarray:
+    """A numeric text table (comma, tab or space separated); ``(0, min_cols)`` when empty."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = [p for p in re.split(r"[,\s]+", line) if p]
+            try:
+                values = [float(p) for p in parts]
+            except ValueError:
+                raise DatasetError(f"{path}:{n}: not a row of numbers: {line[:60]!r}") from None
+            if len(values) < min_cols:
+                raise DatasetError(f"{path}:{n}: expected at least {min_cols} values, got "
+                                   f"{len(values)}")
+            rows.append(values[:max(min_cols, 10)])
+    if not rows:
+        return np.zeros((0, min_cols))
+    width = min(len(r) for r in rows)
+    return np.array([r[:width] for r in rows], dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------- DAVIS --
+def load_davis(root: str, split: str = "val", year: str = "2017", resolution: str = "480p",
+               sequences: list[str] | None = None) -> list[VosSequence]:
+    """The sequences of ``ImageSets/<year>/<split>.txt`` (or ``sequences``) under ``root``."""
+    img_root = os.path.join(root, "JPEGImages", resolution)
+    ann_root = os.path.join(root, "Annotations", resolution)
+    for d in (img_root, ann_root):
+        if not os.path.isdir(d):
+            raise DatasetError(f"not a DAVIS folder: {d} is missing (expected JPEGImages/"
+                               f"{resolution} and Annotations/{resolution} under {root})")
+    if sequences is None:
+        listing = os.path.join(root, "ImageSets", year, f"{split}.txt")
+        if not os.path.isfile(listing):
+            raise DatasetError(f"DAVIS split list not found: {listing}")
+        with open(listing, encoding="utf-8") as f:
+            sequences = [s.strip() for s in f if s.strip()]
+    out = []
+    for name in sequences:
+        folder = os.path.join(img_root, name)
+        if not os.path.isdir(folder):
+            raise DatasetError(f"DAVIS sequence {name!r} has no frames folder {folder}")
+        frames = _images(folder)
+        anns = []
+        for p in frames:
+            a = os.path.join(ann_root, name, os.path.splitext(os.path.basename(p))[0] + ".png")
+            anns.append(a if os.path.isfile(a) else None)
+        if not frames or anns[0] is None:
+            raise DatasetError(f"DAVIS sequence {name!r} needs frames and a first-frame "
+                               f"annotation under {ann_root}/{name}")
+        out.append(VosSequence(name, frames, anns))
+    return out
+
+
+# ---------------------------------------------------------------------------------- MOT --
+def _mot_dirs(root: str) -> list[str]:
+    if os.path.isdir(os.path.join(root, "img1")):
+        return [root]
+    dirs = sorted(d for d in glob.glob(os.path.join(root, "*")) if os.path.isdir(os.path.join(d, "img1")))
+    if not dirs:
+        raise DatasetError(f"no MOT sequences under {root} (expected <seq>/img1/ folders)")
+    return dirs
+
+
+def load_mot_sequence(folder: str, detections: str = "det") -> MotSequence:
+    """One MOT sequence folder (``img1/``, ``gt/gt.txt``, ``det/<detections>.txt``)."""
+    name = os.path.basename(os.path.normpath(folder))
+    frames = _images(os.path.join(folder, "img1"))
+    if not frames:
+        raise DatasetError(f"MOT sequence {folder} has no images in img1/")
+    fps = 30.0
+    ini = os.path.join(folder, "seqinfo.ini")
+    if os.path.isfile(ini):
+        cp = configparser.ConfigParser()
+        cp.read(ini)
+        fps = float(cp.get("Sequence", "frameRate", fallback=fps))
+    gt = np.zeros((0, 7))
+    gt_path = os.path.join(folder, "gt", "gt.txt")
+    if os.path.isfile(gt_path):
+        raw = _table(gt_path, 6)
+        if raw.shape[1] >= 8:
+            raw = raw[(raw[:, 6] != 0) & (raw[:, 7] == 1)]
+        vis = raw[:, 8] if raw.shape[1] >= 9 else np.ones(len(raw))
+        gt = np.column_stack([raw[:, 0], raw[:, 1], raw[:, 2] - 1, raw[:, 3] - 1, raw[:, 4],
+                              raw[:, 5], vis])
+    det = np.zeros((0, 6))
+    det_path = os.path.join(folder, "det", f"{detections}.txt")
+    if os.path.isfile(det_path):
+        raw = _table(det_path, 7)
+        det = np.column_stack([raw[:, 0], raw[:, 2] - 1, raw[:, 3] - 1, raw[:, 4], raw[:, 5],
+                               raw[:, 6]])
+    return MotSequence(name, frames, gt, det, fps)
+
+
+def load_mot(root: str, detections: str = "det") -> list[MotSequence]:
+    """Every MOT sequence under ``root`` (or ``root`` itself when it holds ``img1/``)."""
+    return [load_mot_sequence(d, detections) for d in _mot_dirs(root)]
+
+
+def write_mot_results(path: str, rows: list[tuple[int, int, np.ndarray]]) -> None:
+    """MOTChallenge result file: ``frame,id,x,y,w,h,1,-1,-1,-1`` (1-based ``x, y``)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for frame, tid, b in rows:
+            f.write(f"{frame},{tid},{b[0] + 1:.2f},{b[1] + 1:.2f},{b[2]:.2f},{b[3]:.2f},1,-1,-1,-1\n")
+
+
+# ---------------------------------------------------------------------------------- OTB --
+def load_otb(root: str) -> list[SotSequence]:
+    """OTB-style sequences: every ``<seq>/`` under ``root`` (or ``root`` itself) holding
+    ``img/`` and ``groundtruth_rect.txt``."""
+    def is_seq(d: str) -> bool:
+        return os.path.isdir(os.path.join(d, "img")) and os.path.isfile(
+            os.path.join(d, "groundtruth_rect.txt"))
+
+    dirs = [root] if is_seq(root) else sorted(d for d in glob.glob(os.path.join(root, "*")) if is_seq(d))
+    if not dirs:
+        raise DatasetError(f"no OTB sequences under {root} (expected <seq>/img/ and "
+                           f"<seq>/groundtruth_rect.txt)")
+    out = []
+    for d in dirs:
+        frames = _images(os.path.join(d, "img"))
+        boxes = _table(os.path.join(d, "groundtruth_rect.txt"), 4)[:, :4]
+        if len(boxes) == 0 or len(frames) < len(boxes):
+            raise DatasetError(f"OTB sequence {d}: {len(boxes)} boxes for {len(frames)} frames")
+        boxes = boxes.copy()
+        boxes[:, :2] -= 1
+        out.append(SotSequence(os.path.basename(os.path.normpath(d)), frames[:len(boxes)], boxes))
+    return out
+
+
+def sot_from_mot(seq: MotSequence, min_frames: int = 2) -> list[SotSequence]:
+    """One single-object sequence per ground-truth id of ``seq``: from the id's first frame to
+    its last, NaN boxes where it has no row."""
+    out = []
+    for k in np.unique(seq.gt[:, 1]).astype(int):
+        rows = seq.gt[seq.gt[:, 1] == k]
+        first, last = int(rows[:, 0].min()), int(rows[:, 0].max())
+        if last - first + 1 < min_frames:
+            continue
+        boxes = np.full((last - first + 1, 4), np.nan)
+        boxes[rows[:, 0].astype(int) - first] = rows[:, 2:6]
+        out.append(SotSequence(f"{seq.name}-obj{k}", seq.frames[first - 1:last], boxes,
+                               {"source": seq.name, "object": int(k), "first_frame": first}))
+    return out
+
+
+# ---------------------------------------------------------------------------------- resolve --
+def resolve_dataset(task: str, root: str) -> tuple[str, list]:
+    """``(layout, sequences)`` for ``task`` in ``("vos", "sot", "mot")`` under ``root``: the
+    synthetic set (``<root>/tracking``), DAVIS, MOT or OTB, found by what the folder holds."""
+    if not os.path.isdir(root):
+        raise DatasetError(f"tracking data folder {root} does not exist (make one with "
+                           f"`vidssl make-synthetic --out {root}`)")
+    synth = os.path.join(root, "tracking")
+    if task == "vos":
+        if os.path.isdir(os.path.join(synth, "davis")):
+            return "synthetic-davis", load_davis(os.path.join(synth, "davis"))
+        return "davis", load_davis(root)
+    if task == "mot":
+        if os.path.isdir(os.path.join(synth, "mot")):
+            return "synthetic-mot", load_mot(os.path.join(synth, "mot"))
+        return "mot", load_mot(root)
+    if task == "sot":
+        if os.path.isdir(os.path.join(synth, "mot")):
+            seqs = [s for m in load_mot(os.path.join(synth, "mot")) for s in sot_from_mot(m)]
+            return "synthetic-sot", seqs
+        return "otb", load_otb(root)
+    raise DatasetError(f"unknown tracking task {task!r}; expected vos, sot or mot")

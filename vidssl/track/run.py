@@ -1,0 +1,244 @@
+"""``run_tracking``: one appearance model, one task (VOS / SOT / MOT), every sequence of a
+dataset, metrics, results JSON and a few PNG visualisations.
+
+    from vidssl.track import run_tracking
+    res = run_tracking("vos", data="data/synthetic", encoder="r3d_tiny", out="runs/track")
+    res["summary"]["J&F"]
+
+Settings: :class:`TrackConfig` (YAML ``configs/track/*.yaml``, CLI ``KEY=VALUE``), sections
+``adapter``, ``propagation``, ``association``, ``sot``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidssl.errors import ConfigError
+from vidssl.track.adapter import AppearanceAdapter, build_adapter
+from vidssl.track.association import AssociationConfig, AssociationTracker, roi_features
+from vidssl.track.datasets import resolve_dataset, write_mot_results
+from vidssl.track.metrics import (mot_accumulator, mot_summary, precision_at, sequence_jf,
+                                  success_auc, summarize_jf)
+from vidssl.track.propagation import PropagationConfig, propagate_masks
+from vidssl.track.sot import SotConfig, track_object
+from vidssl.track.visualize import draw_boxes, overlay_mask, pick_frames, save_strip
+
+TASKS = ("vos", "sot", "mot")
+
+
+@dataclass
+class AdapterSettings:
+    """How the encoder becomes per-frame maps (see :mod:`vidssl.track.adapter`)."""
+
+    layer: str = "layer3"
+    stride: int = 8
+    window: int = 0  # frames per 3D / ViT clip; 0 = the encoder's clip length
+    context: int = 4
+    vit_layer: int = -1
+
+
+@dataclass
+class TrackConfig:
+    """``vidssl track`` settings."""
+
+    adapter: AdapterSettings = field(default_factory=AdapterSettings)
+    propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    association: AssociationConfig = field(default_factory=AssociationConfig)
+    sot: SotConfig = field(default_factory=SotConfig)
+    mot_detections: str = "det"  # det: det/det.txt; gt: ground-truth boxes as detections
+    frame_scale: int = 1  # upsample frames by this factor before the adapter (small frames)
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N
+    max_sequences: int = 0  # 0 = all
+    visualize: int = 3  # sequences drawn as PNG strips
+    vis_frames: int = 4
+
+    def validate(self) -> "TrackConfig":
+        self.propagation.validate()
+        self.association.validate()
+        self.sot.validate()
+        if self.mot_detections not in ("det", "gt"):
+            raise ConfigError(f"mot_detections must be 'det' or 'gt', got {self.mot_detections!r}")
+        if not isinstance(self.frame_scale, int) or not 1 <= self.frame_scale <= 8:
+            raise ConfigError(f"frame_scale must be an integer in 1..8, got {self.frame_scale!r}")
+        for key in ("max_sequences", "visualize", "vis_frames"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        return self
+
+
+def _encode(frames: np.ndarray, adapter: AppearanceAdapter, scale: int, device) -> torch.Tensor:
+    """Features of ``frames`` (bilinearly upsampled ``scale`` times first: the maps are then at
+    ``adapter.stride / scale`` pixels of the original frames)."""
+    if scale == 1:
+        return adapter.encode_video(frames, device)
+    x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    return adapter.encode_video(x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1), device)
+
+
+def _run_vos(seq, adapter, cfg, device) -> tuple[dict, Any]:
+    frames, gt = seq.read_frames(), seq.read_labels()
+    s = cfg.frame_scale
+    feats = _encode(frames, adapter, s, device)
+    first = np.kron(gt[0], np.ones((s, s), dtype=gt.dtype)) if s > 1 else gt[0]
+    pred = propagate_masks(feats, first, cfg.propagation)[:, s // 2::s, s // 2::s]
+    pred[0] = gt[0]
+    scores = sequence_jf(pred, gt, np.unique(gt[0]))
+    result = {"objects": {str(k): v for k, v in scores.items()}, "frames": len(frames)}
+    return result, (frames, pred)
+
+
+def _run_sot(seq, adapter, cfg, device) -> tuple[dict, Any]:
+    frames = seq.read_frames()
+    s = cfg.frame_scale
+    feats = _encode(frames, adapter, s, device)
+    size = (frames.shape[1] * s, frames.shape[2] * s)
+    boxes = track_object(feats, seq.boxes[0] * s, size, adapter.stride, cfg.sot) / s
+    result = {"auc": success_auc(boxes, seq.boxes), "precision@20": precision_at(boxes, seq.boxes),
+              "frames": len(frames), "boxes": boxes.round(2).tolist()}
+    return result, (frames, [[(1, b)] for b in boxes], list(seq.boxes))
+
+
+def _run_mot(seq, adapter, cfg, device, out: str | None) -> tuple[dict, Any]:
+    frames = seq.read_frames()
+    feats = _encode(frames, adapter, cfg.frame_scale, device)
+    tracker = AssociationTracker(cfg.association)
+    gt, hyp, rows, drawn = {}, {}, [], []
+    for f in range(1, len(frames) + 1):
+        g = seq.frame_rows("gt", f)
+        gt[f] = [(int(r[1]), r[2:6]) for r in g]
+        if cfg.mot_detections == "gt":
+            boxes, scores = g[:, 2:6], np.ones(len(g))
+        else:
+            d = seq.frame_rows("det", f)
+            boxes, scores = d[:, 1:5], d[:, 5]
+        sets = roi_features(feats[f - 1], boxes * cfg.frame_scale, adapter.stride,
+                            cfg.association.roi_size)
+        tracks = tracker.step(boxes, scores, sets)
+        hyp[f] = [(tid, box) for tid, box, _ in tracks]
+        rows += [(f, tid, box) for tid, box, _ in tracks]
+        drawn.append(hyp[f])
+    if out:
+        write_mot_results(os.path.join(out, "mot", f"{seq.name}.txt"), rows)
+    acc = mot_accumulator(gt, hyp, len(frames))
+    return {"frames": len(frames), "tracks": len({r[1] for r in rows})}, (frames, drawn, acc)
+
+
+def _visualize(task: str, name: str, payload: Any, out: str, count: int) -> str:
+    frames = payload[0]
+    idx = pick_frames(len(frames), count)
+    if task == "vos":
+        pics = [overlay_mask(frames[t], payload[1][t]) for t in idx]
+    elif task == "sot":
+        pics = [draw_boxes(frames[t], payload[1][t], [payload[2][t]]) for t in idx]
+    else:
+        pics = [draw_boxes(frames[t], payload[1][t]) for t in idx]
+    return save_strip(pics, idx, os.path.join(out, "vis", f"{task}_{name}.png"))
+
+
+def run_tracking(task: str, data: str, *, encoder: str | nn.Module | None = None,
+                 checkpoint: str | None = None, pixels: bool = False,
+                 pretrained: str | None = None, out: str | None = None,
+                 config: TrackConfig | None = None, progress: bool = False) -> dict:
+    """Run ``task`` (``vos``, ``sot`` or ``mot``) on every sequence under ``data``.
+
+    Args:
+        task: which head: propagation (vos), cross-correlation / DCF (sot), association (mot).
+        data: a synthetic dataset root, or a DAVIS / MOT / OTB folder.
+        encoder, checkpoint, pixels, pretrained: the appearance source (exactly one of the
+            first three; see :func:`vidssl.track.adapter.build_adapter`).
+        out: folder for ``results.json``, PNG strips (``vis/``) and MOT result files.
+        config: :class:`TrackConfig` (defaults: UniTrack's settings).
+        progress: show a progress bar over sequences.
+
+    Returns:
+        The results dict written to ``results.json``: ``summary`` (J&F / AUC / MOTA, IDF1),
+        ``sequences``, ``appearance``, ``speed`` (frames/s including feature extraction).
+    """
+    from vidssl.eval.features import progress_bar, resolve_device
+
+    if task not in TASKS:
+        raise ConfigError(f"unknown tracking task {task!r}; expected one of {', '.join(TASKS)}")
+    cfg = (config or TrackConfig()).validate()
+    device = resolve_device(cfg.device)
+    layout, seqs = resolve_dataset(task, data)
+    if cfg.max_sequences:
+        seqs = seqs[:cfg.max_sequences]
+    if isinstance(encoder, AppearanceAdapter):
+        adapter = encoder
+    else:
+        a = cfg.adapter
+        adapter = build_adapter(encoder, pixels=pixels, pretrained=pretrained,
+                                checkpoint=checkpoint, layer=a.layer, stride=a.stride,
+                                window=a.window or None, context=a.context,
+                                vit_layer=a.vit_layer)
+    per_seq: dict[str, dict] = {}
+    accs, pictures, frames_done = {}, [], 0
+    t0 = time.perf_counter()
+    with progress_bar(progress, len(seqs), f"track {task}") as advance:
+        for i, seq in enumerate(seqs):
+            if task == "vos":
+                res, payload = _run_vos(seq, adapter, cfg, device)
+            elif task == "sot":
+                res, payload = _run_sot(seq, adapter, cfg, device)
+            else:
+                res, payload = _run_mot(seq, adapter, cfg, device, out)
+                accs[seq.name] = payload[2]
+            per_seq[seq.name] = res
+            frames_done += res["frames"]
+            if out and i < cfg.visualize:
+                pictures.append(_visualize(task, seq.name, payload, out, cfg.vis_frames))
+            advance(1)
+    elapsed = time.perf_counter() - t0
+    if task == "vos":
+        summary = summarize_jf({n: r["objects"] for n, r in per_seq.items()})
+    elif task == "sot":
+        summary = {"auc": float(np.nanmean([r["auc"] for r in per_seq.values()])),
+                   "precision@20": float(np.nanmean([r["precision@20"] for r in per_seq.values()])),
+                   "sequences": len(per_seq)}
+    else:
+        table = mot_summary(accs)
+        for name, metrics in table.items():
+            if name in per_seq:
+                per_seq[name].update(metrics)
+        summary = table["OVERALL"]
+    results = {
+        "task": task, "layout": layout, "data": os.path.abspath(data),
+        "appearance": {"name": adapter.name, "kind": adapter.kind, "stride": adapter.stride,
+                       "checkpoint": checkpoint, "pretrained": pretrained},
+        "summary": summary, "sequences": per_seq,
+        "speed": {"frames": frames_done, "seconds": elapsed,
+                  "frames_per_s": frames_done / elapsed if elapsed > 0 else float("nan"),
+                  "device": str(device)},
+        "visualizations": pictures, "config": dataclasses.asdict(cfg),
+        "torch": torch.__version__,
+    }
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2, default=float)
+    return results
+
+
+def summary_line(results: dict) -> str:
+    """One human-readable line of a :func:`run_tracking` result."""
+    s, task = results["summary"], results["task"]
+    if task == "vos":
+        body = f"J&F {s['J&F']:.3f} (J {s['J']:.3f}, F {s['F']:.3f}) over {s['objects']} objects"
+    elif task == "sot":
+        body = f"success AUC {s['auc']:.3f}, precision@20px {s['precision@20']:.3f} over " \
+               f"{s['sequences']} sequences"
+    else:
+        body = f"MOTA {s['mota']:.3f}, IDF1 {s['idf1']:.3f}, ID switches {int(s['num_switches'])}"
+    sp = results["speed"]
+    return (f"{task} [{results['appearance']['name']}] on {results['layout']}: {body}; "
+            f"{sp['frames_per_s']:.1f} frames/s ({sp['device']})")
