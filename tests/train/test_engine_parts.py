@@ -135,3 +135,40 @@ def test_compiled_encoder_trains_and_saves_plain_keys(tiny_synthetic, tmp_path):
     assert compiled.losses == pytest.approx(base.losses, rel=1e-3, abs=1e-4)
     keys = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"].keys()
     assert not any("_orig_mod" in k for k in keys)
+
+
+def _agent_env(monkeypatch, port: int, restart: int, local_world: str = "2") -> None:
+    for key, value in {"TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": str(restart),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+                       "LOCAL_WORLD_SIZE": local_world}.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_attempt_store_isolates_restarts_on_one_node(monkeypatch):
+    """A key the first attempt wrote (a dead rank's gloo address) is invisible to the second."""
+    from datetime import timedelta
+
+    from vidssl.train.dist import _attempt_store
+
+    server = torch.distributed.TCPStore("127.0.0.1", 0, 1, is_master=True, timeout=timedelta(seconds=10))
+    _agent_env(monkeypatch, server.port, restart=0)
+    first = _attempt_store()
+    first.set("default_pg/0//1", "127.0.0.1:3495")
+    _agent_env(monkeypatch, server.port, restart=1)
+    second = _attempt_store()
+    assert not second.check(["default_pg/0//1"])
+    assert first.check(["default_pg/0//1"])
+    second.set("default_pg/0//1", "fresh")
+    assert first.get("default_pg/0//1") == b"127.0.0.1:3495"
+
+
+def test_attempt_store_is_left_alone_off_one_node_or_without_the_agent(monkeypatch):
+    from vidssl.train.dist import _attempt_store
+
+    _agent_env(monkeypatch, 1, restart=1, local_world="1")  # 2 nodes: restart counts may differ
+    assert _attempt_store() is None
+    _agent_env(monkeypatch, 1, restart=1)
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "False")  # TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
+    assert _attempt_store() is None
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE")  # plain env:// outside torchrun
+    assert _attempt_store() is None

@@ -35,8 +35,38 @@ def init_distributed(device: torch.device) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend)
+    store = _attempt_store()
+    if store is None:
+        dist.init_process_group(backend=backend)
+    else:
+        dist.init_process_group(backend=backend, store=store, rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
     return True
+
+
+def _attempt_store() -> "dist.Store | None":
+    """The agent's store seen through a prefix unique to this restart, or ``None`` to let
+    ``init_process_group`` use ``env://`` as usual.
+
+    torchrun's c10d rendezvous shares one TCPStore server across restarts and the workers'
+    ``env://`` store adds no per-attempt prefix, so after ``--max-restarts`` relaunches a group
+    the new ranks can read the previous attempt's keys: gloo then dials a dead rank's port
+    ("connectFullMesh failed ... Connection refused") or the init barrier hangs (measured here:
+    2 of 3 restarted runs failed; pytorch/pytorch#135712, #167288). On one node every worker
+    shares the agent's restart count, so ``TORCHELASTIC_RESTART_COUNT`` is a consistent
+    prefix. Across nodes it is not (an agent that restarts healthy workers because another
+    node failed does not count it), so there vidssl leaves the store alone and the docs say to
+    launch with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``, which gives every round a fresh store.
+    """
+    env = os.environ
+    if (env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "TORCHELASTIC_RESTART_COUNT" not in env
+            or env.get("LOCAL_WORLD_SIZE") != env.get("WORLD_SIZE")):
+        return None
+    from torch.distributed.constants import default_pg_timeout
+
+    base = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), int(env["WORLD_SIZE"]),
+                         is_master=False, timeout=default_pg_timeout)
+    return dist.PrefixStore(f"vidssl/attempt_{env['TORCHELASTIC_RESTART_COUNT']}", base)
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
