@@ -250,6 +250,22 @@ def test_bad_params_are_config_errors(name, bad):
         method_params(name, bad)
 
 
+@pytest.mark.parametrize("name,bad,message", [
+    ("cvrl", {"crop_size": 0}, "method 'cvrl' at key 'method.params.crop_size': must be an int >= 1, got 0"),
+    ("o3n", {"element_hidden_dim": -1}, "method 'o3n' at key 'method.params.element_hidden_dim': must be an int >= 0"),
+    ("vcop", {"tuple_of": "pairs"}, "method 'vcop' at key 'method.params.tuple_of': must be one of ('clips', 'frames'), got 'pairs'"),
+    ("dpc", {"similarity": "l2"}, "method 'dpc' at key 'method.params.similarity': must be one of"),
+    ("coclr", {"stage": "moco"}, "method 'coclr' at key 'method.params.stage': must be one of"),
+    ("lss", {"head_layers": 0}, "method 'lss' at key 'method.params.head_layers': must be an int >= 1, got 0"),
+    ("tclr", {"temperature": -1.0}, "invalid parameter for method 'tclr': "),  # raised by the loss, no key
+    ("cvrl", {"unknown_key": 1}, "method 'cvrl' at key 'method.params.unknown_key'"),
+])
+def test_bad_params_name_the_method_and_key_on_one_line(name, bad, message):
+    with pytest.raises(ConfigError) as err:
+        method_params(name, bad)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 def test_params_round_trip_through_dict():
     p = method_params("tclr", {"crop_scale": [0.27, 0.75], "local_len": 8})
     assert p.crop_scale == (0.27, 0.75) and p.local_len == 8

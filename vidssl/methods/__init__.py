@@ -21,8 +21,9 @@ One method per file, no shared base class (see ``docs/architecture.md``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 from torch import nn
 
@@ -84,10 +85,7 @@ def method_params(name: str, params: dict[str, Any] | None = None) -> Any:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(params or {})))
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None)
-        msg = " ".join(str(err).split("\n")[0].split())
-        raise ConfigError(f"invalid parameter for method {name!r}"
-                          + (f" at key 'method.params.{key}'" if key else "") + f": {msg}") from None
+        raise param_error(name, getattr(err, "full_key", None), str(err).split("\n")[0]) from None
 
 
 def create_method(name: str, encoder: nn.Module, params: dict[str, Any] | None = None) -> nn.Module:
@@ -98,3 +96,35 @@ def create_method(name: str, encoder: nn.Module, params: dict[str, Any] | None =
 
 def params_dict(p: Any) -> dict[str, Any]:
     return dataclasses.asdict(p)
+
+
+# One-line errors for a method's parameters, shared by every method's ``__post_init__``.
+
+
+def param_error(method: str, key: str | None, msg: str) -> ConfigError:
+    """``invalid parameter for method 'M' at key 'method.params.K': msg`` (no key: not tied to one)."""
+    where = f" at key 'method.params.{key}'" if key else ""
+    return ConfigError(f"invalid parameter for method {method!r}{where}: {' '.join(str(msg).split())}")
+
+
+def check_ints(method: str, params: Any, minimums: dict[str, int]) -> None:
+    """Every ``params.<name>`` is an int (not a bool) of at least ``minimums[name]``."""
+    for name, minimum in minimums.items():
+        value = getattr(params, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise param_error(method, name, f"must be an int >= {minimum}, got {value!r}")
+
+
+def check_choice(method: str, key: str, value: Any, options: Sequence[Any]) -> None:
+    if value not in options:
+        raise param_error(method, key, f"must be one of {tuple(options)}, got {value!r}")
+
+
+@contextlib.contextmanager
+def building_parts(method: str) -> Iterator[None]:
+    """Build a method's sampler / augmentations / loss to validate them: their ``TypeError`` or
+    ``ValueError`` becomes the method's one-line ``ConfigError``."""
+    try:
+        yield
+    except (TypeError, ValueError) as err:
+        raise param_error(method, None, str(err)) from None

@@ -60,7 +60,7 @@ from vidssl.data.transforms import (
     ToModelLayout,
 )
 from vidssl.errors import ConfigError
-from vidssl.methods import register_method
+from vidssl.methods import building_parts, check_choice, check_ints, param_error, register_method
 from vidssl.train import dist
 
 __all__ = ["CoCLRParams", "CoCLR", "residual_frames", "multi_positive_nce", "mine_positives", "stage_configs"]
@@ -123,14 +123,11 @@ class CoCLRParams:
 
     def __post_init__(self) -> None:
         def bad(key: str, msg: str) -> ConfigError:
-            return ConfigError(f"invalid parameter for method 'coclr' at key 'method.params.{key}': {msg}")
+            return param_error("coclr", key, msg)
 
-        if self.queue_same_video not in SAME_VIDEO:
-            raise bad("queue_same_video", f"must be one of {SAME_VIDEO}, got {self.queue_same_video!r}")
-        if self.stage not in STAGES:
-            raise bad("stage", f"must be one of {STAGES}, got {self.stage!r}")
-        if self.second_modality not in SECOND_MODALITIES:
-            raise bad("second_modality", f"must be one of {SECOND_MODALITIES}, got {self.second_modality!r}")
+        check_choice("coclr", "queue_same_video", self.queue_same_video, SAME_VIDEO)
+        check_choice("coclr", "stage", self.stage, STAGES)
+        check_choice("coclr", "second_modality", self.second_modality, SECOND_MODALITIES)
         modalities = ("rgb", self.second_modality)
         trained: set[str] = set()
         for i, entry in enumerate(self.schedule):
@@ -149,10 +146,7 @@ class CoCLRParams:
         if self.stage == "cotrain" and not self.other_checkpoint and not self.schedule:
             raise bad("other_checkpoint", "stage 'cotrain' needs the frozen other-modality network's "
                                           "checkpoint (from its 'infonce' stage)")
-        for name, minimum in (("crop_size", 1), ("proj_dim", 1), ("queue_size", 1), ("topk", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise bad(name, f"must be an int >= {minimum}, got {value!r}")
+        check_ints("coclr", self, {"crop_size": 1, "proj_dim": 1, "queue_size": 1, "topk": 1})
         if self.topk >= self.queue_size:
             raise bad("topk", f"must be smaller than queue_size ({self.queue_size}), got {self.topk}")
         if not 0.0 <= self.self_positive_mask_prob <= 1.0:
@@ -161,11 +155,9 @@ class CoCLRParams:
             raise bad("momentum", f"must be in [0, 1), got {self.momentum}")
         if not self.temperature > 0:
             raise bad("temperature", f"must be > 0, got {self.temperature}")
-        try:
+        with building_parts("coclr"):
             build_sampler(self)
             RandomResizedCrop(self.crop_size, scale=tuple(self.crop_scale))
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid parameter for method 'coclr': {' '.join(str(err).split())}") from None
 
 
 def build_sampler(p: CoCLRParams) -> CoTrainingPairSampler:

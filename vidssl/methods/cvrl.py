@@ -32,9 +32,8 @@ from vidssl.data.transforms import (
     ToModelLayout,
     blur_kernel_size,
 )
-from vidssl.errors import ConfigError
 from vidssl.losses import InfoNCELoss
-from vidssl.methods import register_method
+from vidssl.methods import building_parts, check_ints, register_method
 from vidssl.models.heads import CVRLProjectionHead
 
 __all__ = ["CVRLParams", "CVRL", "cvrl_view_augment"]
@@ -85,18 +84,12 @@ class CVRLParams:
     gather_negatives: bool = True
 
     def __post_init__(self) -> None:
-        for name, minimum in (("crop_size", 1), ("hidden_dim", 1), ("num_hidden_layers", 0), ("proj_dim", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"invalid parameter for method 'cvrl' at key 'method.params.{name}': "
-                                  f"must be an int >= {minimum}, got {value!r}")
-        try:
+        check_ints("cvrl", self, {"crop_size": 1, "hidden_dim": 1, "num_hidden_layers": 0, "proj_dim": 1})
+        with building_parts("cvrl"):
             build_sampler(self)
             for view in (0, 1):
                 cvrl_view_augment(self, view)
             InfoNCELoss(self.temperature, reduction=self.loss_reduction)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid parameter for method 'cvrl': {' '.join(str(err).split())}") from None
 
 
 def build_sampler(p: CVRLParams) -> CVRLIntervalSampler:

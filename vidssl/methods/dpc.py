@@ -29,7 +29,7 @@ from vidssl.data.samplers import DPCBlockSampler
 from vidssl.data.transforms import dpc_augment
 from vidssl.errors import ConfigError
 from vidssl.losses.dpc import SIMILARITIES, DenseContrastiveLoss
-from vidssl.methods import register_method
+from vidssl.methods import building_parts, check_choice, check_ints, param_error, register_method
 from vidssl.models.heads import ConvGRU
 
 __all__ = ["DPCParams", "DPC"]
@@ -62,16 +62,12 @@ class DPCParams:
 
     def __post_init__(self) -> None:
         def bad(key: str, msg: str) -> ConfigError:
-            return ConfigError(f"invalid parameter for method 'dpc' at key 'method.params.{key}': {msg}")
+            return param_error("dpc", key, msg)
 
-        for name, minimum in (("crop_size", 1), ("pred_steps", 1), ("gru_kernel", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise bad(name, f"must be an int >= {minimum}, got {value!r}")
+        check_ints("dpc", self, {"crop_size": 1, "pred_steps": 1, "gru_kernel": 1})
         if self.gru_kernel % 2 == 0:
             raise bad("gru_kernel", f"must be odd (same-size padding), got {self.gru_kernel}")
-        if self.similarity not in SIMILARITIES:
-            raise bad("similarity", f"must be one of {SIMILARITIES}, got {self.similarity!r}")
+        check_choice("dpc", "similarity", self.similarity, SIMILARITIES)
         steps = [self.pred_steps] + [int(s) for _, s in self.curriculum]
         for i, entry in enumerate(self.curriculum):
             if len(entry) != 2 or not 0.0 <= float(entry[0]) <= 1.0 or int(entry[1]) != entry[1]:
@@ -79,12 +75,10 @@ class DPCParams:
         if max(steps) >= self.num_blocks or min(steps) < 1:
             raise bad("pred_steps", f"every prediction length (here {steps}) must be in 1..num_blocks-1 "
                                     f"= 1..{self.num_blocks - 1}, leaving at least one context block")
-        try:
+        with building_parts("dpc"):
             build_sampler(self)
             DenseContrastiveLoss(self.similarity, self.temperature)
             nn.Dropout(self.gru_dropout)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid parameter for method 'dpc': {' '.join(str(err).split())}") from None
 
     def pred_steps_at(self, fraction: float) -> int:
         """Prediction length at ``fraction`` of training under the curriculum."""

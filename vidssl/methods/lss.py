@@ -45,7 +45,7 @@ from vidssl.data.transforms import (
 )
 from vidssl.errors import ConfigError
 from vidssl.losses.lss import ALIGNMENT_FORMS, class_attribute_alignment, concept_distillation, entropy_alignment
-from vidssl.methods import register_method
+from vidssl.methods import building_parts, check_choice, check_ints, param_error, register_method
 from vidssl.train import dist
 
 __all__ = ["LSSParams", "LSS", "build_concept_space_for", "projection_head"]
@@ -104,25 +104,19 @@ class LSSParams:
 
     def __post_init__(self) -> None:
         def bad(key: str, msg: str) -> ConfigError:
-            return ConfigError(f"invalid parameter for method 'lss' at key 'method.params.{key}': {msg}")
+            return param_error("lss", key, msg)
 
         from vidssl.language.concept_space import MODES
 
-        if self.concept_mode not in MODES:
-            raise bad("concept_mode", f"must be one of {MODES}, got {self.concept_mode!r}")
-        if self.alignment not in ALIGNMENT_FORMS:
-            raise bad("alignment", f"must be one of {ALIGNMENT_FORMS}, got {self.alignment!r}")
+        check_choice("lss", "concept_mode", self.concept_mode, MODES)
+        check_choice("lss", "alignment", self.alignment, ALIGNMENT_FORMS)
         if self.alignment == "class_attribute" and self.concept_mode != "separate":
             raise bad("alignment", "'class_attribute' needs concept_mode 'separate' (attribute concepts)")
         if self.concept_mode != "classes" and not self.attributes:
             raise bad("attributes", f"concept_mode {self.concept_mode!r} needs attributes; "
                                     f"use concept_mode 'classes' without")
-        if self.head not in HEADS:
-            raise bad("head", f"must be one of {HEADS}, got {self.head!r}")
-        for name in ("crop_size", "head_hidden_dim", "head_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(name, f"must be an int >= 1, got {value!r}")
+        check_choice("lss", "head", self.head, HEADS)
+        check_ints("lss", self, {"crop_size": 1, "head_hidden_dim": 1, "head_layers": 1})
         if self.num_global + self.num_local < 2:
             raise bad("num_local", "distillation needs at least two views in all")
         for name in ("teacher_temp", "student_temp"):
@@ -131,12 +125,10 @@ class LSSParams:
         for name in ("momentum", "center_momentum"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, f"must be in [0, 1], got {getattr(self, name)}")
-        try:
+        with building_parts("lss"):
             build_sampler(self)
             RandomResizedCrop(self.crop_size, scale=tuple(self.global_scale))
             RandomResizedCrop(self.local_crop_size or self.crop_size, scale=tuple(self.local_scale))
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid parameter for method 'lss': {' '.join(str(err).split())}") from None
 
 
 def build_sampler(p: LSSParams) -> GlobalLocalSampler:

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.data.samplers import OddOneOutSampler
-from vidssl.errors import ConfigError
-from vidssl.methods import register_method
+from vidssl.methods import building_parts, check_choice, check_ints, register_method
 from vidssl.methods.common import crop_flip_augment, encode_elements
 
 __all__ = ["O3NParams", "O3N", "SumOfDifferencesHead", "FUSIONS"]
@@ -65,20 +64,12 @@ class O3NParams:
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        for name, minimum in (("crop_size", 1), ("element_hidden_dim", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"invalid parameter for method 'o3n' at key 'method.params.{name}': "
-                                  f"must be an int >= {minimum}, got {value!r}")
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"invalid parameter for method 'o3n' at key 'method.params.fusion': "
-                              f"must be one of {FUSIONS}, got {self.fusion!r}")
-        try:
+        check_ints("o3n", self, {"crop_size": 1, "element_hidden_dim": 0})
+        check_choice("o3n", "fusion", self.fusion, FUSIONS)
+        with building_parts("o3n"):
             build_sampler(self)
             crop_flip_augment(self)
             nn.Dropout(self.dropout)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid parameter for method 'o3n': {' '.join(str(err).split())}") from None
 
 
 def build_sampler(p: O3NParams) -> OddOneOutSampler:

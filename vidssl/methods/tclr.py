@@ -49,7 +49,7 @@ from vidssl.data.transforms import (
 from vidssl.errors import ConfigError
 from vidssl.losses import GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss
 from vidssl.losses.tclr import LOCAL_PAIRS
-from vidssl.methods import register_method
+from vidssl.methods import building_parts, check_choice, check_ints, param_error, register_method
 from vidssl.models.heads import TCLRProjectionHead
 
 __all__ = ["TCLRParams", "TCLR", "tclr_augment", "RandomChannelDrop", "RandomErase"]
@@ -103,27 +103,21 @@ class TCLRParams:
 
     def __post_init__(self) -> None:
         def bad(key: str, msg: str) -> ConfigError:
-            return ConfigError(f"invalid parameter for method 'tclr' at key 'method.params.{key}': {msg}")
+            return param_error("tclr", key, msg)
 
-        for name, value in (("crop_size", self.crop_size), ("proj_dim", self.proj_dim),
-                            ("head_hidden_dim", 1 if self.head_hidden_dim is None else self.head_hidden_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(name, f"must be an int >= 1, got {value!r}")
+        check_ints("tclr", self, {"crop_size": 1, "proj_dim": 1}
+                   | ({} if self.head_hidden_dim is None else {"head_hidden_dim": 1}))
         if self.num_local < 2:
             raise bad("num_local", f"the local-local and global-local losses need >= 2 local clips, got {self.num_local}")
-        if self.augment not in AUGMENTS:
-            raise bad("augment", f"must be one of {AUGMENTS}, got {self.augment!r}")
-        if self.ic_local_pairs not in LOCAL_PAIRS:
-            raise bad("ic_local_pairs", f"must be one of {LOCAL_PAIRS}, got {self.ic_local_pairs!r}")
+        check_choice("tclr", "augment", self.augment, AUGMENTS)
+        check_choice("tclr", "ic_local_pairs", self.ic_local_pairs, LOCAL_PAIRS)
         for name in ("ic_weight", "ll_weight", "gl_weight"):
             if not getattr(self, name) >= 0:
                 raise bad(name, f"must be >= 0, got {getattr(self, name)!r}")
-        try:
+        with building_parts("tclr"):
             build_sampler(self)
             tclr_augment(self.crop_size, tuple(self.crop_scale), tuple(self.crop_ratio))
             TCLRInstanceLoss(self.temperature)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid parameter for method 'tclr': {' '.join(str(err).split())}") from None
 
 
 def build_sampler(p: TCLRParams) -> TCLRSampler:

@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.data.samplers import ShuffleLearnSampler, VCOPSampler
-from vidssl.errors import ConfigError
-from vidssl.methods import register_method
+from vidssl.methods import building_parts, check_choice, check_ints, register_method
 from vidssl.methods.common import crop_flip_augment, encode_elements
 
 __all__ = ["VCOPParams", "VCOP", "OrderHead", "TUPLES"]
@@ -75,20 +74,12 @@ class VCOPParams:
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("crop_size", "hidden_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"invalid parameter for method 'vcop' at key 'method.params.{name}': "
-                                  f"must be an int >= 1, got {value!r}")
-        if self.tuple_of not in TUPLES:
-            raise ConfigError(f"invalid parameter for method 'vcop' at key 'method.params.tuple_of': "
-                              f"must be one of {TUPLES}, got {self.tuple_of!r}")
-        try:
+        check_ints("vcop", self, {"crop_size": 1, "hidden_dim": 1})
+        check_choice("vcop", "tuple_of", self.tuple_of, TUPLES)
+        with building_parts("vcop"):
             build_sampler(self)
             crop_flip_augment(self)
             nn.Dropout(self.dropout)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"invalid parameter for method 'vcop': {' '.join(str(err).split())}") from None
 
 
 def build_sampler(p: VCOPParams) -> VCOPSampler | ShuffleLearnSampler:
