@@ -74,6 +74,9 @@ def test_zeroshot_needs_a_concept_space(small_synthetic):
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="zeroshot.templates"):
         _cfg("zeroshot.templates=[no placeholder]").validate()
+    with pytest.raises(ConfigError, match="zeroshot.templates"):  # another field: KeyError at format time
+        _cfg("zeroshot.templates=['a {} of {x}']").validate()
+    _cfg("zeroshot.templates=['a video of {}', 'a {{literal}} {}']").validate()
 
 
 def test_lss_checkpoint_of_any_encoder_zeroshot_cli(small_synthetic, tmp_path, capsys):

@@ -135,11 +135,7 @@ def test_attribute_files_are_validated(tmp_path):
 
 @pytest.mark.parametrize("name", [v for v in VOCABULARIES if v != "kinetics600"])
 def test_shipped_attribute_files(name):
-    from importlib import resources
-
-    if not resources.files("vidssl").joinpath("resources", "attributes", f"{name}.json").is_file():
-        pytest.skip(f"no curated attribute file shipped for {name} in this checkout")
-    doc = load_attributes(name)
+    doc = load_attributes(name)  # shipping them is part of the feature: a missing one fails
     classes = resolve_vocabulary(name)
     assert doc["template_version"] == "v1" and doc["source"] == "curated"
     validate_attributes(doc, classes, where=name)   # every class 1+ phrases, each <= 77 CLIP tokens
@@ -158,3 +154,15 @@ def test_cli_encode(tmp_path, capsys):
                                 mode="separate", model=TINY_CLIP, pretrained=None, cache_dir=tmp_path / "cache")
     torch.testing.assert_close(saved["vectors"], space.vectors, atol=0, rtol=0)
     assert main(["concepts", "encode", "--vocabulary", "nope"]) == 2
+
+
+def test_non_utf8_vocabulary_and_attribute_files_are_one_line_errors(tmp_path):
+    from vidssl.errors import ConfigError
+
+    bad = tmp_path / "classes.txt"
+    bad.write_bytes(b"Juggle\n\xff\xfeSwim\n")
+    with pytest.raises(ConfigError, match="not UTF-8") as err:
+        resolve_vocabulary(str(bad))
+    assert str(bad) in str(err.value)
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_attributes(bad)

@@ -31,11 +31,18 @@ GOOD = {"Juggle": ["three balls", "hands tossing upward", "a park"],
 class FakeLLM(BaseHTTPRequestHandler):
     """``POST /v1/chat/completions``. The class in the prompt picks the behaviour:
     good JSON (GOOD), ``Broken`` -> prose, ``Slow`` -> sleeps past the client timeout,
-    ``Flaky`` -> prose on the first request, good JSON after."""
+    ``Flaky`` -> prose on the first request, good JSON after, ``Garbled`` -> not HTTP at all,
+    ``Cut`` -> a body shorter than its Content-Length, ``Moved`` -> a redirect to ``GET /landing``
+    (whose headers are recorded in ``redirected``)."""
 
     requests: list[dict] = []
     auth: list[str] = []
+    redirected: list[dict] = []
     flaky_calls = 0
+
+    def do_GET(self):
+        FakeLLM.redirected.append(dict(self.headers))
+        self.send_error(404, "Not Found")
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -48,6 +55,23 @@ class FakeLLM(BaseHTTPRequestHandler):
         FakeLLM.requests.append(body)
         FakeLLM.auth.append(self.headers.get("Authorization", ""))
         prompt = body["messages"][-1]["content"]
+        if '"garbled"' in prompt:
+            self.wfile.write(b"NOT-HTTP garbage\r\n\r\n")
+            self.close_connection = True
+            return
+        if '"cut"' in prompt:
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"choices": [')
+            self.close_connection = True
+            return
+        if '"moved"' in prompt:
+            self.send_response(302)
+            self.send_header("Location", "/landing")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if '"slow"' in prompt:
             time.sleep(1.0)
             content = json.dumps(["too late"])
@@ -72,7 +96,7 @@ class FakeLLM(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_server(monkeypatch):
-    FakeLLM.requests, FakeLLM.auth, FakeLLM.flaky_calls = [], [], 0
+    FakeLLM.requests, FakeLLM.auth, FakeLLM.redirected, FakeLLM.flaky_calls = [], [], [], 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLLM)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -113,11 +137,37 @@ def test_openai_backend_good_malformed_and_slow(fake_server, tmp_path, caplog):
     assert SECRET not in caplog.text
 
 
-def test_cache_key_covers_backend_model_template_decoding_and_class():
-    base = dict(backend="openai", model_id="m", template_version="v1", decoding={"temperature": 0}, class_name="A")
+def test_broken_http_answers_are_retried_and_reported_and_redirects_do_not_carry_the_key(
+        fake_server, tmp_path):
+    backend = OpenAIBackend("fake-model", timeout=5)
+    res = generate_attributes(["Garbled", "Cut", "Moved", "Juggle"], backend, vocabulary="ucf101",
+                              cache=PromptCache(tmp_path), retries=1)
+    assert res.doc["classes"] == {"Juggle": GOOD["Juggle"]}
+    assert "broken HTTP response" in res.failures["Garbled"] and "broken HTTP response" in res.failures["Cut"]
+    assert "HTTP 404" in res.failures["Moved"]
+    assert len(FakeLLM.redirected) == 2                       # the redirect was followed (twice: retry)
+    assert all("Authorization" not in h for h in FakeLLM.redirected)
+    assert all(SECRET not in reason for reason in res.failures.values())
+
+
+def test_base_url_credentials_stay_out_of_messages(monkeypatch):
+    from vidssl.errors import ConfigError
+
+    backend = OpenAIBackend("m", base_url="http://user:hunter2@127.0.0.1:9/v1", timeout=1)
+    with pytest.raises(LLMError) as err:  # port 9 (discard) is closed here: connection refused
+        backend.complete([{"role": "user", "content": "hi"}])
+    assert "hunter2" not in str(err.value) and "127.0.0.1:9/v1" in str(err.value)
+    with pytest.raises(ConfigError, match="whitespace"):
+        OpenAIBackend("m", base_url="http://local host/v1")
+
+
+def test_cache_key_covers_backend_model_template_decoding_class_and_vocabulary():
+    base = dict(backend="openai", model_id="m", template_version="v1", decoding={"temperature": 0}, class_name="A",
+                vocabulary="ucf101")
     k = PromptCache.key(**base)
     for change in (dict(backend="transformers"), dict(model_id="m2"), dict(template_version="v2"),
-                   dict(decoding={"temperature": 0, "max_tokens": 5}), dict(class_name="B")):
+                   dict(decoding={"temperature": 0, "max_tokens": 5}), dict(class_name="B"),
+                   dict(vocabulary="hmdb51")):
         assert PromptCache.key(**{**base, **change}) != k
     assert PromptCache.key(**base) == k
 
@@ -235,7 +285,9 @@ def test_cache_survives_a_killed_writer(tmp_path):
     proc.kill()
     proc.wait(10)
     assert json.loads(target.read_text()) == {"attributes": ["old"]}
-    assert PromptCache(tmp_path).get  # the folder stays usable
+    cache = PromptCache(tmp_path)  # the folder stays usable
+    cache.put("0" * 64, ["new"], {})
+    assert cache.get("0" * 64) == ["new"]
 
 
 def test_unreadable_cache_entry_is_a_miss(tmp_path):

@@ -143,9 +143,18 @@ class EvalConfig:
             raise ConfigError("finetune.dropout must be in [0, 1) and finetune.flip in [0, 1]")
         if ft.lr <= 0 or ft.weight_decay < 0 or ft.warmup_epochs < 0:
             raise ConfigError("finetune.lr must be > 0, weight_decay and warmup_epochs >= 0")
-        bad = [t for t in self.zeroshot.templates if t.count("{}") != 1]
+        bad = [t for t in self.zeroshot.templates if t.count("{}") != 1 or not _formats(t)]
         if bad:
             raise ConfigError(f"zeroshot.templates must each hold one '{{}}' for the class name, got {bad[:2]}")
         if self.zeroshot.logit_scale <= 0:
             raise ConfigError(f"zeroshot.logit_scale must be > 0, got {self.zeroshot.logit_scale}")
         return self
+
+
+def _formats(template: str) -> bool:
+    """Whether ``template.format(name)`` works (no other ``{field}``; braces doubled)."""
+    try:
+        template.format("class")
+    except (IndexError, KeyError, ValueError):
+        return False
+    return True

@@ -68,6 +68,9 @@ def zeroshot_spec_from_encoder(encoder: nn.Module) -> ZeroShotSpec:
         name = getattr(encoder, "encoder_name", type(encoder).__name__)
         raise ConfigError(f"zero-shot needs a concept space: encoder {name!r} is not a CLIP-temporal "
                           f"encoder; evaluate an LSS checkpoint (--checkpoint) instead")
+    if getattr(encoder, "image_weights", None) == "random":
+        log.warning("zero-shot: the CLIP-temporal image tower is random-init (no --pretrained default or "
+                    "checkpoint), so it does not share a space with the text tower: expect chance accuracy")
     return ZeroShotSpec(nn.Identity(), model, getattr(encoder, "clip_pretrained", None), 0,
                         f"CLIP-temporal encoder ({model})")
 
@@ -89,7 +92,9 @@ def zeroshot_spec_from_checkpoint(path: str) -> ZeroShotSpec:
         raise VidsslError(f"checkpoint {path} has no concept vectors (not an LSS checkpoint?)")
     spec = state.get("encoder_spec") or {}
     in_dim = load_encoder(path).num_features
-    head = projection_head(p.head, int(in_dim), concepts.shape[1], p.head_hidden_dim, p.head_layers)
+    # training's `auto` choice is in the checkpoint: no head weights = identity
+    head = projection_head(p.head, int(in_dim), concepts.shape[1], p.head_hidden_dim, p.head_layers,
+                           same_space=not head_state)
     try:
         head.load_state_dict(head_state)
     except RuntimeError as err:

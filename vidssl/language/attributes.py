@@ -45,7 +45,7 @@ def load_attributes(source: str | Path) -> dict:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"attribute file not found: {path}")
-        where, text = str(path), path.read_text(encoding="utf-8")
+        where, text = str(path), _read_text(path, "attribute file")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -91,7 +91,16 @@ def resolve_vocabulary(source: str | Path) -> list[str]:
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"vocabulary {str(source)!r} is neither a shipped one {VOCABULARIES} nor a file")
-    names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    names = [ln.strip() for ln in _read_text(path, "vocabulary file").splitlines() if ln.strip()]
     if not names:
         raise ConfigError(f"vocabulary file {path} holds no class names")
     return names
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None

@@ -59,9 +59,11 @@ class PromptCache:
         self.folder = Path(folder) if folder else default_cache_dir("prompts")
 
     @staticmethod
-    def key(backend: str, model_id: str, template_version: str, decoding: dict[str, Any], class_name: str) -> str:
+    def key(backend: str, model_id: str, template_version: str, decoding: dict[str, Any], class_name: str,
+            vocabulary: str = "custom") -> str:
+        """Everything that changes the answer: the prompt names the vocabulary too."""
         return cache_key(backend=backend, model_id=model_id, template_version=template_version,
-                         decoding=decoding, class_name=class_name)
+                         decoding=decoding, class_name=class_name, vocabulary=vocabulary)
 
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.json"

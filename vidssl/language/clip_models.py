@@ -68,17 +68,20 @@ def load_clip(model: str, pretrained: Optional[str] = None, *, init_seed: int = 
     tag = pretrained or None
     if tag is not None and model == TINY_CLIP and not os.path.isfile(str(tag)):
         raise VidsslError(f"{TINY_CLIP} has no published weights; use pretrained=None or a weights file")
+    previous = logging.root.manager.disable
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             if tag is None:  # open_clip warns on root that no weights were loaded: that is the point
-                logging.disable(logging.WARNING)
+                logging.disable(max(previous, logging.WARNING))
             try:
                 clip, _, _ = open_clip.create_model_and_transforms(model, pretrained=tag, device=device)
             finally:
-                logging.disable(logging.NOTSET)
+                logging.disable(previous)
     except Exception as err:  # noqa: BLE001 - download / hub / state-dict errors of many kinds
-        raise VidsslError(f"open_clip weights {model}/{tag} are not available ({_one_line(err)}); "
+        if tag is None:
+            raise VidsslError(f"cannot build open_clip model {model} on {device}: {_one_line(err)}") from None
+        raise VidsslError(f"open_clip weights {tag!r} for {model} are not available or not loadable ({_one_line(err)}); "
                           f"on an offline machine put them in the Hugging Face cache or pass a "
                           f"local file as the pretrained tag") from None
     return clip.eval()

@@ -56,7 +56,8 @@ def generate_attributes(class_names: Sequence[str], backend, *, vocabulary: str 
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("attributes", total=len(class_names))
         for name in class_names:
-            key = PromptCache.key(backend.name, backend.model_id, TEMPLATE_VERSION, dict(backend.decoding), name)
+            key = PromptCache.key(backend.name, backend.model_id, TEMPLATE_VERSION, dict(backend.decoding), name,
+                                  vocabulary)
             attrs = cache.get(key)
             if attrs is not None:
                 result.cached += 1

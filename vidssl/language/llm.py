@@ -12,15 +12,18 @@ failures raise :class:`LLMError` (one line) and the caller retries.
   standard library's ``urllib``. Base URL and key come from the environment only
   (``VIDSSL_LLM_BASE_URL`` / ``OPENAI_BASE_URL``, ``VIDSSL_LLM_API_KEY`` / ``OPENAI_API_KEY``);
   the key goes into the ``Authorization`` header and nowhere else: it is never logged, never put
-  in an error message, a cache key or a generated file.
+  in an error message, a cache key or a generated file, and never sent on after a redirect.
+  Messages show the base URL without any ``user:password@`` part or query.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Optional
 
@@ -62,9 +65,15 @@ class OpenAIBackend:
         if not base:
             raise ConfigError(f"the openai backend needs a base URL: set {BASE_URL_VARS[0]} "
                               f"(e.g. http://127.0.0.1:8000/v1)")
-        if not base.startswith(("http://", "https://")):
-            raise ConfigError(f"LLM base URL must start with http:// or https://, got {base!r}")
+        parts = urllib.parse.urlsplit(base)
+        host = parts.netloc.rpartition("@")[2]  # drop user:password@
+        shown = urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"LLM base URL must be http:// or https:// with a host, got {shown!r}")
+        if any(c.isspace() for c in base):
+            raise ConfigError(f"LLM base URL contains whitespace: {shown!r}")
         self.model_id, self.base_url = model_id, base.rstrip("/")
+        self._shown = shown.rstrip("/")  # for messages: no credentials, no query
         self.max_tokens, self.timeout = int(max_tokens), float(timeout)
 
     @property
@@ -73,30 +82,32 @@ class OpenAIBackend:
 
     def complete(self, messages: list[dict[str, str]]) -> str:
         body = json.dumps({"model": self.model_id, "messages": messages, **self.decoding}).encode()
-        headers = {"Content-Type": "application/json"}
+        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"}, method="POST")
         key = _env(API_KEY_VARS)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers,
-                                     method="POST")
+        if key:  # not copied onto a redirected request (urllib copies ordinary headers)
+            req.add_unredirected_header("Authorization", f"Bearer {key}")
+        url = self._shown
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 payload = resp.read()
         except urllib.error.HTTPError as err:
-            raise LLMError(f"{self.base_url}: HTTP {err.code} {err.reason}") from None
+            raise LLMError(f"{url}: HTTP {err.code} {err.reason}") from None
         except (socket.timeout, TimeoutError):
-            raise LLMError(f"{self.base_url}: no answer within {self.timeout:g} s") from None
+            raise LLMError(f"{url}: no answer within {self.timeout:g} s") from None
         except urllib.error.URLError as err:
             reason = err.reason
             if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise LLMError(f"{self.base_url}: no answer within {self.timeout:g} s") from None
-            raise LLMError(f"{self.base_url}: {reason}") from None
+                raise LLMError(f"{url}: no answer within {self.timeout:g} s") from None
+            raise LLMError(f"{url}: {reason}") from None
         except OSError as err:
-            raise LLMError(f"{self.base_url}: {err}") from None
+            raise LLMError(f"{url}: {err}") from None
+        except (http.client.HTTPException, ValueError) as err:  # bad status line, body cut short
+            raise LLMError(f"{url}: broken HTTP response ({type(err).__name__})") from None
         try:
             return str(json.loads(payload)["choices"][0]["message"]["content"])
         except (ValueError, KeyError, IndexError, TypeError):
-            raise LLMError(f"{self.base_url}: response is not a chat completion") from None
+            raise LLMError(f"{url}: response is not a chat completion") from None
 
 
 class TransformersBackend:

@@ -159,11 +159,15 @@ def build_concept_space_for(p: LSSParams, device: str | torch.device = "cpu"):
                                cache_dir=p.concept_cache_dir, device=device)
 
 
-def projection_head(kind: str, in_dim: int, out_dim: int, hidden_dim: int = 2048, layers: int = 3) -> nn.Module:
+def projection_head(kind: str, in_dim: int, out_dim: int, hidden_dim: int = 2048, layers: int = 3, *,
+                    same_space: bool = False) -> nn.Module:
     """Encoder feature ``(B, D)`` -> ``(B, E)`` (not normalised). ``mlp``: ``layers`` Linear
-    layers with GELU between (DINO's head without its weight-normalised last layer)."""
+    layers with GELU between (DINO's head without its weight-normalised last layer). ``auto``:
+    identity when the encoder's features already live in the concept space (``same_space``: a
+    CLIP-temporal encoder of the concept space's own CLIP model), an MLP otherwise, even when the
+    widths happen to match (R3D-18's 512 = ViT-B's text width)."""
     if kind == "auto":
-        kind = "identity" if in_dim == out_dim else "mlp"
+        kind = "identity" if same_space else "mlp"
     if kind == "identity":
         if in_dim != out_dim:
             raise ConfigError(f"head 'identity' needs the encoder width ({in_dim}) to equal the concept width ({out_dim})")
@@ -204,7 +208,8 @@ class LSS(nn.Module):
         self.register_buffer("concepts", space.vectors.float().clone())
         self.register_buffer("class_index", space.class_index.clone())
         self.register_buffer("center", torch.zeros(len(space)))
-        self.head = projection_head(p.head, encoder.num_features, space.dim, p.head_hidden_dim, p.head_layers)
+        self.head = projection_head(p.head, encoder.num_features, space.dim, p.head_hidden_dim, p.head_layers,
+                                    same_space=getattr(encoder, "clip_model", None) == p.clip_model)
         self.encoder_t = copy.deepcopy(encoder).requires_grad_(False)
         self.head_t = copy.deepcopy(self.head).requires_grad_(False)
         pre = getattr(encoder, "preprocess", None)

@@ -148,6 +148,9 @@ def build_clip_temporal(name: str, pretrained: Pretrained, *, clip_model: str, c
     if pretrained is not None and pretrained is not False and not wants_default_weights(pretrained):
         load_state_dict_strict(enc, read_state_dict(pretrained), str(pretrained))
     enc.clip_pretrained = clip_pretrained  # the text tower zero-shot pairs with this image tower
+    # where the image tower's weights came from: "random" cannot share a space with any text tower
+    enc.image_weights = (str(tag) if tag else "random") if pretrained in (None, False) or wants_default_weights(
+        pretrained) else "checkpoint"
     return enc
 
 
