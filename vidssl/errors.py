@@ -25,6 +25,11 @@ class VideoDecodeError(VidsslError):
         super().__init__(f"cannot decode {self.path}: {self.reason}")
 
 
+class DecoderStuckError(VidsslError):
+    """Too many decodes overran their deadline in one process: the storage or the backend is
+    stuck, so the run (or index build) stops instead of piling up abandoned threads."""
+
+
 class MissingDependencyError(VidsslError, ImportError):
     """An optional package is not installed; the message names the extra to install."""
 

@@ -63,6 +63,22 @@ def test_device_loader_stops_its_thread_on_break_and_surfaces_errors(index, tmp_
         list(DeviceLoader(dataset, 2, "cpu"))
 
 
+def test_device_loader_break_after_the_last_batch_was_produced_does_not_wait(index):
+    """The producer has queued every batch and waits to add its end marker to a full queue
+    when the consumer stops: it must notice the stop, not block until join gives up."""
+    import time
+
+    loader = DeviceLoader(make_dataset(index), 2, "cpu", prefetch=1, shuffle=False)
+    loader.sampler = list(range(6))  # 3 batches
+    it = iter(loader)
+    next(it)
+    time.sleep(0.5)  # the producer fills the queue with batch 2, then blocks on batch 3 / the marker
+    started = time.perf_counter()
+    it.close()
+    assert time.perf_counter() - started < 5
+    assert not [t for t in threading.enumerate() if t.name == "vidssl-device-loader"]
+
+
 def test_decoder_auto_times_every_backend_and_picks_the_fastest(index, caplog):
     with caplog.at_level("INFO", logger="vidssl"):
         choice = choose_decoder(lambda name: make_dataset(index, name), samples=4)

@@ -770,3 +770,20 @@ def test_build_index_dispatch(tmp_path, clips, fake_probe):
         build_index("kinetics", tmp_path)
     with pytest.raises(ConfigError, match="split must be"):
         build_index("ucf101", tmp_path, split=9)
+
+
+def test_a_stuck_backend_stops_the_index_build_instead_of_caching_failures(monkeypatch):
+    """One hung probe is a per-file failure (not cached, see TIMEOUT_REASON); past the overrun
+    limit the build stops with DecoderStuckError rather than recording more 'failures'."""
+    import time
+
+    from vidssl.data.deadline import TIMEOUT_REASON, DecodeDeadline
+    from vidssl.data.index import metadata
+    from vidssl.errors import DecoderStuckError
+
+    monkeypatch.setattr(metadata, "probe_video", lambda path, backend: time.sleep(2))
+    monkeypatch.setattr(metadata._probe_deadlines, "deadline", DecodeDeadline(0.05, max_abandoned=1),
+                        raising=False)
+    assert metadata._probe_task("a.mp4", "torchcodec").startswith(TIMEOUT_REASON)
+    with pytest.raises(DecoderStuckError, match="appears stuck"):
+        metadata._probe_task("b.mp4", "torchcodec")

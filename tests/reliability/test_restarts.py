@@ -29,6 +29,7 @@ def test_torchrun_restarts_a_killed_rank_and_the_job_completes(tiny_synthetic, t
     assert proc.returncode == 0, log[-4000:]
     assert "resumed from step" in log, log[-4000:]  # the second attempt used the checkpoint
     assert "-9" in log or "SIGKILL" in log, log[-4000:]  # and the first one did lose a rank
-    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 8
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert state["step"] == 8 and len(state["rng_per_rank"]) == 2
     steps = [r["step"] for r in read_metrics(str(out / "metrics.jsonl"))]
     assert steps[-1] == 8 and set(steps) == set(range(1, 9))

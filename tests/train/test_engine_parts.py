@@ -102,6 +102,39 @@ def test_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(tm
     assert os.listdir(tmp_path) == ["last.pt"]
 
 
+def test_disk_full_inside_torch_save_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """A write that fails inside torch.save (torch turns it into a RuntimeError about the zip
+    position) still reads as the disk error, and last.pt stays the previous one."""
+    import errno
+    import io
+
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": 1}, path)
+
+    class FillsUp(io.FileIO):
+        written = 0
+
+        def write(self, b):
+            FillsUp.written += len(b)
+            if FillsUp.written > 1000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(b)
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FillsUp(fd, "wb"))
+    with pytest.raises(VidsslError, match="No space left on device.*previous checkpoint is intact") as err:
+        save_checkpoint({"step": 2, "w": torch.zeros(100_000)}, path)
+    monkeypatch.undo()
+    assert "\n" not in str(err.value)
+    assert load_checkpoint(path)["step"] == 1 and os.listdir(tmp_path) == ["last.pt"]
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_read_metrics_keeps_last_record_and_skips_cut_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n'

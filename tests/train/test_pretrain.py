@@ -211,12 +211,15 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(tiny_synthetic, 
     assert a == b  # bit-identical: same weights, optimizer state, batches and RNG stream
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_sigterm_or_sigint_checkpoints_then_exits_cleanly(tiny_synthetic, tmp_path, sig, code):
+@pytest.mark.parametrize("sig,code,group", [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False),
+                                            (signal.SIGTERM, 143, True), (signal.SIGINT, 130, True)])
+def test_sigterm_or_sigint_checkpoints_then_exits_cleanly(tiny_synthetic, tmp_path, sig, code, group):
     """A pre-empted run finishes its current step, writes last.pt at that step, says so in one
-    line and exits with 128 + signal (no traceback); --resume then completes the run."""
+    line and exits with 128 + signal (no traceback); --resume then completes the run. ``group``:
+    the signal goes to the whole process group, loader workers included, as torchrun's agent,
+    Slurm and Ctrl-C in a terminal send it."""
     common = ["train.max_steps=60", "train.epochs=20", "data.num_workers=1"]
-    run = _run_cli(cli_args(tiny_synthetic, tmp_path, *common))
+    run = _run_cli(cli_args(tiny_synthetic, tmp_path, *common), start_new_session=group)
     metrics = tmp_path / "metrics.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and run.poll() is None:
@@ -224,7 +227,10 @@ def test_sigterm_or_sigint_checkpoints_then_exits_cleanly(tiny_synthetic, tmp_pa
             break
         time.sleep(0.05)
     assert run.poll() is None, "the run finished before it could be signalled"
-    os.kill(run.pid, sig)
+    if group:
+        os.killpg(run.pid, sig)
+    else:
+        os.kill(run.pid, sig)
     out, _ = run.communicate(timeout=120)
     assert run.returncode == code, out
     assert "Traceback" not in out and "stopped at step" in out
@@ -262,3 +268,6 @@ def test_torchrun_two_processes_matches_one(tiny_synthetic, tmp_path):
     assert len(one) == len(two) == 3
     assert one[-1] < one[0]  # it trains
     assert two == pytest.approx(one, rel=1e-5, abs=1e-6)
+    # each rank's random streams are saved, so a resumed rank continues its own, not rank 0's
+    rngs = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["rng_per_rank"]
+    assert len(rngs) == 2 and not torch.equal(rngs[0]["torch"], rngs[1]["torch"])

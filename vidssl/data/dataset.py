@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import signal
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -269,9 +270,29 @@ class SkipCounter:
                 f"{shown}{more}{fell_back}")
 
 
+WORKER_SIGTERM_GRACE_S = 60
+
+
 def _worker_init(_: int) -> None:
     # One decode thread per worker: workers already parallelise across clips.
     torch.set_num_threads(1)
+    # torchrun's agent, Slurm and a terminal's Ctrl-C signal the whole process group. The main
+    # process answers by finishing its step, checkpointing and closing the loader, which stops
+    # the workers through their queues; a worker that died on the same signal would instead
+    # make the main process fail ("DataLoader worker ... killed by signal") before it can save.
+    # So a worker ignores SIGINT, and outlives a SIGTERM by at most WORKER_SIGTERM_GRACE_S
+    # (SIGALRM's default action ends it even if stuck) or until a second SIGTERM: the
+    # DataLoader's own terminate() of a stuck worker still works, only later.
+    if hasattr(signal, "SIGALRM"):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _worker_sigterm)
+
+
+def _worker_sigterm(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    if getattr(_worker_sigterm, "armed", False):
+        os._exit(128 + signum)
+    _worker_sigterm.armed = True  # type: ignore[attr-defined]
+    signal.alarm(WORKER_SIGTERM_GRACE_S)
 
 
 def build_loader(

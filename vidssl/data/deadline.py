@@ -22,7 +22,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from vidssl.errors import VideoDecodeError, VidsslError
+from vidssl.errors import DecoderStuckError, VideoDecodeError, VidsslError
 
 T = TypeVar("T")
 
@@ -107,7 +107,7 @@ class DecodeDeadline:
         self._worker = None
         self.abandoned += 1
         if self.abandoned > self.max_abandoned:
-            raise VidsslError(
+            raise DecoderStuckError(
                 f"{self.abandoned} decodes overran the {self.timeout_s:g} s deadline in this "
                 f"process (last: {path}); the storage or the decoder backend appears stuck")
         raise VideoDecodeError(path, f"{TIMEOUT_REASON} {self.timeout_s:g} s "

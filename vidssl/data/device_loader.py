@@ -81,16 +81,12 @@ class DeviceLoader:
                     if cuda:
                         ready = torch.cuda.Event()
                         ready.record(stream)
-                while not stop.is_set():
-                    try:
-                        out.put((batch, ready), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                if not _put(out, (batch, ready), stop):
+                    return
         except BaseException as err:  # noqa: BLE001 - re-raised in the consumer's thread
-            out.put((err, None))
+            _put(out, (err, None), stop)
             return
-        out.put((_DONE, None))
+        _put(out, (_DONE, None), stop)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         chunks = self._chunks()
@@ -116,6 +112,18 @@ class DeviceLoader:
         finally:
             stop.set()
             producer.join(timeout=30)
+
+
+def _put(out: queue.Queue, item: tuple, stop: threading.Event) -> bool:
+    """Put ``item`` unless the consumer has gone (``stop``): a producer never blocks forever
+    on a full queue nobody reads. Returns whether it was put."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _tensors(batch: dict[str, Any]):

@@ -7,7 +7,8 @@ A checkpoint is a dict of tensors and plain Python values::
     encoder       the encoder's state dict alone (what evaluation and export need)
     encoder_spec  {"name": ..., "kwargs": {...}} to rebuild the encoder with create_encoder
     optimizer, scheduler, step, epoch, batch_in_epoch
-    rng           {"torch": ByteTensor, "cuda": [ByteTensor, ...]}
+    rng           {"torch": ByteTensor, "cuda": [ByteTensor, ...]} of rank 0
+    rng_per_rank  the same for every rank, in rank order (each rank resumes its own streams)
     config        the resolved PretrainConfig as a plain dict
     skipped       unreadable videos skipped so far
 """
@@ -34,11 +35,21 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> str:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints from the group
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            writer = _Writer(f)
+            try:
+                torch.save({"format": FORMAT, **state}, writer)
+            except RuntimeError:  # torch reports a failed write as "unexpected pos": say why
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(folder)
     except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -47,6 +58,37 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> str:
             raise VidsslError(f"could not write checkpoint {path}: {err.strerror or err} ({kept})") from None
         raise
     return path
+
+
+class _Writer:
+    """The file ``torch.save`` writes to, keeping the first ``OSError`` a write raised."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -76,9 +118,11 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    """Restore :func:`rng_state`'s streams. The states may have been loaded onto a GPU with the
+    rest of a checkpoint; torch only accepts them as CPU byte tensors."""
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:

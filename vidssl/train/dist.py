@@ -101,6 +101,15 @@ class _ContiguousGrad(torch.autograd.Function):
         return grad.contiguous()
 
 
+def all_gather_object(obj: object) -> list:
+    """Every rank's ``obj`` in rank order (picklable objects); ``[obj]`` single-process."""
+    if not is_distributed():
+        return [obj]
+    out: list = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean of a tensor over ranks (no gradient); ``x`` itself single-process."""
     if not is_distributed():

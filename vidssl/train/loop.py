@@ -314,20 +314,29 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, skipped.count = int(state["step"]), int(state.get("skipped", 0))
-        set_rng_state(state["rng"])
+        per_rank = state.get("rng_per_rank") or []
+        if len(per_rank) == world:
+            set_rng_state(per_rank[dist.rank()])
+        elif world == 1:
+            set_rng_state(state["rng"])
+        else:  # saved by another number of processes: fresh, distinct streams per rank
+            torch.manual_seed(t.seed + dist.rank() + 1_000_003 * step)
+            log.info("resume: checkpoint saved by %d process(es), now %d: reseeding each rank",
+                     max(1, len(per_rank)), world)
         log.info("resumed from step %d of %d", step, total)
     model = nn.parallel.DistributedDataParallel(method) if dist.is_distributed() else method
     amp_dtype = autocast_dtype(t.amp, device)
     config_dict = dataclasses.asdict(cfg)
 
-    def checkpoint() -> None:
+    def checkpoint() -> None:  # called on every rank at the same steps
+        rngs = dist.all_gather_object(rng_state())
         if is_main:
             save_checkpoint({
                 "model": method.state_dict(), "encoder": encoder.state_dict(),
                 "encoder_spec": {"name": cfg.encoder.name, "kwargs": dict(cfg.encoder.kwargs)},
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "step": step, "epoch": step // steps_per_epoch,
-                "batch_in_epoch": step % steps_per_epoch, "rng": rng_state(),
+                "batch_in_epoch": step % steps_per_epoch, "rng": rngs[0], "rng_per_rank": rngs,
                 "config": config_dict, "skipped": skipped.count}, ckpt_path)
 
     if is_main:

@@ -39,7 +39,7 @@ from vidssl.data.decoders.base import (
 )
 from vidssl.data.deadline import DEFAULT_DECODE_TIMEOUT_S, TIMEOUT_REASON, DecodeDeadline
 from vidssl.data.index.core import Failure
-from vidssl.errors import ConfigError, MissingDependencyError, VideoDecodeError
+from vidssl.errors import ConfigError, DecoderStuckError, MissingDependencyError, VideoDecodeError
 
 SCHEMA_VERSION = 1
 _TABLE = f"probes_v{SCHEMA_VERSION}"
@@ -275,7 +275,7 @@ def _probe_task(path: str, backend: str) -> VideoMeta | str:
         return deadline.run(path, probe_video, path, backend)
     except VideoDecodeError as err:
         return err.reason
-    except MissingDependencyError:
+    except (MissingDependencyError, DecoderStuckError):  # not about this file: stop the build
         raise
     except Exception as err:  # noqa: BLE001 - a bad file must never stop the build
         return one_line(err)
