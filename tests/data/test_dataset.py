@@ -197,3 +197,33 @@ def test_empty_index_and_small_dataset_errors(good_videos):
     ds = ClipDataset(make_index(good_videos[:2]), RandomClipSampler(num_frames=4))
     with pytest.raises(VidsslError, match="fewer than one batch"):
         build_loader(ds, batch_size=4)
+
+
+def test_a_bad_file_is_counted_every_time_it_is_drawn_whatever_the_loader(tmp_path):
+    """A file found unreadable is remembered in-process (not decoded again) but still counted
+    each time a sample or a replacement draw lands on it, so the counts do not depend on whether
+    the dataset lives in workers (fresh each epoch), in-process or behind the DeviceLoader."""
+    from vidssl.data.dataset import SkipCounter
+    from vidssl.data.device_loader import DeviceLoader
+
+    paths = [str(write_video(tmp_path / f"good{k}.mp4", num_frames=24, seed=k)) for k in range(3)]
+    (tmp_path / "zero.mp4").write_bytes(b"")
+    paths.append(str(tmp_path / "zero.mp4"))
+    index = VideoIndex(paths, [0] * 4, [24] * 4, [8.0] * 4, class_names=["a"], name="t")
+    per_mode = {}
+    for mode in ("in_process", "workers", "device"):
+        ds = ClipDataset(index, RandomClipSampler(num_frames=4, stride=1))
+        loader = (DeviceLoader(ds, 4, "cpu", shuffle=False) if mode == "device"
+                  else build_loader(ds, 4, shuffle=False, num_workers=2 if mode == "workers" else 0))
+        counts, total = [], SkipCounter()
+        for epoch in range(3):
+            set_loader_epoch(loader, epoch)
+            seen = SkipCounter()
+            for batch in loader:
+                seen.update(batch)
+            counts.append(seen.count)
+            total.merge(seen)
+        per_mode[mode] = counts
+        assert min(counts) >= 1 and list(total.paths) == [paths[-1]] and "empty" in total.paths[paths[-1]]
+        assert SkipCounter.from_state(total.state()).summary() == total.summary()
+    assert per_mode["in_process"] == per_mode["workers"] == per_mode["device"], per_mode

@@ -166,7 +166,9 @@ class ClipDataset(Dataset):
         self._fallbacks = []
         pos = int(i)
         for attempt in range(self.max_attempts):
-            if pos not in self._known_bad:
+            if pos in self._known_bad:  # warned about once; still counted each time it is drawn
+                skipped.append((self.index.path(pos), "unreadable (seen before)"))
+            else:
                 try:
                     views, clips = self.deadline.run(self.index.path(pos), self.load, pos,
                                                      self.rng(pos, attempt))
@@ -258,6 +260,21 @@ class SkipCounter:
             self.count += 1
             self.paths.setdefault(path, reason)
         self.fallbacks += len(batch.get("fallbacks", ()))
+
+    def merge(self, other: "SkipCounter") -> None:
+        self.count += other.count
+        self.fallbacks += other.fallbacks
+        for path, reason in other.paths.items():
+            self.paths.setdefault(path, reason)
+
+    def state(self) -> dict[str, Any]:
+        return {"count": self.count, "paths": dict(self.paths), "fallbacks": self.fallbacks}
+
+    @classmethod
+    def from_state(cls, state: Any) -> "SkipCounter":
+        if isinstance(state, int):  # checkpoints before per-rank counters: a bare count
+            return cls(count=state)
+        return cls(int(state.get("count", 0)), dict(state.get("paths", {})), int(state.get("fallbacks", 0)))
 
     def summary(self, max_items: int = 5) -> str:
         fell_back = (f"; {self.fallbacks} samples decoded by the fallback decoder"

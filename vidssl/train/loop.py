@@ -313,8 +313,13 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, skipped.count = int(state["step"]), int(state.get("skipped", 0))
+        step = int(state["step"])
         per_rank = state.get("rng_per_rank") or []
+        skips = state.get("skipped_per_rank") or []
+        if len(skips) == world:
+            skipped = SkipCounter.from_state(skips[dist.rank()])
+        elif is_main:  # older checkpoint or another world size: rank 0 keeps the saved total
+            skipped = SkipCounter.from_state(state.get("skipped", 0))
         if len(per_rank) == world:
             set_rng_state(per_rank[dist.rank()])
         elif world == 1:
@@ -329,15 +334,17 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
     config_dict = dataclasses.asdict(cfg)
 
     def checkpoint() -> None:  # called on every rank at the same steps
-        rngs = dist.all_gather_object(rng_state())
+        rngs, skips = zip(*dist.all_gather_object((rng_state(), skipped.state())))
+        total_skipped = sum(k["count"] for k in skips)
         if is_main:
             save_checkpoint({
                 "model": method.state_dict(), "encoder": encoder.state_dict(),
                 "encoder_spec": {"name": cfg.encoder.name, "kwargs": dict(cfg.encoder.kwargs)},
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "step": step, "epoch": step // steps_per_epoch,
-                "batch_in_epoch": step % steps_per_epoch, "rng": rngs[0], "rng_per_rank": rngs,
-                "config": config_dict, "skipped": skipped.count}, ckpt_path)
+                "batch_in_epoch": step % steps_per_epoch, "rng": rngs[0], "rng_per_rank": list(rngs),
+                "config": config_dict, "skipped": total_skipped,
+                "skipped_per_rank": list(skips)}, ckpt_path)
 
     if is_main:
         os.makedirs(t.out_dir, exist_ok=True)
@@ -396,6 +403,10 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
     result.steps = step
     result.clips_per_s = clips / busy if busy else math.nan
     result.data_wait = waits / busy if busy else math.nan
-    if skipped.count and is_main:
-        log.warning("pretrain: %s", skipped.summary())
+    everywhere = SkipCounter()  # every rank's skips, summed: what the run as a whole lost
+    for part in dist.all_gather_object(skipped.state()):
+        everywhere.merge(SkipCounter.from_state(part))
+    result.skipped = everywhere
+    if everywhere.count and is_main:
+        log.warning("pretrain: %s", everywhere.summary())
     return result
