@@ -117,7 +117,7 @@ def test_bench_gpu_runs_its_cpu_parts(small_synthetic, tmp_path, capsys):
                  "--batch-sizes", "4", "--steps", "1", "--rounds", "1", "--out", str(out)]) == 0
     result = json.loads((out / "gpu_pipeline.json").read_text())
     assert set(result["decode"]["64x48"]) >= set(available_decoders("cpu"))
-    assert all(r["clips_per_s"] > 0 for r in result["decode"]["64x48"].values())
+    assert all(r["clips_per_s"] > 0 and r["clips"] == 12 for r in result["decode"]["64x48"].values())
     (e2e,) = result["end_to_end"]
     assert e2e["encoder"] == "r3d_tiny" and 0 <= e2e["data_wait_fraction"] <= 1
     if not torch.cuda.is_available():

@@ -89,7 +89,44 @@ def test_decoder_auto_times_every_backend_and_picks_the_fastest(index, caplog):
     # CPU rates scale with the workers that will run them.
     two = choose_decoder(lambda name: make_dataset(index, name), samples=4, num_workers=2,
                          candidates=["torchcodec"])
-    assert two.rates["torchcodec"] == pytest.approx(two.single["torchcodec"] * min(2, __import__("os").cpu_count()))
+    from vidssl.data.decoders.calibrate import cpus_per_process
+
+    assert two.rates["torchcodec"] == pytest.approx(two.single["torchcodec"] * min(2, cpus_per_process()))
+
+
+def test_cpu_share_is_split_between_the_ranks_of_a_node(monkeypatch):
+    from vidssl.data.decoders.calibrate import cpus_per_process
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert cpus_per_process() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert cpus_per_process() == 1
+
+
+def test_decoder_auto_does_not_time_the_fallback_as_the_candidate(index, tmp_path):
+    """A candidate that only 'decodes' through the fallback decoder would be timed at the
+    fallback's speed and could win; it is marked failed instead."""
+    import shutil
+
+    from vidssl.data.decoders.base import _BACKENDS, register_decoder
+
+    register_decoder("refusing_test", "tests.reliability.hanging_backend", "RefusingDecoder",
+                     "torchcodec", "torchcodec")
+    try:
+        odd = [tmp_path / f"odd{k}.mp4" for k in range(4)]
+        for k, path in enumerate(odd):
+            shutil.copy(index.path(k), path)
+        sub = VideoIndex([str(o) for o in odd], [0] * 4, [int(index.num_frames[0])] * 4, [8.0] * 4)
+
+        def factory(name):  # refusing_test reads none of these; its fallback (pyav) reads all
+            return ClipDataset(sub, RandomClipSampler(num_frames=4, stride=1), decoder=name,
+                               fallback_decoder="pyav" if name == "refusing_test" else None)
+
+        choice = choose_decoder(factory, samples=3, candidates=["refusing_test", "torchcodec"])
+        assert choice.decoder == "torchcodec" and "fallback" in choice.failed["refusing_test"]
+    finally:
+        _BACKENDS.pop("refusing_test", None)
 
 
 def test_decoder_auto_skips_a_failing_candidate(index, tmp_path):

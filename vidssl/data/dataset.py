@@ -323,6 +323,7 @@ def build_loader(
     distributed: bool | None = None,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
+    persistent_workers: bool = False,
 ) -> DataLoader:
     """A ``DataLoader`` over ``dataset`` with ``collate_clips``.
 
@@ -338,7 +339,7 @@ def build_loader(
                             distributed=distributed)
     extra = {}
     if num_workers > 0:
-        extra = {"worker_init_fn": _worker_init, "persistent_workers": False,
+        extra = {"worker_init_fn": _worker_init, "persistent_workers": persistent_workers,
                  "prefetch_factor": prefetch_factor or 2}
     # Its own generator: creating an iterator must not consume the global torch RNG, or a run
     # resumed mid-epoch would draw different augmentations than the uninterrupted run.

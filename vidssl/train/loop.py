@@ -189,10 +189,16 @@ def resolve_decoder(name: str, make_dataset, device: torch.device, num_workers: 
         return name
     from vidssl.data.decoders.calibrate import choose_decoder
 
-    choice = [choose_decoder(make_dataset, device=device.type, num_workers=num_workers).decoder
-              if dist.is_main() else None]
+    choice: list = [None]
+    if dist.is_main():
+        try:
+            choice = [choose_decoder(make_dataset, device=device.type, num_workers=num_workers).decoder]
+        except VidsslError as err:  # sent to the other ranks too, instead of leaving them waiting
+            choice = [err]
     if dist.is_distributed():
         torch.distributed.broadcast_object_list(choice, src=0)
+    if isinstance(choice[0], BaseException):
+        raise VidsslError(str(choice[0]))
     return choice[0]
 
 

@@ -5,8 +5,9 @@ cost more than decoding the clip on a CPU core, and CPU decoders run in parallel
 workers while a GPU decoder runs in the training process. So the choice is measured: every
 available candidate decodes the same first ``samples`` clips of the run (two interleaved rounds,
 the faster round counts), a CPU backend's rate is multiplied by the number of worker processes
-that will run it (at most the CPU count: an approximation that ignores memory bandwidth), and
-the fastest wins. The timings and the reason are logged and returned.
+that will run it (at most this rank's share of the node's usable CPUs: an approximation that
+ignores memory bandwidth), and the fastest wins. A candidate that needed the fallback decoder or
+skipped a clip during timing is not a candidate (its time would be another decoder's). The timings and the reason are logged and returned.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from vidssl.data.decoders.base import available_decoders, decoder_device
 from vidssl.errors import VidsslError
 
 log = logging.getLogger("vidssl.data")
+
+
+def cpus_per_process() -> int:
+    """CPUs this process may use (affinity), shared with the other ranks on this node."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 @dataclass
@@ -57,6 +67,7 @@ def choose_decoder(make_dataset, *, device: str = "cpu", num_workers: int = 0, s
             if name in failed:
                 continue
             start = time.perf_counter()
+            helped = 0
             try:
                 for i in range(n):
                     sample = ds[i]
@@ -64,15 +75,19 @@ def choose_decoder(make_dataset, *, device: str = "cpu", num_workers: int = 0, s
                         import torch
 
                         torch.cuda.synchronize()
+                    helped += len(sample.get("fallbacks", ())) + len(sample.get("skipped", ()))
                     del sample
             except VidsslError as err:
                 failed[name] = str(err)
+                continue
+            if helped:  # timed someone else's decoding (the fallback) or fewer clips: not a rate
+                failed[name] = f"{helped} of {n} clips needed the fallback decoder or were skipped"
                 continue
             best_time[name] = min(best_time.get(name, float("inf")), time.perf_counter() - start)
     if not best_time:
         raise VidsslError("decoder auto: every candidate failed: " +
                           "; ".join(f"{k}: {v}" for k, v in failed.items()))
-    parallel = max(1, min(num_workers, os.cpu_count() or 1))
+    parallel = max(1, min(num_workers, cpus_per_process()))
     single = {k: n / max(t, 1e-9) for k, t in best_time.items()}
     rates = {k: r * (parallel if decoder_device(k) == "cpu" else 1) for k, r in single.items()}
     winner = max(rates, key=rates.get)
