@@ -236,3 +236,44 @@ def test_fallback_decoder_reads_what_the_first_cannot_and_counts_it(index, tmp_p
         assert without[1]["skipped"][0][0] == str(odd)  # no fallback: skipped as before
     finally:
         _BACKENDS.pop("refusing_test", None)
+
+
+def test_pynvvideocodec_opening_logic_with_a_fake_library(monkeypatch):
+    """The PyNvVideoCodec backend's session handling, on CPU with a stand-in for the library:
+    the size comes from the stream metadata (no frame decoded just to learn it), and a pooled
+    session that cannot be re-pointed at a file is replaced by a fresh one, not blamed on the file."""
+    from types import SimpleNamespace
+
+    from vidssl.data.decoders import nvdec
+
+    decoded, created = [], []
+
+    class FakeSimpleDecoder:
+        def __init__(self, path, **kwargs):
+            created.append(path)
+
+        def __len__(self):
+            return 12
+
+        def get_stream_metadata(self):
+            return SimpleNamespace(width=320, height=240, average_fps=25.0)
+
+        def get_batch_frames_by_index(self, indices):
+            decoded.extend(indices)
+            return [torch.zeros(3, 240, 320, dtype=torch.uint8) for _ in indices]
+
+    class StalePooled(FakeSimpleDecoder):
+        def reconfigure_decoder(self, path):
+            raise RuntimeError("codec changed")
+
+    fake = SimpleNamespace(SimpleDecoder=FakeSimpleDecoder, OutputColorType=SimpleNamespace(RGBP="rgbp"))
+    monkeypatch.setattr(nvdec, "_import_nvc", lambda: fake)
+    monkeypatch.setattr(nvdec, "_require_cuda", lambda name: None)
+    monkeypatch.setattr(nvdec, "_cuda_device", lambda gpu_id: 0)
+    monkeypatch.setattr(nvdec, "_POOL", nvdec._DecoderPool())
+    nvdec._POOL.give(0, StalePooled("old.mp4"))
+    created.clear()
+    dec = nvdec.PyNvVideoCodecDecoder("clip.mp4")
+    assert created == ["clip.mp4"]                      # the stale session was replaced
+    assert (dec.metadata.width, dec.metadata.height, dec.metadata.num_frames) == (320, 240, 12)
+    assert dec.metadata.fps == 25.0 and decoded == []   # nothing decoded to open the file

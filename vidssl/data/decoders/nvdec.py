@@ -129,23 +129,31 @@ class PyNvVideoCodecDecoder:
         self.path = path
         self._gpu = _cuda_device(gpu_id)
         self._dec = None
-        try:
-            dec = _POOL.take(self._gpu)
-            if dec is not None and hasattr(dec, "reconfigure_decoder"):
+        dec = _POOL.take(self._gpu)
+        if dec is not None and hasattr(dec, "reconfigure_decoder"):
+            try:  # a pooled session re-pointed at this file: much cheaper than a new one
                 dec.reconfigure_decoder(path)
-            else:
+            except Exception:  # noqa: BLE001 - e.g. another codec: a fresh session decides
+                dec = None
+        else:
+            dec = None
+        try:
+            if dec is None:
                 dec = nvc.SimpleDecoder(path, gpu_id=self._gpu, use_device_memory=True,
                                         output_color_type=nvc.OutputColorType.RGBP)
             self._dec = dec
             num_frames = len(dec)
-            first = self._to_tensor(dec.get_batch_frames_by_index([0])[0]) if num_frames else None
+            size = _stream_size(dec)
+            if size is None and num_frames:  # no size in the metadata: decode frame 0 to learn it
+                first = self._to_tensor(dec.get_batch_frames_by_index([0])[0])
+                size = int(first.shape[-1]), int(first.shape[-2])
         except Exception as err:  # noqa: BLE001 - any NVDEC / demuxer error: one clear line
             self._dec = None
             raise VideoDecodeError(path, explain_open_failure(path, err)) from None
         if not num_frames:
             raise VideoDecodeError(path, "no decodable video frames")
         fps = _stream_fps(dec)
-        self._meta = VideoMeta(int(num_frames), fps, int(first.shape[-1]), int(first.shape[-2]))
+        self._meta = VideoMeta(int(num_frames), fps, size[0], size[1])
 
     @staticmethod
     def _to_tensor(frame) -> torch.Tensor:
@@ -191,6 +199,16 @@ class PyNvVideoCodecDecoder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _stream_size(dec) -> tuple[int, int] | None:
+    """``(width, height)`` from ``get_stream_metadata()``, or ``None`` where it has none."""
+    try:
+        meta = dec.get_stream_metadata()
+        width, height = int(getattr(meta, "width", 0) or 0), int(getattr(meta, "height", 0) or 0)
+    except Exception:  # noqa: BLE001 - optional: the caller decodes frame 0 instead
+        return None
+    return (width, height) if width > 0 and height > 0 else None
 
 
 def _stream_fps(dec) -> float:
