@@ -351,6 +351,8 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
                 "batch_in_epoch": step % steps_per_epoch, "rng": rngs[0], "rng_per_rank": list(rngs),
                 "config": config_dict, "skipped": total_skipped,
                 "skipped_per_rank": list(skips)}, ckpt_path)
+        if dist.is_distributed():  # no rank leaves (e.g. after a stop) while rank 0 still writes:
+            torch.distributed.barrier()  # torchrun would tear rank 0 down mid-save
 
     if is_main:
         os.makedirs(t.out_dir, exist_ok=True)
