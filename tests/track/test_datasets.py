@@ -80,3 +80,69 @@ def test_bad_layouts_are_one_line_errors(tmp_path):
     (tmp_path / "Toy" / "groundtruth_rect.txt").write_text("1,2,3,4\n1,2,x,4\n")
     with pytest.raises(DatasetError, match="groundtruth_rect.txt:2"):
         load_otb(str(tmp_path))
+
+
+def write_mot(root, name="MOT-01", frames=3, gt=True, det=True, scores=(0.9, 0.8)):
+    """A minimal MOTChallenge sequence: two boxes per frame in gt and det."""
+    seq = root / name
+    (seq / "img1").mkdir(parents=True)
+    for i in range(frames):
+        Image.fromarray(np.zeros((24, 32, 3), dtype=np.uint8)).save(seq / "img1" / f"{i + 1:06d}.jpg")
+    if gt:
+        (seq / "gt").mkdir()
+        (seq / "gt" / "gt.txt").write_text("".join(
+            f"{f},{k},{2 + 10 * k},3,6,8,1,1,1\n" for f in range(1, frames + 1) for k in (1, 2)))
+    if det:
+        (seq / "det").mkdir()
+        (seq / "det" / "det.txt").write_text("".join(
+            f"{f},-1,{2 + 10 * k},3,6,8,{scores[k - 1]},-1,-1,-1\n"
+            for f in range(1, frames + 1) for k in (1, 2)))
+    return seq
+
+
+def test_mot_missing_detections_is_a_one_line_error(tmp_path):
+    seq = write_mot(tmp_path, det=False)
+    with pytest.raises(DatasetError, match="detections .*det.txt not found") as err:
+        resolve_dataset("mot", str(tmp_path))
+    assert str(seq / "det" / "det.txt") in str(err.value) and "\n" not in str(err.value)
+    # feeding the ground-truth boxes (mot_detections=gt) and SOT need no det.txt
+    _, seqs = resolve_dataset("mot", str(tmp_path), mot_detections="gt")
+    assert len(seqs[0].gt) == 6 and len(seqs[0].det) == 0
+    assert len(load_mot(str(tmp_path), detections=None)[0].gt) == 6
+
+
+def test_mot_missing_ground_truth_is_a_one_line_error(tmp_path):
+    seq = write_mot(tmp_path, gt=False)
+    with pytest.raises(DatasetError, match="ground truth .*gt.txt not found") as err:
+        resolve_dataset("mot", str(tmp_path))
+    assert str(seq / "gt" / "gt.txt") in str(err.value) and "\n" not in str(err.value)
+    assert len(load_mot(str(tmp_path), need_gt=False)[0].det) == 6
+
+
+def test_mot_warns_once_when_thresholds_drop_every_detection(tmp_path, caplog):
+    from vidssl.track import TrackConfig, run_tracking
+
+    write_mot(tmp_path / "neg", scores=(-0.5, -2.0))  # MOT17-DPM-like negative scores
+    write_mot(tmp_path / "low", scores=(0.1, 0.2))  # kept, but below det_threshold 0.3
+    write_mot(tmp_path / "ok", scores=(0.9, 0.1))
+    for case, needle in (("neg", "below association.min_score=0.0"),
+                         ("low", "det_threshold=0.3")):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="vidssl"):
+            res = run_tracking("mot", str(tmp_path / case), pixels=True, config=TrackConfig())
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and needle in warnings[0] and "MOT-01" in warnings[0], warnings
+        assert res["summary"]["idf1"] == 0  # what the warning announces
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vidssl"):
+        res = run_tracking("mot", str(tmp_path / "ok"), pixels=True, config=TrackConfig())
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert res["summary"]["idf1"] > 0
+    cfg = TrackConfig()
+    cfg.association.min_score = -1.0
+    cfg.association.det_threshold = -1.0
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vidssl"):
+        res = run_tracking("mot", str(tmp_path / "neg"), pixels=True, config=cfg)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert res["summary"]["idf1"] > 0  # with thresholds that admit them, the same boxes track

@@ -7,6 +7,8 @@ Layouts read (``root`` is what ``vidssl track --data`` gets):
 - **MOT16/17**: ``<seq>/img1/*.jpg``, ``<seq>/gt/gt.txt`` (``frame,id,x,y,w,h,consider,class,
   visibility``), ``<seq>/det/det.txt`` (``frame,-1,x,y,w,h,score,...``), optional
   ``seqinfo.ini``; ``root`` is a folder of sequences (e.g. ``MOT17/train``) or one sequence.
+  ``gt/gt.txt`` is required (scoring needs it) and so is ``det/det.txt`` unless the
+  ground-truth boxes are the detections: a missing one is a one-line DatasetError naming it.
   Ground truth keeps rows with ``consider == 1`` and class 1 (pedestrian) when those columns
   exist, as the MOT17 evaluation does (its distractor-class handling is not reproduced).
 - **OTB**: ``<seq>/img/*.jpg`` and ``<seq>/groundtruth_rect.txt`` (``x,y,w,h`` per frame;
@@ -202,8 +204,19 @@ def _mot_dirs(root: str) -> list[str]:
     return dirs
 
 
-def load_mot_sequence(folder: str, detections: str = "det") -> MotSequence:
-    """One MOT sequence folder (``img1/``, ``gt/gt.txt``, ``det/<detections>.txt``)."""
+def load_mot_sequence(folder: str, detections: str | None = "det", need_gt: bool = True
+                      ) -> MotSequence:
+    """One MOT sequence folder (``img1/``, ``gt/gt.txt``, ``det/<detections>.txt``).
+
+    Args:
+        detections: the detection file's stem under ``det/``; ``None``: not read (e.g. when the
+            ground-truth boxes are fed as detections), ``det`` is then empty.
+        need_gt: ``gt/gt.txt`` must exist (scoring needs it); else a missing one is empty.
+
+    Raises:
+        DatasetError: no images; a missing ``det/<detections>.txt`` or (``need_gt``)
+            ``gt/gt.txt``, naming the path; a malformed row.
+    """
     name = os.path.basename(os.path.normpath(folder))
     frames = _images(os.path.join(folder, "img1"))
     if not frames:
@@ -216,6 +229,9 @@ def load_mot_sequence(folder: str, detections: str = "det") -> MotSequence:
         fps = float(cp.get("Sequence", "frameRate", fallback=fps))
     gt = np.zeros((0, 7))
     gt_path = os.path.join(folder, "gt", "gt.txt")
+    if need_gt and not os.path.isfile(gt_path):
+        raise DatasetError(f"MOT sequence {name}: ground truth {gt_path} not found (scoring "
+                           f"needs it; test splits without ground truth are not supported)")
     if os.path.isfile(gt_path):
         raw = _table(gt_path, 6)
         if raw.shape[1] >= 8:
@@ -224,17 +240,22 @@ def load_mot_sequence(folder: str, detections: str = "det") -> MotSequence:
         gt = np.column_stack([raw[:, 0], raw[:, 1], raw[:, 2] - 1, raw[:, 3] - 1, raw[:, 4],
                               raw[:, 5], vis])
     det = np.zeros((0, 6))
-    det_path = os.path.join(folder, "det", f"{detections}.txt")
-    if os.path.isfile(det_path):
+    if detections is not None:
+        det_path = os.path.join(folder, "det", f"{detections}.txt")
+        if not os.path.isfile(det_path):
+            raise DatasetError(f"MOT sequence {name}: detections {det_path} not found (or "
+                               f"use mot_detections=gt to feed the ground-truth boxes)")
         raw = _table(det_path, 7)
         det = np.column_stack([raw[:, 0], raw[:, 2] - 1, raw[:, 3] - 1, raw[:, 4], raw[:, 5],
                                raw[:, 6]])
     return MotSequence(name, frames, gt, det, fps)
 
 
-def load_mot(root: str, detections: str = "det") -> list[MotSequence]:
-    """Every MOT sequence under ``root`` (or ``root`` itself when it holds ``img1/``)."""
-    return [load_mot_sequence(d, detections) for d in _mot_dirs(root)]
+def load_mot(root: str, detections: str | None = "det", need_gt: bool = True
+             ) -> list[MotSequence]:
+    """Every MOT sequence under ``root`` (or ``root`` itself when it holds ``img1/``); see
+    :func:`load_mot_sequence`."""
+    return [load_mot_sequence(d, detections, need_gt) for d in _mot_dirs(root)]
 
 
 def write_mot_results(path: str, rows: list[tuple[int, int, np.ndarray]]) -> None:
@@ -286,9 +307,12 @@ def sot_from_mot(seq: MotSequence, min_frames: int = 2) -> list[SotSequence]:
 
 
 # ---------------------------------------------------------------------------------- resolve --
-def resolve_dataset(task: str, root: str) -> tuple[str, list]:
+def resolve_dataset(task: str, root: str, mot_detections: str = "det") -> tuple[str, list]:
     """``(layout, sequences)`` for ``task`` in ``("vos", "sot", "mot")`` under ``root``: the
-    synthetic set (``<root>/tracking``), DAVIS, MOT or OTB, found by what the folder holds."""
+    synthetic set (``<root>/tracking``), DAVIS, MOT or OTB, found by what the folder holds.
+    ``mot_detections``: ``"det"`` (MOT reads ``det/det.txt``, which must exist) or ``"gt"``
+    (the ground-truth boxes are the detections; ``det/`` is not read)."""
+    det = "det" if task == "mot" and mot_detections == "det" else None
     if not os.path.isdir(root):
         raise DatasetError(f"tracking data folder {root} does not exist (make one with "
                            f"`vidssl make-synthetic --out {root}`)")
@@ -299,11 +323,11 @@ def resolve_dataset(task: str, root: str) -> tuple[str, list]:
         return "davis", load_davis(root)
     if task == "mot":
         if os.path.isdir(os.path.join(synth, "mot")):
-            return "synthetic-mot", load_mot(os.path.join(synth, "mot"))
-        return "mot", load_mot(root)
+            return "synthetic-mot", load_mot(os.path.join(synth, "mot"), det)
+        return "mot", load_mot(root, det)
     if task == "sot":
         if os.path.isdir(os.path.join(synth, "mot")):
-            seqs = [s for m in load_mot(os.path.join(synth, "mot")) for s in sot_from_mot(m)]
+            seqs = [s for m in load_mot(os.path.join(synth, "mot"), None) for s in sot_from_mot(m)]
             return "synthetic-sot", seqs
         return "otb", load_otb(root)
     raise DatasetError(f"unknown tracking task {task!r}; expected vos, sot or mot")
