@@ -44,6 +44,28 @@ def test_linear_assignment_threshold_and_solvers_agree():
     assert linear_assignment(np.zeros((0, 3)), 0.7) == ([], [], [0, 1, 2])
 
 
+def test_gated_assignment_matches_lapjv_cost_limit():
+    """A full assignment then a threshold takes (0, 1), (1, 0) (total 1.38) and keeps both;
+    the gated problem (lapjv's cost_limit) prefers (0, 0) and leaves row 1 / column 1 out."""
+    import lap
+
+    cost = np.array([[0.0, 0.69], [0.69, 1e5]])
+    _, x, _ = lap.lapjv(cost, extend_cost=True, cost_limit=0.7)
+    assert x.tolist() == [0, -1]
+    for solver in ("scipy", "lap"):
+        assert linear_assignment(cost, 0.7, solver) == ([(0, 0)], [1], [1]), solver
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (7, 3), (5, 5)])
+def test_gated_assignment_scipy_and_lap_agree_on_random_costs(shape):
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(20):
+        cost = rng.uniform(0, 1.4, shape)
+        cost[rng.random(shape) < 0.2] = 1e5  # gated-out pairs, as the motion gate makes
+        a, b = (linear_assignment(cost, 0.7, s) for s in ("scipy", "lap"))
+        assert sorted(a[0]) == sorted(b[0]) and a[1:] == b[1:]
+
+
 def test_iou_matrix():
     a = np.array([[0, 0, 10, 10]])
     b = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [20, 20, 5, 5]])

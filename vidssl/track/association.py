@@ -13,8 +13,9 @@ Matching, as in UniTrack / JDE:
    fused with the Kalman motion cost: ``lambda * app + (1 - lambda) * mahalanobis^2``
    (``lambda = 0.98``), pairs outside the 95% chi-square gate forbidden (``motion="full"``,
    JDE's and UniTrack's choice; ``"position"`` gates the box centre only, ``"none"`` uses
-   appearance alone); Hungarian matching
-   (``scipy.optimize.linear_sum_assignment``, or ``lap.lapjv``) keeping costs <= 0.7;
+   appearance alone); gated Hungarian matching at 0.7 (``lap.lapjv(cost_limit=0.7)``, or
+   ``scipy.optimize.linear_sum_assignment`` on the same problem padded with dummy rows and
+   columns at cost 0.35);
 2. the remaining *tracked* tracks vs remaining detections on ``1 - IoU`` (IoU >= 0.5);
 3. tentative tracks (born last frame) vs the rest on IoU (>= 0.3); unmatched tentative tracks
    are dropped;
@@ -157,8 +158,13 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def linear_assignment(cost: np.ndarray, threshold: float, solver: str = "scipy"
                       ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """Hungarian matching keeping pairs with ``cost <= threshold``; returns matches and the
-    unmatched rows and columns."""
+    """Gated Hungarian matching: the minimum-cost assignment in which leaving a row or a
+    column unmatched costs ``threshold / 2`` (so a pair is worth matching only below
+    ``threshold``), i.e. ``lap.lapjv(cost, extend_cost=True, cost_limit=threshold)`` as JDE and
+    UniTrack call it. ``scipy`` solves the same problem on the cost matrix padded with dummy
+    rows and columns (``threshold / 2`` to a dummy, 0 between dummies) -- not the full
+    assignment filtered afterwards, which can trade a cheap pair for two pairs that are then
+    dropped. Returns the matches and the unmatched rows and columns."""
     rows, cols = cost.shape
     if rows == 0 or cols == 0:
         return [], list(range(rows)), list(range(cols))
@@ -177,8 +183,11 @@ def linear_assignment(cost: np.ndarray, threshold: float, solver: str = "scipy"
             raise MissingDependencyError(package="scipy", extra="track",
                                          feature="Hungarian matching") from None
 
-        r, c = linear_sum_assignment(np.minimum(cost, INF_COST))
-        pairs = [(int(i), int(j)) for i, j in zip(r, c)]
+        padded = np.full((rows + cols, cols + rows), threshold / 2.0)
+        padded[rows:, cols:] = 0.0
+        padded[:rows, :cols] = np.minimum(cost, INF_COST)
+        r, c = linear_sum_assignment(padded)
+        pairs = [(int(i), int(j)) for i, j in zip(r, c) if i < rows and j < cols]
     matches = [(i, j) for i, j in pairs if cost[i, j] <= threshold]
     mr = {i for i, _ in matches}
     mc = {j for _, j in matches}
