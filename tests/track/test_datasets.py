@@ -146,3 +146,49 @@ def test_mot_warns_once_when_thresholds_drop_every_detection(tmp_path, caplog):
         res = run_tracking("mot", str(tmp_path / "neg"), pixels=True, config=cfg)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     assert res["summary"]["idf1"] > 0  # with thresholds that admit them, the same boxes track
+
+
+def write_otb_tree(root, name, frames, annotations):
+    """An OTB folder with ``frames`` tiny images (0001.jpg ...) and ``annotations``:
+    ``{file name: list of (x, y, w, h)}``."""
+    img = root / name / "img"
+    img.mkdir(parents=True)
+    tiny = Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8))
+    for i in range(frames):
+        tiny.save(img / f"{i + 1:04d}.jpg")
+    for fname, rows in annotations.items():
+        (root / name / fname).write_text("".join(",".join(map(str, r)) + "\n" for r in rows))
+
+
+def test_otb_david_starts_at_frame_300(tmp_path):
+    """OTB-100's David: 770 images, ground truth for frames 300-770 (471 boxes)."""
+    write_otb_tree(tmp_path, "David", 770, {"groundtruth_rect.txt": [(1 + t, 2, 3, 4) for t in range(471)]})
+    write_otb_tree(tmp_path, "Diving", 231, {"groundtruth_rect.txt": [(1, 2, 3, 4)] * 215})
+    david, diving = load_otb(str(tmp_path))
+    assert david.name == "David" and len(david.frames) == len(david.boxes) == 471
+    assert david.frames[0].endswith("0300.jpg") and david.frames[-1].endswith("0770.jpg")
+    assert david.boxes[0, 0] == 0 and david.meta["first_frame"] == 300
+    assert len(diving.frames) == 215 and diving.frames[-1].endswith("0215.jpg")
+
+
+def test_otb_range_mismatch_is_a_one_line_error(tmp_path):
+    write_otb_tree(tmp_path, "David", 400, {"groundtruth_rect.txt": [(1, 2, 3, 4)] * 471})
+    with pytest.raises(DatasetError, match=r"471 boxes .* for 101 frames \(frames 300-770") as err:
+        load_otb(str(tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_otb_multi_target_sequences(tmp_path, caplog):
+    """Jogging ships groundtruth_rect.1.txt and .2.txt (two people); Human4's .1 is empty."""
+    write_otb_tree(tmp_path, "Jogging", 5, {"groundtruth_rect.1.txt": [(11, 2, 3, 4)] * 5,
+                                            "groundtruth_rect.2.txt": [(21, 2, 3, 4)] * 5})
+    write_otb_tree(tmp_path, "Human4", 5, {"groundtruth_rect.1.txt": [],
+                                           "groundtruth_rect.2.txt": [(31, 2, 3, 4)] * 5})
+    with caplog.at_level("WARNING", logger="vidssl"):
+        seqs = load_otb(str(tmp_path))
+    assert [s.name for s in seqs] == ["Human4.2", "Jogging.1", "Jogging.2"]
+    assert [s.boxes[0, 0] for s in seqs] == [30, 10, 20]
+    assert seqs[1].frames == seqs[2].frames and len(seqs[1].frames) == 5
+    assert any("groundtruth_rect.1.txt is empty" in r.getMessage() for r in caplog.records)
+    one = load_otb(str(tmp_path / "Jogging"))  # a sequence folder as the root
+    assert [s.name for s in one] == ["Jogging.1", "Jogging.2"]

@@ -12,7 +12,11 @@ Layouts read (``root`` is what ``vidssl track --data`` gets):
   Ground truth keeps rows with ``consider == 1`` and class 1 (pedestrian) when those columns
   exist, as the MOT17 evaluation does (its distractor-class handling is not reproduced).
 - **OTB**: ``<seq>/img/*.jpg`` and ``<seq>/groundtruth_rect.txt`` (``x,y,w,h`` per frame;
-  comma, tab or space separated).
+  comma, tab or space separated). OTB-100's quirks: a sequence with several targets ships one
+  ``groundtruth_rect.<N>.txt`` per target (Jogging, Skating2; Human4 has an empty ``.1``), each
+  read as its own sequence ``<seq>.<N>`` (an empty file is skipped with a warning); and a few
+  sequences' ground truth covers only part of ``img/`` (:data:`OTB_FRAME_RANGES`: David's starts
+  at frame 300), so their frames are cut to that range.
 - **synthetic** (``vidssl make-synthetic``): ``<root>/tracking/davis`` and
   ``<root>/tracking/mot`` are read as above; SOT sequences are derived from the MOT ground
   truth, one per object (``<seq>-obj<k>``, starting at the object's first frame; frames where
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import configparser
 import glob
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -36,6 +41,12 @@ import numpy as np
 from vidssl.errors import DatasetError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+log = logging.getLogger("vidssl")
+# OTB-100 sequences whose ground truth covers frames first..last (1-based, inclusive) of img/,
+# per the benchmark's sequence configuration (the got10k toolkit applies the same ranges)
+OTB_FRAME_RANGES = {"david": (300, 770), "football1": (1, 74), "freeman3": (1, 460),
+                    "freeman4": (1, 283), "diving": (1, 215)}
+_OTB_GT = re.compile(r"groundtruth_rect(?:\.(\d+))?\.txt")
 
 
 @dataclass
@@ -267,26 +278,50 @@ def write_mot_results(path: str, rows: list[tuple[int, int, np.ndarray]]) -> Non
 
 
 # ---------------------------------------------------------------------------------- OTB --
+def _otb_annotations(d: str) -> list[tuple[str, str]]:
+    """``(name, path)`` of each ground-truth file of OTB folder ``d``: ``groundtruth_rect.txt``
+    (named after the folder) and ``groundtruth_rect.<N>.txt`` (``<folder>.<N>``)."""
+    if not os.path.isdir(os.path.join(d, "img")):
+        return []
+    seq = os.path.basename(os.path.normpath(d))
+    out = []
+    for f in sorted(os.listdir(d)):
+        m = _OTB_GT.fullmatch(f)
+        if m:
+            out.append((seq if m.group(1) is None else f"{seq}.{int(m.group(1))}",
+                        os.path.join(d, f)))
+    return sorted(out)
+
+
 def load_otb(root: str) -> list[SotSequence]:
     """OTB-style sequences: every ``<seq>/`` under ``root`` (or ``root`` itself) holding
-    ``img/`` and ``groundtruth_rect.txt``."""
-    def is_seq(d: str) -> bool:
-        return os.path.isdir(os.path.join(d, "img")) and os.path.isfile(
-            os.path.join(d, "groundtruth_rect.txt"))
-
-    dirs = [root] if is_seq(root) else sorted(d for d in glob.glob(os.path.join(root, "*")) if is_seq(d))
+    ``img/`` and ``groundtruth_rect.txt`` or ``groundtruth_rect.<N>.txt`` (one sequence per
+    target, ``<seq>.<N>``); frames cut to :data:`OTB_FRAME_RANGES` where listed."""
+    dirs = [root] if _otb_annotations(root) else sorted(
+        d for d in glob.glob(os.path.join(root, "*")) if _otb_annotations(d))
     if not dirs:
         raise DatasetError(f"no OTB sequences under {root} (expected <seq>/img/ and "
                            f"<seq>/groundtruth_rect.txt)")
     out = []
     for d in dirs:
-        frames = _images(os.path.join(d, "img"))
-        boxes = _table(os.path.join(d, "groundtruth_rect.txt"), 4)[:, :4]
-        if len(boxes) == 0 or len(frames) < len(boxes):
-            raise DatasetError(f"OTB sequence {d}: {len(boxes)} boxes for {len(frames)} frames")
-        boxes = boxes.copy()
-        boxes[:, :2] -= 1
-        out.append(SotSequence(os.path.basename(os.path.normpath(d)), frames[:len(boxes)], boxes))
+        all_frames = _images(os.path.join(d, "img"))
+        first, last = OTB_FRAME_RANGES.get(os.path.basename(os.path.normpath(d)).lower(),
+                                           (1, len(all_frames)))
+        frames = all_frames[first - 1:last]
+        for name, path in _otb_annotations(d):
+            boxes = _table(path, 4)[:, :4]
+            if len(boxes) == 0:
+                log.warning("OTB: %s is empty; no sequence %s", path, name)
+                continue
+            if len(frames) < len(boxes):
+                span = f" (frames {first}-{last} of img/)" if first > 1 or last < len(all_frames) else ""
+                raise DatasetError(f"OTB sequence {name}: {len(boxes)} boxes in {path} for "
+                                   f"{len(frames)} frames{span}")
+            boxes = boxes.copy()
+            boxes[:, :2] -= 1
+            out.append(SotSequence(name, frames[:len(boxes)], boxes, {"first_frame": first}))
+    if not out:
+        raise DatasetError(f"no OTB sequences under {root}: every ground-truth file is empty")
     return out
 
 
