@@ -103,3 +103,29 @@ def test_bad_sources():
         build_adapter("resnet18", layer="layer2")
     with pytest.raises(ConfigError):
         build_adapter(pixels=True).encode_video(np.zeros((2, 8, 8), dtype=np.uint8))
+
+
+def test_fixed_size_encoder_is_resized_and_resampled_to_stride8():
+    a = build_adapter("clip_temporal_tiny")  # CLIP tower: 32x32 frames only, 8-px patches
+    assert a.kind == "generic" and a.fixed_size() == 32
+    v = video(frames=6, h=40, w=52)
+    out = a.encode_video(v)
+    assert out.shape == (6, 32, 5, 7) and torch.isfinite(out).all()
+    # the map is the 4x4 patch grid of the 32x32 resize, resampled bilinearly to 5x7
+    x = (torch.as_tensor(v).permute(0, 3, 1, 2).float() / 255 - a.mean) / a.std
+    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        grid = a.model.forward_feature_map(x[:6].transpose(0, 1)[None])[0].transpose(0, 1)
+    assert grid.shape[-2:] == (4, 4)
+    want = torch.nn.functional.interpolate(grid, size=(5, 7), mode="bilinear")
+    assert torch.allclose(out, want, atol=1e-5)
+
+
+def test_fixed_size_encoder_mismatches_are_one_line_config_errors():
+    with pytest.raises(ConfigError, match="at most 16 frames"):
+        build_adapter("clip_temporal_tiny", window=16, context=4)
+    a = build_adapter("clip_temporal_tiny")
+    a.model.max_frames = 2  # a clip longer than the encoder takes: its ValueError, one line
+    with pytest.raises(ConfigError, match="cannot encode a clip") as err:
+        a.encode_video(video(frames=6))
+    assert "\n" not in str(err.value)

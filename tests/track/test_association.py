@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -36,12 +38,96 @@ def test_reconstruction_similarity_ignores_padding():
     assert torch.allclose(reconstruction_similarity(a, padded, b_valid=valid), full, atol=1e-6)
 
 
+def test_joint_reconstruction_hand_computed():
+    """Track [e1, e2]; detections [e1] and [e3], temperature 0.5 (k = e^2 per unit affinity).
+
+    joint, track -> detections: cell e1 weighs (k, 1) / (k + 1) on (e1, e3), cell e2 (1, 1) / 2,
+    so from detection 0 the track is rebuilt as [k/(k+1) e1, 1/2 e1]; its flattened cosine with
+    [e1, e2] / sqrt(2) is (k/(k+1)) / (sqrt(2) sqrt((k/(k+1))^2 + 1/4)). Detection -> track
+    (one track): e1 = (k e1 + e2) / (k + 1), cosine k / sqrt(k^2 + 1). Detection 1 is orthogonal
+    to everything: 0. pair: each track cell is rebuilt from detection 0 alone (e1, e1), mean
+    per-cell cosine 1/2."""
+    e = torch.eye(3)
+    track = torch.stack([e[0], e[1]])[None]
+    dets = torch.stack([e[0][None], e[2][None]])  # (2, 1, 3)
+    k = math.exp(2.0)
+    w = k / (k + 1)
+    back = k / math.sqrt(k * k + 1)
+    joint = reconstruction_similarity(track, dets, temperature=0.5, mode="joint")
+    pair = reconstruction_similarity(track, dets, temperature=0.5, mode="pair")
+    assert joint[0, 0].item() == pytest.approx((w / (math.sqrt(2) * math.sqrt(w * w + 0.25)) + back) / 2, abs=1e-6)
+    assert pair[0, 0].item() == pytest.approx((0.5 + back) / 2, abs=1e-6)
+    assert joint[0, 1].item() == pytest.approx(0.0, abs=1e-6) == pair[0, 1].item()
+
+
+def _joint_reference(a, b, temperature, av, bv):
+    """A loop-by-loop reading of UniTrack's reconsdot_distance, with padding left out."""
+    a_cells = [(p, i) for p in range(len(a)) for i in range(a.shape[1]) if av[p, i]]
+    b_cells = [(q, j) for q in range(len(b)) for j in range(b.shape[1]) if bv[q, j]]
+    aff = torch.tensor([[float(a[p, i] @ b[q, j]) for q, j in b_cells] for p, i in a_cells])
+    w_ab = torch.softmax(aff / temperature, dim=1)
+    w_ba = torch.softmax(aff / temperature, dim=0)
+    out = torch.zeros(len(a), len(b))
+    for p in range(len(a)):
+        for q in range(len(b)):
+            rows = [r for r, (pp, _) in enumerate(a_cells) if pp == p]
+            cols = [c for c, (qq, _) in enumerate(b_cells) if qq == q]
+            rec_a = torch.stack([sum(w_ab[r, c] * b[b_cells[c]] for c in cols) for r in rows])
+            orig_a = torch.stack([a[a_cells[r]] for r in rows])
+            rec_b = torch.stack([sum(w_ba[r, c] * a[a_cells[r]] for r in rows) for c in cols])
+            orig_b = torch.stack([b[b_cells[c]] for c in cols])
+            out[p, q] = (F.cosine_similarity(rec_a.flatten(), orig_a.flatten(), dim=0)
+                         + F.cosine_similarity(rec_b.flatten(), orig_b.flatten(), dim=0)) / 2
+    return out
+
+
+def test_joint_reconstruction_matches_a_loop_reference_with_padding():
+    g = torch.Generator().manual_seed(1)
+    a = F.normalize(torch.randn(3, 4, 8, generator=g), dim=-1)
+    b = F.normalize(torch.randn(2, 5, 8, generator=g), dim=-1)
+    av = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    bv = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    for temperature in (0.01, 0.3):
+        got = reconstruction_similarity(a, b, temperature, av, bv, mode="joint")
+        assert torch.allclose(got, _joint_reference(a, b, temperature, av, bv), atol=1e-5)
+    # joint: another detection competes for the track's cells; pair: it does not
+    extra = torch.cat([b, torch.cat([a[0], a[0, :1]])[None]])  # a detection that looks like track 0
+    ev = torch.cat([bv, torch.ones(1, 5, dtype=torch.bool)])
+    pair = reconstruction_similarity(a, b, 0.3, av, bv, mode="pair")
+    assert torch.allclose(reconstruction_similarity(a, extra, 0.3, av, ev, mode="pair")[:, :2], pair)
+    joint = reconstruction_similarity(a, b, 0.3, av, bv, mode="joint")
+    assert not torch.allclose(reconstruction_similarity(a, extra, 0.3, av, ev, mode="joint")[:, :2],
+                              joint, atol=1e-3)
+
+
 def test_linear_assignment_threshold_and_solvers_agree():
     cost = np.array([[0.1, 0.9, 0.5], [0.8, 0.2, 0.95], [0.75, 0.99, 0.72]])
     for solver in ("scipy", "lap"):
         m, ur, uc = linear_assignment(cost, 0.7, solver)
         assert sorted(m) == [(0, 0), (1, 1)] and ur == [2] and uc == [2]
     assert linear_assignment(np.zeros((0, 3)), 0.7) == ([], [], [0, 1, 2])
+
+
+def test_gated_assignment_matches_lapjv_cost_limit():
+    """A full assignment then a threshold takes (0, 1), (1, 0) (total 1.38) and keeps both;
+    the gated problem (lapjv's cost_limit) prefers (0, 0) and leaves row 1 / column 1 out."""
+    import lap
+
+    cost = np.array([[0.0, 0.69], [0.69, 1e5]])
+    _, x, _ = lap.lapjv(cost, extend_cost=True, cost_limit=0.7)
+    assert x.tolist() == [0, -1]
+    for solver in ("scipy", "lap"):
+        assert linear_assignment(cost, 0.7, solver) == ([(0, 0)], [1], [1]), solver
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (7, 3), (5, 5)])
+def test_gated_assignment_scipy_and_lap_agree_on_random_costs(shape):
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(20):
+        cost = rng.uniform(0, 1.4, shape)
+        cost[rng.random(shape) < 0.2] = 1e5  # gated-out pairs, as the motion gate makes
+        a, b = (linear_assignment(cost, 0.7, s) for s in ("scipy", "lap"))
+        assert sorted(a[0]) == sorted(b[0]) and a[1:] == b[1:]
 
 
 def test_iou_matrix():
@@ -124,19 +210,27 @@ def test_bad_association_config():
         AssociationConfig(solver="hungarian").validate()
     with pytest.raises(ConfigError):
         AssociationConfig(lambda_app=1.5).validate()
+    with pytest.raises(ConfigError, match="reconstruction"):
+        AssociationConfig(reconstruction="cross").validate()
+    with pytest.raises(ConfigError, match="temperature"):
+        AssociationConfig(temperature=0).validate()
 
 
-def test_mots_mask_sets_keep_identities():
-    """MOTS: the same crossing with mask-pooled feature sets (variable size, validity masks)."""
+@pytest.mark.parametrize("reconstruction", ["joint", "pair"])
+def test_mots_mask_sets_keep_identities(reconstruction):
+    """MOTS: the same crossing with mask-pooled feature sets (variable size, validity masks).
+    As in MOTS annotations, masks do not overlap: the blue square, drawn second, occludes the
+    red one, so the red mask loses the blue pixels."""
     video, boxes = _crossing_video()
     feats = build_adapter(pixels=True).encode_video(video)
-    tracker = AssociationTracker(AssociationConfig(motion="none"))
+    tracker = AssociationTracker(AssociationConfig(motion="none", reconstruction=reconstruction))
     gt, hyp = {}, {}
     for t, rows in enumerate(boxes):
         det = np.stack([b for _, b in rows])
         masks = np.zeros((len(det), 64, 64), dtype=bool)
         for i, (x, y, w, h) in enumerate(det.astype(int)):
             masks[i, y:y + h, x:x + w] = True
+        masks[0] &= ~masks[1]
         sets, valid = mask_features(feats[t], masks)
         out = tracker.step(det, np.ones(len(det)), sets, valid)
         gt[t + 1] = rows

@@ -22,10 +22,18 @@ def unique_features(h: int, w: int, frames: int, shift: int = 0) -> torch.Tensor
 
 
 def test_radius_mask_counts():
-    m = radius_mask(5, 5, 1.0)
+    m = radius_mask(5, 5, 1.2)
     assert m.shape == (25, 25)
     assert int(m[12].sum()) == 5  # centre cell: itself + 4 neighbours
     assert int(m[0].sum()) == 3  # corner
+    # strict distance < radius (CRW): at radius 2 the cells 2 away are out, the diagonals in
+    assert int(radius_mask(5, 5, 2.0)[12].sum()) == 9
+    assert int(radius_mask(5, 5, 1.0)[12].sum()) == 1
+    row = radius_mask(1, 30, 12.0)[0]  # exactly 12 cells away: out (DAVIS-sized radius)
+    assert bool(row[11]) and not bool(row[12])
+    big = radius_mask(30, 30, 5.0)[15 * 30 + 15].reshape(30, 30)
+    assert not bool(big[18, 19]) and not bool(big[20, 15])  # (3, 4) and (5, 0): exactly 5
+    assert bool(big[18, 18]) and bool(big[19, 15])  # 4.24 and 4
 
 
 def test_static_unique_features_copy_labels_exactly():
@@ -44,13 +52,36 @@ def test_labels_follow_shifted_features():
     assert out[2, 0].argmax().item() == 2 * 8 + 5  # moved two cells right
 
 
-def test_radius_limits_the_jump():
-    feats = unique_features(4, 12, 2, shift=5)
+def test_radius_limits_the_short_term_context():
+    """Frame 1 copies frame 0 (it holds frame 0's features plus its own channels); frame 2 has
+    only frame 1's own channels, shifted 5 cells right, so its one match is in frame 1, 5 cells
+    away: out of reach at radius 2 (frame 0 offers nothing), in reach at radius 6."""
+    a = unique_features(4, 12, 1)[0]  # (48, 4, 12), one channel per cell
+    z = torch.zeros_like(a)
+    f0 = torch.cat([a, z])
+    f1 = torch.cat([a, a])  # normalised inside propagate: 0.71 to frame 0's same cell
+    f2 = torch.cat([z, torch.roll(a, shifts=5, dims=2)])
+    feats = torch.stack([f0, f1, f2])
     labels = torch.zeros(1, 4, 12)
     labels[0, 1, 1] = 1.0
-    near = propagate(feats, labels, PropagationConfig(radius=2, num_context=0))
-    far = propagate(feats, labels, PropagationConfig(radius=6, num_context=0))
-    assert near[1, 0, 1, 6] < 0.5 < far[1, 0, 1, 6]
+    near = propagate(feats, labels, PropagationConfig(radius=2, num_context=1))
+    far = propagate(feats, labels, PropagationConfig(radius=6, num_context=1))
+    assert near[1, 0, 1, 1] > 0.99 and far[1, 0, 1, 1] > 0.99  # frame 1 copies frame 0
+    assert near[2, 0, 1, 6] < 0.5 < far[2, 0, 1, 6]
+
+
+def test_first_frame_is_matched_beyond_the_radius():
+    """An object drifts 1 cell per frame, 6 cells in all, at radius 2: with only the first
+    frame as context (matched globally, as CRW / UniTrack) it keeps its label; and when it
+    jumps 5 cells between two frames, frame 0 still gives it back."""
+    feats = unique_features(4, 12, 7, shift=1)
+    labels = torch.zeros(1, 4, 12)
+    labels[0, 1, 1] = 1.0
+    out = propagate(feats, labels, PropagationConfig(radius=2, num_context=0))
+    assert out[6, 0, 1, 7] > 0.99
+    jump = torch.stack([feats[0], feats[0], torch.roll(feats[0], shifts=5, dims=2)])
+    out = propagate(jump, labels, PropagationConfig(radius=2, num_context=1))
+    assert out[2, 0, 1, 6] > 0.99
 
 
 def test_moving_square_mask_with_pixel_features():

@@ -79,3 +79,14 @@ def test_frame_scale(task, tiny_tracking):
         assert boxes.max() <= 128 * 1.5  # back in original-frame pixels
     with pytest.raises(Exception, match="frame_scale"):
         load_config(TrackConfig, None, ["frame_scale=0"]).validate()
+
+
+def test_vos_with_a_fixed_size_encoder(tiny_tracking, tmp_path, capsys):
+    """CLIP-temporal needs 32x32 frames; the synthetic set is 128x128 (the adapter resizes)."""
+    cfg = TrackConfig(max_sequences=1)
+    res = run_tracking("vos", str(tiny_tracking), encoder="clip_temporal_tiny", config=cfg)
+    assert res["appearance"]["kind"] == "generic" and len(res["sequences"]) == 1
+    assert 0 <= res["summary"]["J&F"] <= 1 and res["summary"]["objects"] >= 1
+    assert main(["track", "--task", "vos", "--encoder", "clip_temporal_tiny", "--data",
+                 str(tiny_tracking), "--out", str(tmp_path), "--quiet", "max_sequences=1"]) == 0
+    assert "J&F" in capsys.readouterr().out

@@ -44,6 +44,27 @@ def test_sot_static_target_stays():
     assert np.abs(boxes[-1, :2] + boxes[-1, 2:] / 2 - gt[-1, :2] - gt[-1, 2:] / 2).max() < 8
 
 
+@pytest.mark.parametrize("key,value,needle", [
+    ("upsample", 0, "positive integer"), ("upsample", 2.5, "positive integer"),
+    ("upsample", True, "positive integer"), ("context", -0.5, ">= 0"),
+    ("padding", -2.0, ">= 0"), ("padding", float("nan"), ">= 0"), ("dcf_sigma", 0.0, "> 0"),
+    ("dcf_lambda", 0.0, "> 0"), ("dcf_lambda", float("inf"), "> 0"),
+    ("scale_penalty", 0.0, "(0, 1]"), ("scale_penalty", 1.5, "(0, 1]")])
+def test_sot_settings_are_validated(key, value, needle):
+    with pytest.raises(ConfigError, match=f"sot.{key}") as err:
+        SotConfig(**{key: value}).validate()
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_sot_upsample_zero_is_a_one_line_cli_error(tiny_tracking, tmp_path, capsys):
+    from vidssl.cli import main
+
+    assert main(["track", "--task", "sot", "--pixels", "--data", str(tiny_tracking), "--quiet",
+                 "--out", str(tmp_path), "sot.upsample=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sot.upsample" in err and "\n" not in err and "Traceback" not in err
+
+
 def test_sot_bad_settings():
     with pytest.raises(ConfigError):
         SotConfig(method="siamrpn").validate()

@@ -23,7 +23,13 @@ frames, normalising with the model's own mean/std. How each kind gets there:
   (layer ``vit_layer``, default the last) reshaped to ``(D, H/16, W/16)`` and resampled
   bilinearly to stride 8 of the original frame.
 - ``generic``: any other encoder with ``forward_feature_map``: the map of each window, the
-  temporal slice covering each frame, resampled to stride 8 (strides are not removed).
+  temporal slice covering each frame, resampled to stride 8 (strides are not removed). An
+  encoder with a fixed input size (an integer ``image_size`` attribute: CLIP-temporal, whose
+  CLIP position table fixes ``image_size x image_size`` frames) gets, like the ViT path, frames
+  resized to ``image_size x image_size`` first; its map (patch tokens on the ``image_size /
+  patch`` grid) is then resampled bilinearly to stride 8 of the *original* frame. With a
+  ``max_frames`` attribute, ``window + 2 * context`` must fit in it (one-line ConfigError);
+  any other shape the encoder rejects is a one-line ConfigError too.
 - ``pixels``: the RGB baseline: the normalised frame averaged over ``s x s`` cells (3 channels).
 """
 
@@ -168,6 +174,11 @@ class AppearanceAdapter(nn.Module):
         self.window, self.context, self.vit_layer = window, context, vit_layer
         self.batch_frames = batch_frames
         self.name = name or kind
+        max_frames = getattr(model, "max_frames", None) if kind == "generic" else None
+        if isinstance(max_frames, int) and window + 2 * context > max_frames:
+            raise ConfigError(f"{self.name} takes at most {max_frames} frames per clip, but "
+                              f"adapter.window ({window}) + 2 x adapter.context ({context}) = "
+                              f"{window + 2 * context}; lower adapter.window or adapter.context")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
@@ -193,11 +204,24 @@ class AppearanceAdapter(nn.Module):
             outs.append(fmap[s - a:e - a])
         return torch.cat(outs)
 
+    def fixed_size(self) -> int | None:
+        """The side a ``generic`` encoder needs its frames resized to, or None (any size)."""
+        size = getattr(self.model, "image_size", None) if self.kind == "generic" else None
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
+
     def _generic(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.fixed_size()
+        if size is not None and tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=True)
         outs = []
         for s, e, a, b in self._windows(x.shape[0], self.window, self.context):
             clip = x[a:b].transpose(0, 1).unsqueeze(0)
-            fmap = self.model.forward_feature_map(clip)[0]  # (C, T', h, w)
+            try:
+                fmap = self.model.forward_feature_map(clip)[0]  # (C, T', h, w)
+            except ValueError as err:  # the encoder's own input checks (shape, clip length)
+                raise ConfigError(f"{self.name} cannot encode a clip of shape "
+                                  f"{tuple(clip.shape)}: {' '.join(str(err).split())}") from None
             tp = fmap.shape[1]
             idx = [min(tp - 1, (t - a) * tp // (b - a)) for t in range(s, e)]
             outs.append(fmap[:, idx].transpose(0, 1))

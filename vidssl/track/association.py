@@ -7,14 +7,22 @@ exponential moving average, momentum 0.9; masks: the latest set).
 
 Matching, as in UniTrack / JDE:
 
-1. tracked + lost tracks vs detections: **reconstruction similarity** -- each set is rebuilt
-   from the other with a softmax (``temperature``) over cross-affinities, and the similarity is
-   the mean cosine between originals and reconstructions, both ways; cost ``1 - similarity``,
+1. tracked + lost tracks vs detections: **reconstruction similarity** (UniTrack's
+   ``reconsdot_distance``, "cross-softmax reconstruction"): the affinities of every track cell
+   to *all* detection cells of the frame go through one softmax (``temperature`` 0.01, i.e.
+   UniTrack's ``tmp=100``), and each track is rebuilt from each detection with its share of
+   those weights (and every detection from each track with a softmax over all track cells);
+   the similarity is the cosine between a set and its reconstruction, each flattened to one
+   vector, averaged over both directions (``reconstruction="joint"``). A detection that another
+   detection explains better takes less weight, so it rebuilds the track less well.
+   ``reconstruction="pair"`` is the per-pair variant: a softmax within each (track, detection)
+   pair and the mean per-cell cosine. Cost ``1 - similarity``,
    fused with the Kalman motion cost: ``lambda * app + (1 - lambda) * mahalanobis^2``
    (``lambda = 0.98``), pairs outside the 95% chi-square gate forbidden (``motion="full"``,
    JDE's and UniTrack's choice; ``"position"`` gates the box centre only, ``"none"`` uses
-   appearance alone); Hungarian matching
-   (``scipy.optimize.linear_sum_assignment``, or ``lap.lapjv``) keeping costs <= 0.7;
+   appearance alone); gated Hungarian matching at 0.7 (``lap.lapjv(cost_limit=0.7)``, or
+   ``scipy.optimize.linear_sum_assignment`` on the same problem padded with dummy rows and
+   columns at cost 0.35);
 2. the remaining *tracked* tracks vs remaining detections on ``1 - IoU`` (IoU >= 0.5);
 3. tentative tracks (born last frame) vs the rest on IoU (>= 0.3); unmatched tentative tracks
    are dropped;
@@ -47,7 +55,8 @@ class AssociationConfig:
     tentative_iou: float = 0.3
     max_lost: int = 30
     roi_size: int = 4
-    temperature: float = 0.05
+    temperature: float = 0.01  # reconstruction softmax (UniTrack: tmp=100)
+    reconstruction: str = "joint"  # joint (UniTrack's cross-softmax) | pair (per-pair softmax)
     feature_momentum: float = 0.9
     det_threshold: float = 0.3
     min_score: float = 0.0
@@ -67,6 +76,9 @@ class AssociationConfig:
         if self.motion not in ("full", "position", "none"):
             raise ConfigError(f"association.motion must be full, position or none, got "
                               f"{self.motion!r}")
+        if self.reconstruction not in ("joint", "pair"):
+            raise ConfigError(f"association.reconstruction must be 'joint' or 'pair', got "
+                              f"{self.reconstruction!r}")
         if self.solver not in ("scipy", "lap"):
             raise ConfigError(f"association.solver must be 'scipy' or 'lap', got {self.solver!r}")
         return self
@@ -109,37 +121,65 @@ def mask_features(fmap: torch.Tensor, masks: np.ndarray) -> tuple[torch.Tensor, 
     return out, valid
 
 
-def reconstruction_similarity(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.05,
+def reconstruction_similarity(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.01,
                               a_valid: torch.Tensor | None = None,
-                              b_valid: torch.Tensor | None = None) -> torch.Tensor:
+                              b_valid: torch.Tensor | None = None, mode: str = "joint"
+                              ) -> torch.Tensor:
     """UniTrack's reconstruction similarity of every pair of sets.
 
     Args:
-        a: ``(P, m, C)``, b: ``(Q, n, C)`` L2-normalised vectors; ``*_valid``: ``(P, m)`` /
-            ``(Q, n)`` masks of real vectors (padding otherwise).
+        a: ``(P, m, C)`` (tracks), b: ``(Q, n, C)`` (detections): L2-normalised vectors;
+            ``*_valid``: ``(P, m)`` / ``(Q, n)`` masks of real vectors (padding otherwise).
+        temperature: of the reconstruction softmax (UniTrack: 0.01).
+        mode: ``"joint"`` (UniTrack's ``reconsdot_distance``): one softmax of
+            ``a . b / temperature`` over *all* cells of all the ``b`` sets (and, the other way,
+            over all cells of all the ``a`` sets); set ``p`` is rebuilt from set ``q`` with
+            the weights that fall on ``q``'s cells, and the similarity is the cosine between
+            the set and its reconstruction, each flattened to one vector. ``"pair"``: the
+            softmax runs over the other set of the pair only, and the similarity is the mean
+            per-cell cosine.
 
     Returns:
-        ``(P, Q)``: mean cosine between each set and its reconstruction from the other
-        (softmax of ``a . b / temperature`` over the other set), averaged over both directions.
+        ``(P, Q)``: the similarity of each pair, averaged over both directions.
     """
-    p, m, _ = a.shape
+    p, m, c = a.shape
     q, n, _ = b.shape
     av = a_valid if a_valid is not None else torch.ones(p, m, dtype=torch.bool, device=a.device)
     bv = b_valid if b_valid is not None else torch.ones(q, n, dtype=torch.bool, device=b.device)
     if p == 0 or q == 0:
         return a.new_zeros(p, q)
+    if mode not in ("joint", "pair"):
+        raise ConfigError(f"reconstruction mode must be 'joint' or 'pair', got {mode!r}")
     s = torch.einsum("pmc,qnc->pqmn", a, b) / temperature
     neg = torch.finfo(s.dtype).min
-    w_ab = torch.softmax(s.masked_fill(~bv[None, :, None, :], neg), dim=3)
-    w_ba = torch.softmax(s.masked_fill(~av[:, None, :, None], neg), dim=2)
-    a_rec = torch.einsum("pqmn,qnc->pqmc", w_ab, b)
-    b_rec = torch.einsum("pqmn,pmc->pqnc", w_ba, a)
-    cos_a = F.cosine_similarity(a_rec, a[:, None], dim=-1)  # (P, Q, m)
-    cos_b = F.cosine_similarity(b_rec, b[None], dim=-1)  # (P, Q, n)
-    am, bm = av[:, None].float(), bv[None].float()
-    sim_a = (cos_a * am).sum(-1) / am.sum(-1).clamp(min=1)
-    sim_b = (cos_b * bm).sum(-1) / bm.sum(-1).clamp(min=1)
-    return (sim_a + sim_b) / 2
+    if mode == "pair":
+        w_ab = torch.softmax(s.masked_fill(~bv[None, :, None, :], neg), dim=3)
+        w_ba = torch.softmax(s.masked_fill(~av[:, None, :, None], neg), dim=2)
+        a_rec = torch.einsum("pqmn,qnc->pqmc", w_ab, b)
+        b_rec = torch.einsum("pqmn,pmc->pqnc", w_ba, a)
+        cos_a = F.cosine_similarity(a_rec, a[:, None], dim=-1)  # (P, Q, m)
+        cos_b = F.cosine_similarity(b_rec, b[None], dim=-1)  # (P, Q, n)
+        am, bm = av[:, None].float(), bv[None].float()
+        sim_a = (cos_a * am).sum(-1) / am.sum(-1).clamp(min=1)
+        sim_b = (cos_b * bm).sum(-1) / bm.sum(-1).clamp(min=1)
+        return (sim_a + sim_b) / 2
+    # joint: softmax over all (q, n) for each (p, m), and over all (p, m) for each (q, n)
+    s = s.permute(0, 2, 1, 3)  # (P, m, Q, n)
+    w_ab = torch.softmax(s.masked_fill(~bv[None, None], neg).reshape(p, m, q * n), dim=2)
+    w_ba = torch.softmax(s.masked_fill(~av[:, :, None, None], neg).reshape(p * m, q, n), dim=0)
+    a_rec = torch.einsum("pmqn,qnc->pqmc", w_ab.reshape(p, m, q, n), b)
+    b_rec = torch.einsum("pmqn,pmc->pqnc", w_ba.reshape(p, m, q, n), a)
+    a_rec = a_rec * av[:, None, :, None]  # padding neither counts nor is rebuilt
+    b_rec = b_rec * bv[None, :, :, None]
+    a0, b0 = a * av[..., None], b * bv[..., None]
+
+    def flat_cos(x: torch.Tensor, rec: torch.Tensor, x_dims: str) -> torch.Tensor:
+        dot = torch.einsum(f"{x_dims}kc,pqkc->pq", x, rec)
+        norm_x = x.flatten(1).norm(dim=1)
+        norm_x = norm_x[:, None] if x_dims == "p" else norm_x[None]
+        return dot / (norm_x * rec.flatten(2).norm(dim=2)).clamp(min=1e-12)
+
+    return (flat_cos(a0, a_rec, "p") + flat_cos(b0, b_rec, "q")) / 2
 
 
 # -------------------------------------------------------------------------------- matching --
@@ -157,8 +197,13 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def linear_assignment(cost: np.ndarray, threshold: float, solver: str = "scipy"
                       ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """Hungarian matching keeping pairs with ``cost <= threshold``; returns matches and the
-    unmatched rows and columns."""
+    """Gated Hungarian matching: the minimum-cost assignment in which leaving a row or a
+    column unmatched costs ``threshold / 2`` (so a pair is worth matching only below
+    ``threshold``), i.e. ``lap.lapjv(cost, extend_cost=True, cost_limit=threshold)`` as JDE and
+    UniTrack call it. ``scipy`` solves the same problem on the cost matrix padded with dummy
+    rows and columns (``threshold / 2`` to a dummy, 0 between dummies) -- not the full
+    assignment filtered afterwards, which can trade a cheap pair for two pairs that are then
+    dropped. Returns the matches and the unmatched rows and columns."""
     rows, cols = cost.shape
     if rows == 0 or cols == 0:
         return [], list(range(rows)), list(range(cols))
@@ -177,8 +222,11 @@ def linear_assignment(cost: np.ndarray, threshold: float, solver: str = "scipy"
             raise MissingDependencyError(package="scipy", extra="track",
                                          feature="Hungarian matching") from None
 
-        r, c = linear_sum_assignment(np.minimum(cost, INF_COST))
-        pairs = [(int(i), int(j)) for i, j in zip(r, c)]
+        padded = np.full((rows + cols, cols + rows), threshold / 2.0)
+        padded[rows:, cols:] = 0.0
+        padded[:rows, :cols] = np.minimum(cost, INF_COST)
+        r, c = linear_sum_assignment(padded)
+        pairs = [(int(i), int(j)) for i, j in zip(r, c) if i < rows and j < cols]
     matches = [(i, j) for i, j in pairs if cost[i, j] <= threshold]
     mr = {i for i, _ in matches}
     mc = {j for _, j in matches}
@@ -225,7 +273,8 @@ class AssociationTracker:
         for i, t in enumerate(tracks):
             a[i, :t.feat.shape[0]] = t.feat
             av[i, :t.feat.shape[0]] = t.valid
-        sim = reconstruction_similarity(a, feats, self.cfg.temperature, av, valid)
+        sim = reconstruction_similarity(a, feats, self.cfg.temperature, av, valid,
+                                        self.cfg.reconstruction)
         return (1.0 - sim).cpu().numpy().astype(np.float64)
 
     def _fuse_motion(self, cost: np.ndarray, tracks: list[Track], boxes: np.ndarray) -> np.ndarray:

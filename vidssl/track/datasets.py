@@ -7,10 +7,16 @@ Layouts read (``root`` is what ``vidssl track --data`` gets):
 - **MOT16/17**: ``<seq>/img1/*.jpg``, ``<seq>/gt/gt.txt`` (``frame,id,x,y,w,h,consider,class,
   visibility``), ``<seq>/det/det.txt`` (``frame,-1,x,y,w,h,score,...``), optional
   ``seqinfo.ini``; ``root`` is a folder of sequences (e.g. ``MOT17/train``) or one sequence.
+  ``gt/gt.txt`` is required (scoring needs it) and so is ``det/det.txt`` unless the
+  ground-truth boxes are the detections: a missing one is a one-line DatasetError naming it.
   Ground truth keeps rows with ``consider == 1`` and class 1 (pedestrian) when those columns
   exist, as the MOT17 evaluation does (its distractor-class handling is not reproduced).
 - **OTB**: ``<seq>/img/*.jpg`` and ``<seq>/groundtruth_rect.txt`` (``x,y,w,h`` per frame;
-  comma, tab or space separated).
+  comma, tab or space separated). OTB-100's quirks: a sequence with several targets ships one
+  ``groundtruth_rect.<N>.txt`` per target (Jogging, Skating2; Human4 has an empty ``.1``), each
+  read as its own sequence ``<seq>.<N>`` (an empty file is skipped with a warning); and a few
+  sequences' ground truth covers only part of ``img/`` (:data:`OTB_FRAME_RANGES`: David's starts
+  at frame 300), so their frames are cut to that range.
 - **synthetic** (``vidssl make-synthetic``): ``<root>/tracking/davis`` and
   ``<root>/tracking/mot`` are read as above; SOT sequences are derived from the MOT ground
   truth, one per object (``<seq>-obj<k>``, starting at the object's first frame; frames where
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import configparser
 import glob
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -34,6 +41,12 @@ import numpy as np
 from vidssl.errors import DatasetError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+log = logging.getLogger("vidssl")
+# OTB-100 sequences whose ground truth covers frames first..last (1-based, inclusive) of img/,
+# per the benchmark's sequence configuration (the got10k toolkit applies the same ranges)
+OTB_FRAME_RANGES = {"david": (300, 770), "football1": (1, 74), "freeman3": (1, 460),
+                    "freeman4": (1, 283), "diving": (1, 215)}
+_OTB_GT = re.compile(r"groundtruth_rect(?:\.(\d+))?\.txt")
 
 
 @dataclass
@@ -202,8 +215,19 @@ def _mot_dirs(root: str) -> list[str]:
     return dirs
 
 
-def load_mot_sequence(folder: str, detections: str = "det") -> MotSequence:
-    """One MOT sequence folder (``img1/``, ``gt/gt.txt``, ``det/<detections>.txt``)."""
+def load_mot_sequence(folder: str, detections: str | None = "det", need_gt: bool = True
+                      ) -> MotSequence:
+    """One MOT sequence folder (``img1/``, ``gt/gt.txt``, ``det/<detections>.txt``).
+
+    Args:
+        detections: the detection file's stem under ``det/``; ``None``: not read (e.g. when the
+            ground-truth boxes are fed as detections), ``det`` is then empty.
+        need_gt: ``gt/gt.txt`` must exist (scoring needs it); else a missing one is empty.
+
+    Raises:
+        DatasetError: no images; a missing ``det/<detections>.txt`` or (``need_gt``)
+            ``gt/gt.txt``, naming the path; a malformed row.
+    """
     name = os.path.basename(os.path.normpath(folder))
     frames = _images(os.path.join(folder, "img1"))
     if not frames:
@@ -216,6 +240,9 @@ def load_mot_sequence(folder: str, detections: str = "det") -> MotSequence:
         fps = float(cp.get("Sequence", "frameRate", fallback=fps))
     gt = np.zeros((0, 7))
     gt_path = os.path.join(folder, "gt", "gt.txt")
+    if need_gt and not os.path.isfile(gt_path):
+        raise DatasetError(f"MOT sequence {name}: ground truth {gt_path} not found (scoring "
+                           f"needs it; test splits without ground truth are not supported)")
     if os.path.isfile(gt_path):
         raw = _table(gt_path, 6)
         if raw.shape[1] >= 8:
@@ -224,17 +251,22 @@ def load_mot_sequence(folder: str, detections: str = "det") -> MotSequence:
         gt = np.column_stack([raw[:, 0], raw[:, 1], raw[:, 2] - 1, raw[:, 3] - 1, raw[:, 4],
                               raw[:, 5], vis])
     det = np.zeros((0, 6))
-    det_path = os.path.join(folder, "det", f"{detections}.txt")
-    if os.path.isfile(det_path):
+    if detections is not None:
+        det_path = os.path.join(folder, "det", f"{detections}.txt")
+        if not os.path.isfile(det_path):
+            raise DatasetError(f"MOT sequence {name}: detections {det_path} not found (or "
+                               f"use mot_detections=gt to feed the ground-truth boxes)")
         raw = _table(det_path, 7)
         det = np.column_stack([raw[:, 0], raw[:, 2] - 1, raw[:, 3] - 1, raw[:, 4], raw[:, 5],
                                raw[:, 6]])
     return MotSequence(name, frames, gt, det, fps)
 
 
-def load_mot(root: str, detections: str = "det") -> list[MotSequence]:
-    """Every MOT sequence under ``root`` (or ``root`` itself when it holds ``img1/``)."""
-    return [load_mot_sequence(d, detections) for d in _mot_dirs(root)]
+def load_mot(root: str, detections: str | None = "det", need_gt: bool = True
+             ) -> list[MotSequence]:
+    """Every MOT sequence under ``root`` (or ``root`` itself when it holds ``img1/``); see
+    :func:`load_mot_sequence`."""
+    return [load_mot_sequence(d, detections, need_gt) for d in _mot_dirs(root)]
 
 
 def write_mot_results(path: str, rows: list[tuple[int, int, np.ndarray]]) -> None:
@@ -246,26 +278,50 @@ def write_mot_results(path: str, rows: list[tuple[int, int, np.ndarray]]) -> Non
 
 
 # ---------------------------------------------------------------------------------- OTB --
+def _otb_annotations(d: str) -> list[tuple[str, str]]:
+    """``(name, path)`` of each ground-truth file of OTB folder ``d``: ``groundtruth_rect.txt``
+    (named after the folder) and ``groundtruth_rect.<N>.txt`` (``<folder>.<N>``)."""
+    if not os.path.isdir(os.path.join(d, "img")):
+        return []
+    seq = os.path.basename(os.path.normpath(d))
+    out = []
+    for f in sorted(os.listdir(d)):
+        m = _OTB_GT.fullmatch(f)
+        if m:
+            out.append((seq if m.group(1) is None else f"{seq}.{int(m.group(1))}",
+                        os.path.join(d, f)))
+    return sorted(out)
+
+
 def load_otb(root: str) -> list[SotSequence]:
     """OTB-style sequences: every ``<seq>/`` under ``root`` (or ``root`` itself) holding
-    ``img/`` and ``groundtruth_rect.txt``."""
-    def is_seq(d: str) -> bool:
-        return os.path.isdir(os.path.join(d, "img")) and os.path.isfile(
-            os.path.join(d, "groundtruth_rect.txt"))
-
-    dirs = [root] if is_seq(root) else sorted(d for d in glob.glob(os.path.join(root, "*")) if is_seq(d))
+    ``img/`` and ``groundtruth_rect.txt`` or ``groundtruth_rect.<N>.txt`` (one sequence per
+    target, ``<seq>.<N>``); frames cut to :data:`OTB_FRAME_RANGES` where listed."""
+    dirs = [root] if _otb_annotations(root) else sorted(
+        d for d in glob.glob(os.path.join(root, "*")) if _otb_annotations(d))
     if not dirs:
         raise DatasetError(f"no OTB sequences under {root} (expected <seq>/img/ and "
                            f"<seq>/groundtruth_rect.txt)")
     out = []
     for d in dirs:
-        frames = _images(os.path.join(d, "img"))
-        boxes = _table(os.path.join(d, "groundtruth_rect.txt"), 4)[:, :4]
-        if len(boxes) == 0 or len(frames) < len(boxes):
-            raise DatasetError(f"OTB sequence {d}: {len(boxes)} boxes for {len(frames)} frames")
-        boxes = boxes.copy()
-        boxes[:, :2] -= 1
-        out.append(SotSequence(os.path.basename(os.path.normpath(d)), frames[:len(boxes)], boxes))
+        all_frames = _images(os.path.join(d, "img"))
+        first, last = OTB_FRAME_RANGES.get(os.path.basename(os.path.normpath(d)).lower(),
+                                           (1, len(all_frames)))
+        frames = all_frames[first - 1:last]
+        for name, path in _otb_annotations(d):
+            boxes = _table(path, 4)[:, :4]
+            if len(boxes) == 0:
+                log.warning("OTB: %s is empty; no sequence %s", path, name)
+                continue
+            if len(frames) < len(boxes):
+                span = f" (frames {first}-{last} of img/)" if first > 1 or last < len(all_frames) else ""
+                raise DatasetError(f"OTB sequence {name}: {len(boxes)} boxes in {path} for "
+                                   f"{len(frames)} frames{span}")
+            boxes = boxes.copy()
+            boxes[:, :2] -= 1
+            out.append(SotSequence(name, frames[:len(boxes)], boxes, {"first_frame": first}))
+    if not out:
+        raise DatasetError(f"no OTB sequences under {root}: every ground-truth file is empty")
     return out
 
 
@@ -286,9 +342,12 @@ def sot_from_mot(seq: MotSequence, min_frames: int = 2) -> list[SotSequence]:
 
 
 # ---------------------------------------------------------------------------------- resolve --
-def resolve_dataset(task: str, root: str) -> tuple[str, list]:
+def resolve_dataset(task: str, root: str, mot_detections: str = "det") -> tuple[str, list]:
     """``(layout, sequences)`` for ``task`` in ``("vos", "sot", "mot")`` under ``root``: the
-    synthetic set (``<root>/tracking``), DAVIS, MOT or OTB, found by what the folder holds."""
+    synthetic set (``<root>/tracking``), DAVIS, MOT or OTB, found by what the folder holds.
+    ``mot_detections``: ``"det"`` (MOT reads ``det/det.txt``, which must exist) or ``"gt"``
+    (the ground-truth boxes are the detections; ``det/`` is not read)."""
+    det = "det" if task == "mot" and mot_detections == "det" else None
     if not os.path.isdir(root):
         raise DatasetError(f"tracking data folder {root} does not exist (make one with "
                            f"`vidssl make-synthetic --out {root}`)")
@@ -299,11 +358,11 @@ def resolve_dataset(task: str, root: str) -> tuple[str, list]:
         return "davis", load_davis(root)
     if task == "mot":
         if os.path.isdir(os.path.join(synth, "mot")):
-            return "synthetic-mot", load_mot(os.path.join(synth, "mot"))
-        return "mot", load_mot(root)
+            return "synthetic-mot", load_mot(os.path.join(synth, "mot"), det)
+        return "mot", load_mot(root, det)
     if task == "sot":
         if os.path.isdir(os.path.join(synth, "mot")):
-            seqs = [s for m in load_mot(os.path.join(synth, "mot")) for s in sot_from_mot(m)]
+            seqs = [s for m in load_mot(os.path.join(synth, "mot"), None) for s in sot_from_mot(m)]
             return "synthetic-sot", seqs
         return "otb", load_otb(root)
     raise DatasetError(f"unknown tracking task {task!r}; expected vos, sot or mot")

@@ -2,9 +2,12 @@
 
 For each target frame ``t``, the context is the first frame (given labels) plus the
 ``num_context`` previous frames (their propagated soft labels). With L2-normalised features,
-every target cell attends to the context cells within ``radius`` feature cells (Euclidean) with
-affinity ``dot / temperature``; only the ``topk`` strongest per target cell are kept, softmaxed,
-and used to average the context labels. Labels live at the feature resolution (the first-frame
+every target cell attends to the context cells with affinity ``dot / temperature``: to every
+cell of the first frame (long-term memory, matched globally, so an object that has moved far
+from where it started is still found), and to the cells of the previous frames that lie
+strictly within ``radius`` feature cells (Euclidean distance ``< radius``) of it -- as CRW's and
+UniTrack's code, which add the locality mask to the short-term context only. Only the ``topk``
+strongest per target cell are kept, softmaxed, and used to average the context labels. Labels live at the feature resolution (the first-frame
 mask is area-downsampled by the stride, 8) and predictions are upsampled bilinearly before the
 arg-max. Defaults are UniTrack's: context 1 + 5, temperature 0.05, radius 12, top-10.
 """
@@ -43,11 +46,13 @@ class PropagationConfig:
 
 
 def radius_mask(h: int, w: int, radius: float, device=None) -> torch.Tensor:
-    """``bool (h*w, h*w)``: source cell ``i`` may feed target cell ``j`` (distance <= radius)."""
-    yy, xx = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
-                            indexing="ij")
-    pos = torch.stack([yy.reshape(-1), xx.reshape(-1)], 1).float()
-    return torch.cdist(pos, pos) <= radius
+    """``bool (h*w, h*w)``: source cell ``i`` may feed target cell ``j`` (distance < radius,
+    strict, as CRW's ``MaskedAttention``)."""
+    yy, xx = torch.meshgrid(torch.arange(h, device=device, dtype=torch.int32),
+                            torch.arange(w, device=device, dtype=torch.int32), indexing="ij")
+    y, x = yy.reshape(-1), xx.reshape(-1)
+    d2 = (y[:, None] - y[None]) ** 2 + (x[:, None] - x[None]) ** 2  # exact integer distances
+    return d2 < radius ** 2
 
 
 def propagate(feats: torch.Tensor, first_labels: torch.Tensor,
@@ -81,8 +86,8 @@ def propagate(feats: torch.Tensor, first_labels: torch.Tensor,
         for j0 in range(0, n, chunk):
             j1 = min(n, j0 + chunk)
             aff = ctx_f.t() @ feats[t][:, j0:j1] / cfg.temperature  # (M*n, J)
-            ok = allowed[:, j0:j1].repeat(m, 1)
-            aff = aff.masked_fill(~ok, float("-inf"))
+            if m > 1:  # the radius limits the short-term frames; frame 0 (rows :n) is global
+                aff[n:].masked_fill_(~allowed[:, j0:j1].repeat(m - 1, 1), float("-inf"))
             vals, idx = aff.topk(k, dim=0)  # (k, J)
             weights = torch.softmax(vals, dim=0)  # cells outside the radius get weight 0
             gathered = ctx_l[:, idx]  # (K, k, J)

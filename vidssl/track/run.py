@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from vidssl.track.sot import SotConfig, track_object
 from vidssl.track.visualize import draw_boxes, overlay_mask, pick_frames, save_strip
 
 TASKS = ("vos", "sot", "mot")
+log = logging.getLogger("vidssl")
 
 
 @dataclass
@@ -108,7 +110,28 @@ def _run_sot(seq, adapter, cfg, device) -> tuple[dict, Any]:
     return result, (frames, [[(1, b)] for b in boxes], list(seq.boxes))
 
 
+def warn_filtered_detections(seq, cfg) -> bool:
+    """Log one warning when the score thresholds leave ``seq`` nothing to track: every
+    detection below ``association.min_score`` (ignored), or none reaching
+    ``association.det_threshold`` (no track can start). True when it warned."""
+    if cfg.mot_detections != "det" or len(seq.det) == 0:
+        return False
+    a, scores = cfg.association, seq.det[:, 5]
+    span = f"scores {scores.min():.3g} to {scores.max():.3g}"
+    if (scores < a.min_score).all():
+        what = f"all {len(scores)} detections score below association.min_score={a.min_score}"
+    elif (scores < a.det_threshold).all():
+        what = (f"no detection reaches association.det_threshold={a.det_threshold}, so no track "
+                f"can start")
+    else:
+        return False
+    log.warning("MOT sequence %s: %s (%s); it will score 0 -- lower the thresholds (e.g. "
+                "MOT17-DPM scores are often negative)", seq.name, what, span)
+    return True
+
+
 def _run_mot(seq, adapter, cfg, device, out: str | None) -> tuple[dict, Any]:
+    warn_filtered_detections(seq, cfg)
     frames = seq.read_frames()
     feats = _encode(frames, adapter, cfg.frame_scale, device)
     tracker = AssociationTracker(cfg.association)
@@ -170,7 +193,7 @@ def run_tracking(task: str, data: str, *, encoder: str | nn.Module | None = None
         raise ConfigError(f"unknown tracking task {task!r}; expected one of {', '.join(TASKS)}")
     cfg = (config or TrackConfig()).validate()
     device = resolve_device(cfg.device)
-    layout, seqs = resolve_dataset(task, data)
+    layout, seqs = resolve_dataset(task, data, cfg.mot_detections)
     if cfg.max_sequences:
         seqs = seqs[:cfg.max_sequences]
     if isinstance(encoder, AppearanceAdapter):

@@ -62,7 +62,21 @@ class SotConfig:
                 raise ConfigError(f"sot.{key} must be in [0, 1], got {getattr(self, key)}")
         if not isinstance(self.dcf_cells, int) or self.dcf_cells < 4:
             raise ConfigError(f"sot.dcf_cells must be an integer >= 4, got {self.dcf_cells!r}")
+        if isinstance(self.upsample, bool) or not isinstance(self.upsample, int) or self.upsample < 1:
+            raise ConfigError(f"sot.upsample must be a positive integer, got {self.upsample!r}")
+        for key in ("context", "padding"):  # target padding: none at 0, never negative
+            if not _number(getattr(self, key)) or not getattr(self, key) >= 0:
+                raise ConfigError(f"sot.{key} must be a number >= 0, got {getattr(self, key)!r}")
+        for key in ("dcf_sigma", "dcf_lambda"):  # label width; regulariser (0 divides by 0)
+            if not _number(getattr(self, key)) or not getattr(self, key) > 0:
+                raise ConfigError(f"sot.{key} must be a number > 0, got {getattr(self, key)!r}")
+        if not _number(self.scale_penalty) or not 0 < self.scale_penalty <= 1:
+            raise ConfigError(f"sot.scale_penalty must be in (0, 1], got {self.scale_penalty!r}")
         return self
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def sample_square(fmap: torch.Tensor, cx: float, cy: float, side: float, cells: int,
