@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import signal
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -287,29 +286,20 @@ class SkipCounter:
                 f"{shown}{more}{fell_back}")
 
 
-WORKER_SIGTERM_GRACE_S = 60
-
-
 def _worker_init(_: int) -> None:
     # One decode thread per worker: workers already parallelise across clips.
     torch.set_num_threads(1)
-    # torchrun's agent, Slurm and a terminal's Ctrl-C signal the whole process group. The main
-    # process answers by finishing its step, checkpointing and closing the loader, which stops
-    # the workers through their queues; a worker that died on the same signal would instead
-    # make the main process fail ("DataLoader worker ... killed by signal") before it can save.
-    # So a worker ignores SIGINT, and outlives a SIGTERM by at most WORKER_SIGTERM_GRACE_S
-    # (SIGALRM's default action ends it even if stuck) or until a second SIGTERM: the
-    # DataLoader's own terminate() of a stuck worker still works, only later.
-    if hasattr(signal, "SIGALRM"):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, _worker_sigterm)
-
-
-def _worker_sigterm(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
-    if getattr(_worker_sigterm, "armed", False):
-        os._exit(128 + signum)
-    _worker_sigterm.armed = True  # type: ignore[attr-defined]
-    signal.alarm(WORKER_SIGTERM_GRACE_S)
+    # torchrun's agent (os.killpg) and a terminal's Ctrl-C signal the whole process group. The
+    # main process answers by finishing its step, checkpointing and closing the loader; a worker
+    # killed by the same signal would instead make it fail at once ("DataLoader worker ...
+    # killed by signal", raised from torch's SIGCHLD handler) before it can save. In a process
+    # group of its own the worker only hears from its parent: the loader's shutdown, torch's
+    # terminate() of a stuck worker, or its watchdog when the parent dies.
+    if hasattr(os, "setpgid"):
+        try:
+            os.setpgid(0, 0)
+        except OSError:  # not permitted here (e.g. already a session leader): keep the default
+            pass
 
 
 def build_loader(
