@@ -54,8 +54,10 @@ class PretrainResult:
 class StopRequest:
     """SIGTERM / SIGINT handlers that ask the loop to stop after the current step (it then
     checkpoints and returns) instead of dying mid-step. Installed only in the main thread;
-    the previous handlers come back on ``close``. A second signal of the same kind while
-    stopping falls through to the previous handler (e.g. Ctrl-C twice kills)."""
+    the previous handlers come back on ``close``. A second signal of either kind while
+    stopping falls through to the previous handler for that signal (e.g. Ctrl-C twice kills).
+    A rank stopped because another rank was signalled reports "a signal on another rank" (the
+    CLI exits 130 there; the signalled rank exits 128 + its signal)."""
 
     SIGNALS = ("SIGTERM", "SIGINT")
 
