@@ -97,7 +97,7 @@ class LabelPropagator:
         self.first = (self._norm(first_feats),
                       first_labels.reshape(self.k, n).to(first_feats.device).float())
         self.recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.cfg.num_context)
-        self.allowed = radius_mask(self.h, self.w, self.cfg.radius, first_feats.device)
+        self.blocked = ~radius_mask(self.h, self.w, self.cfg.radius, first_feats.device)
 
     def _norm(self, feats: torch.Tensor) -> torch.Tensor:
         return F.normalize(feats.float()[None], dim=1)[0].reshape(self.c, self.h * self.w)
@@ -120,7 +120,8 @@ class LabelPropagator:
             j1 = min(n, j0 + chunk)
             aff = ctx_f.t() @ f[:, j0:j1] / cfg.temperature  # (M*n, J)
             if m > 1:  # the radius limits the short-term frames; frame 0 (rows :n) is global
-                aff[n:].masked_fill_(~self.allowed[:, j0:j1].repeat(m - 1, 1), float("-inf"))
+                aff[n:].view(m - 1, n, j1 - j0).masked_fill_(self.blocked[None, :, j0:j1],
+                                                             float("-inf"))
             vals, idx = aff.topk(k, dim=0)  # (k, J)
             weights = torch.softmax(vals, dim=0)  # cells outside the radius get weight 0
             gathered = ctx_l[:, idx]  # (K, k, J)
