@@ -7,6 +7,11 @@ dataset, metrics, results JSON and a few PNG visualisations.
 
 Settings: :class:`TrackConfig` (YAML ``configs/track/*.yaml``, CLI ``KEY=VALUE``), sections
 ``adapter``, ``propagation``, ``association``, ``sot``.
+
+Each sequence is streamed: frames are decoded from their files as the adapter needs them
+(:class:`~vidssl.track.datasets.FrameSequence`), encoded one clip at a time
+(:meth:`AppearanceAdapter.iter_features`), and every head takes one frame's map at a time, so
+memory does not grow with a sequence's length; the PNG strips re-read the frames they draw.
 """
 
 from __future__ import annotations
@@ -118,7 +123,7 @@ def _run_vos(seq, adapter, cfg, device, visualize: bool = False) -> tuple[dict, 
                                  cfg.propagation)
     for t, pred in enumerate(masks):
         pred = first_gt if t == 0 else pred[s // 2::s, s // 2::s]
-        jf.add(t, pred, seq.label(t))
+        jf.add(t, pred, first_gt if t == 0 else seq.label(t))
         if t in keep:
             drawn[t] = pred
     result = {"objects": {str(k): v for k, v in jf.result().items()}, "frames": len(seq)}
