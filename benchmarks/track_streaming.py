@@ -162,7 +162,7 @@ def main() -> None:
     p.add_argument("--long-frames", type=int, default=600)
     p.add_argument("--long-size", default="640x480")
     p.add_argument("--mot-lengths", default="150,300,600")
-    p.add_argument("--vos-lengths", default="100,200")
+    p.add_argument("--vos-lengths", default="60,180")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: equality,speed,memory")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"))
     args = p.parse_args()
@@ -182,7 +182,7 @@ def main() -> None:
     import vidssl.track.run as new_run
     from vidssl.config import load_config
 
-    result = {"baseline": args.baseline, "data": os.path.abspath(args.data),
+    result = {"argv": sys.argv[1:], "baseline": args.baseline, "data": os.path.abspath(args.data),
               "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
               "machine": platform.processor() or platform.machine()}
 
@@ -246,7 +246,7 @@ def main() -> None:
     with open(os.path.join(args.out, "track_streaming.json"), "w") as f:
         json.dump(result, f, indent=2)
     lines = ["# Streaming tracking vs whole-sequence tracking", "",
-             f"`python benchmarks/track_streaming.py --baseline {args.baseline}`; CPU, "
+             f"`{' '.join(['python', 'benchmarks/track_streaming.py', *sys.argv[1:]])}`; CPU, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__}.", ""]
     if "equality" in result:
         same = sum(r["identical"] for r in result["equality"])
