@@ -1,6 +1,7 @@
 """Tracking plugin: UniTrack's training-free heads on any vidssl encoder.
 
-- :mod:`~vidssl.track.adapter`: encoder -> one stride-8 feature map per frame;
+- :mod:`~vidssl.track.adapter`: encoder -> one stride-8 feature map per frame, streamed clip by
+  clip from frames read on demand (:class:`~vidssl.track.datasets.FrameSequence`);
 - :mod:`~vidssl.track.propagation` (VOS masks, pose keypoints), :mod:`~vidssl.track.association`
   (MOT / MOTS) with :mod:`~vidssl.track.kalman`, :mod:`~vidssl.track.sot` (xcorr, DCF);
 - :mod:`~vidssl.track.datasets` (DAVIS, MOT, OTB, synthetic), :mod:`~vidssl.track.metrics`

@@ -3,8 +3,11 @@ map per frame at stride 8, the contract of UniTrack's heads.
 
 ``AppearanceAdapter.forward(x)`` maps normalised frames ``(N, 3, H, W)`` -- ``N`` consecutive
 frames of one video -- to ``(N, C, ceil(H/s), ceil(W/s))`` (``s = stride``, 8 by default); the
-heads L2-normalise along ``C``. ``encode_video`` does the same from ``uint8 (T, H, W, 3)``
-frames, normalising with the model's own mean/std. How each kind gets there:
+heads L2-normalise along ``C``. ``iter_features`` streams the same from ``uint8 (H, W, 3)``
+frames read on demand, normalising with the model's own mean/std: it reads, converts and
+encodes one clip (:meth:`AppearanceAdapter.clips`) at a time and yields one map per frame, so a
+sequence is never held whole; ``encode_video`` stacks its maps for a ``(T, H, W, 3)`` array.
+How each kind gets there:
 
 - ``resnet2d`` (torchvision ResNet-18/50, the UniTrack reference appearance models; ImageNet
   weights with ``pretrained="imagenet"``): stem + ``layer1..layer3`` with ``layer3``'s stride set
@@ -39,6 +42,7 @@ import copy
 import math
 import os
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -62,6 +66,13 @@ def _set_strides(module: nn.Module, temporal: bool, spatial: bool) -> None:
         if isinstance(m, (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d)):
             st = m.stride if isinstance(m.stride, tuple) else (m.stride,) * 3
             m.stride = (1 if temporal else st[0], *((1, 1) if spatial else st[1:]))
+
+
+def _stack(frames: list) -> torch.Tensor:
+    """``(N, H, W, 3)`` tensor of ``N`` frames (arrays or tensors)."""
+    if isinstance(frames[0], torch.Tensor):
+        return torch.stack(frames)
+    return torch.from_numpy(np.stack([np.asarray(f) for f in frames]))
 
 
 def resnet2d_trunk(name: str, pretrained: str | bool | None = None, layer: str = "layer3"
@@ -156,6 +167,8 @@ class AppearanceAdapter(nn.Module):
     Shape:
         - ``forward``: ``(N, 3, H, W)`` normalised, N consecutive frames ->
           ``(N, C, ceil(H/stride), ceil(W/stride))``.
+        - ``iter_features``: ``T`` frames ``uint8 (H, W, 3)`` read on demand -> ``T`` maps
+          ``float32 (C, h, w)``, one clip in memory at a time.
         - ``encode_video``: ``uint8 (T, H, W, 3)`` (numpy or tensor) -> float32 of the same.
     """
 
@@ -196,82 +209,120 @@ class AppearanceAdapter(nn.Module):
             e = min(n, s + window)
             yield s, e, max(0, s - context), min(n, e + context)
 
-    def _cnn3d(self, x: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for s, e, a, b in self._windows(x.shape[0], self.window, self.context):
-            clip = x[a:b].transpose(0, 1).unsqueeze(0)  # (1, 3, T, H, W)
-            fmap = self.model(clip)[0].transpose(0, 1)  # (T, C, h, w)
-            outs.append(fmap[s - a:e - a])
-        return torch.cat(outs)
+    def clips(self, n: int) -> list[tuple[int, int, int, int]]:
+        """How ``n`` frames are encoded: ``(s, e, a, b)`` per clip -- frames ``a..b-1`` go
+        through the network together and the maps of frames ``s..e-1`` are kept
+        (``a <= s < e <= b``). Temporal kinds (``cnn3d``, ``generic``): windows of ``window``
+        frames with ``context`` more on each side; ``vit``: ``num_frames`` windows;
+        ``resnet2d`` / ``pixels``: batches of ``batch_frames`` independent frames."""
+        if self.kind in ("cnn3d", "generic"):
+            return list(self._windows(n, self.window, self.context))
+        step = self.model.num_frames if self.kind == "vit" else self.batch_frames
+        return [(s, min(n, s + step), s, min(n, s + step)) for s in range(0, n, step)]
 
     def fixed_size(self) -> int | None:
         """The side a ``generic`` encoder needs its frames resized to, or None (any size)."""
         size = getattr(self.model, "image_size", None) if self.kind == "generic" else None
         return size if isinstance(size, int) and not isinstance(size, bool) else None
 
-    def _generic(self, x: torch.Tensor) -> torch.Tensor:
+    def _generic(self, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         size = self.fixed_size()
         if size is not None and tuple(x.shape[-2:]) != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                               antialias=True)
-        outs = []
-        for s, e, a, b in self._windows(x.shape[0], self.window, self.context):
-            clip = x[a:b].transpose(0, 1).unsqueeze(0)
-            try:
-                fmap = self.model.forward_feature_map(clip)[0]  # (C, T', h, w)
-            except ValueError as err:  # the encoder's own input checks (shape, clip length)
-                raise ConfigError(f"{self.name} cannot encode a clip of shape "
-                                  f"{tuple(clip.shape)}: {' '.join(str(err).split())}") from None
-            tp = fmap.shape[1]
-            idx = [min(tp - 1, (t - a) * tp // (b - a)) for t in range(s, e)]
-            outs.append(fmap[:, idx].transpose(0, 1))
-        return torch.cat(outs)
+        clip = x.transpose(0, 1).unsqueeze(0)
+        try:
+            fmap = self.model.forward_feature_map(clip)[0]  # (C, T', h, w)
+        except ValueError as err:  # the encoder's own input checks (shape, clip length)
+            raise ConfigError(f"{self.name} cannot encode a clip of shape "
+                              f"{tuple(clip.shape)}: {' '.join(str(err).split())}") from None
+        tp, n = fmap.shape[1], x.shape[0]
+        idx = [min(tp - 1, j * tp // n) for j in range(lo, hi)]
+        return fmap[:, idx].transpose(0, 1)
 
     def _vit(self, x: torch.Tensor) -> torch.Tensor:
         enc = self.model
         n, size, tub = enc.num_frames, enc.image_size, enc.tubelet_size
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True)
-        outs = []
-        for s in range(0, x.shape[0], n):
-            clip = x[s:s + n]
-            k = clip.shape[0]
-            if k < n:
-                clip = torch.cat([clip, clip[-1:].expand(n - k, -1, -1, -1)])
-            out = enc.model(pixel_values=clip.unsqueeze(0), output_hidden_states=True)
-            tokens = out.hidden_states[self.vit_layer] if self.vit_layer != -1 else out.last_hidden_state
-            g = size // enc.patch_size
-            fmap = tokens.reshape(1, n // tub, g, g, -1)[0].permute(0, 3, 1, 2)  # (T/tub, D, g, g)
-            outs.append(fmap[torch.arange(k, device=fmap.device) // tub])
-        return torch.cat(outs)
+        clip = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=True)
+        k = clip.shape[0]
+        if k < n:  # the last window: padded by repeating its last frame
+            clip = torch.cat([clip, clip[-1:].expand(n - k, -1, -1, -1)])
+        out = enc.model(pixel_values=clip.unsqueeze(0), output_hidden_states=True)
+        tokens = out.hidden_states[self.vit_layer] if self.vit_layer != -1 else out.last_hidden_state
+        g = size // enc.patch_size
+        fmap = tokens.reshape(1, n // tub, g, g, -1)[0].permute(0, 3, 1, 2)  # (T/tub, D, g, g)
+        return fmap[torch.arange(k, device=fmap.device) // tub]
+
+    def encode_clip(self, x: torch.Tensor, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+        """Maps of frames ``lo..hi-1`` of one clip ``x`` (normalised, ``(N, 3, H, W)``,
+        consecutive frames) run through the network together -> ``(hi - lo, C, h, w)``. The
+        clip is one entry of :meth:`clips` (``x = frames[a:b]``, ``lo = s - a``,
+        ``hi = e - a``); a ``vit`` clip has at most ``num_frames`` frames."""
+        hi = x.shape[0] if hi is None else hi
+        size = self._out_size(*x.shape[-2:])
+        if self.kind == "pixels":
+            out = F.avg_pool2d(x[lo:hi], self.stride, ceil_mode=True, count_include_pad=False)
+        elif self.kind == "resnet2d":
+            out = self.model(x[lo:hi])
+        elif self.kind == "cnn3d":
+            out = self.model(x.transpose(0, 1).unsqueeze(0))[0].transpose(0, 1)[lo:hi]
+        elif self.kind == "vit":
+            out = self._vit(x)[lo:hi]
+        else:
+            out = self._generic(x, lo, hi)
+        return self._resample(out, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ConfigError(f"the appearance adapter takes frames (N, 3, H, W), got {tuple(x.shape)}")
-        size = self._out_size(*x.shape[-2:])
-        if self.kind == "pixels":
-            return F.avg_pool2d(x, self.stride, ceil_mode=True, count_include_pad=False)
-        if self.kind == "resnet2d":
-            out = torch.cat([self.model(x[i:i + self.batch_frames])
-                             for i in range(0, x.shape[0], self.batch_frames)])
-        elif self.kind == "cnn3d":
-            out = self._cnn3d(x)
-        elif self.kind == "vit":
-            out = self._vit(x)
-        else:
-            out = self._generic(x)
-        return self._resample(out, size)
+        return torch.cat([self.encode_clip(x[a:b], s - a, e - a)
+                          for s, e, a, b in self.clips(x.shape[0])])
+
+    def _normalise(self, frames: torch.Tensor, device) -> torch.Tensor:
+        if frames.dim() != 4 or frames.shape[-1] != 3:
+            raise ConfigError(f"encode_video takes uint8 frames (T, H, W, 3), got "
+                              f"{tuple(frames.shape)}")
+        x = frames.to(device).permute(0, 3, 1, 2).float().div_(255)
+        return (x - self.mean) / self.std
+
+    @torch.no_grad()
+    def iter_features(self, frames, device: str | torch.device = "cpu"):
+        """Stream ``frames`` -> one ``float32 (C, h, w)`` map per frame, in order, on ``device``.
+
+        ``frames``: anything with ``len()`` whose ``frames[t]`` is a ``uint8 (H, W, 3)`` frame
+        (a :class:`~vidssl.track.datasets.FrameSequence` decoding files on demand, an array,
+        a tensor). Clips (:meth:`clips`) are read, converted to float and encoded one at a
+        time; a frame is read once and held only while a clip still needs it, so at most one
+        clip of ``uint8`` frames (``window + 2 * context`` for the temporal kinds), its float
+        input and its maps are alive, whatever the sequence's length. The maps equal
+        :meth:`encode_video`'s.
+        """
+        self.eval().to(device)
+        plan = self.clips(len(frames))
+        held: dict = {}  # frame index -> uint8 (H, W, 3) array or tensor, read once
+        for i, (s, e, a, b) in enumerate(plan):
+            for t in range(a, b):
+                if t not in held:
+                    held[t] = frames[t]
+            x = self._normalise(_stack([held[t] for t in range(a, b)]), device)
+            out = self.encode_clip(x, s - a, e - a).float().contiguous()
+            del x
+            keep_from = plan[i + 1][2] if i + 1 < len(plan) else b  # the next clip's first frame
+            for t in [t for t in held if t < keep_from]:
+                del held[t]
+            for j in range(e - s):
+                yield out[j]
+            del out
 
     @torch.no_grad()
     def encode_video(self, frames, device: str | torch.device = "cpu") -> torch.Tensor:
-        """``uint8 (T, H, W, 3)`` -> ``float32 (T, C, h, w)`` on ``device``."""
+        """``uint8 (T, H, W, 3)`` -> ``float32 (T, C, h, w)`` on ``device`` (every map in
+        memory; :meth:`iter_features` streams them)."""
         x = torch.as_tensor(frames)
         if x.dim() != 4 or x.shape[-1] != 3:
             raise ConfigError(f"encode_video takes uint8 frames (T, H, W, 3), got {tuple(x.shape)}")
-        self.eval().to(device)
-        x = x.to(device).permute(0, 3, 1, 2).float().div_(255)
-        x = (x - self.mean) / self.std
-        return self(x).float()
+        return torch.stack(list(self.iter_features(x, device)))
 
     @property
     def feature_dim(self) -> int:

@@ -22,6 +22,11 @@ Layouts read (``root`` is what ``vidssl track --data`` gets):
   truth, one per object (``<seq>-obj<k>``, starting at the object's first frame; frames where
   the object is not visible have a NaN box and are not scored).
 
+Frames are read lazily: ``seq.lazy_frames()`` is a :class:`FrameSequence` that decodes a frame
+file when it is indexed (nothing is cached), so a sequence is never held whole in memory;
+``seq.read_frames()`` still stacks every frame (small sequences, tests). DAVIS annotations are
+read one frame at a time the same way (``VosSequence.label(t)``).
+
 Boxes are kept in 0-based continuous pixel coordinates ``(x, y, w, h)`` (a box covering pixel
 columns ``x0 .. x1`` is ``[x0, x1 + 1)``): MOT/OTB files' 1-based ``x`` becomes ``x - 1`` on
 reading and ``x + 1`` again on writing.
@@ -56,12 +61,27 @@ class VosSequence:
     name: str
     frames: list[str]
     annotations: list[str | None]
+    _label_shape: tuple[int, int] | None = field(default=None, init=False, repr=False,
+                                                 compare=False)
 
     def __len__(self) -> int:
         return len(self.frames)
 
+    def lazy_frames(self) -> "FrameSequence":
+        return FrameSequence(self.frames)
+
     def read_frames(self) -> np.ndarray:
+        """Every frame, stacked (the whole sequence in memory; see :meth:`lazy_frames`)."""
         return read_frames(self.frames)
+
+    def label(self, t: int) -> np.ndarray:
+        """``int64 (H, W)`` label map of frame ``t`` (all 0 when it has no annotation)."""
+        path = self.annotations[t]
+        if path is not None:
+            return read_label(path)
+        if self._label_shape is None:
+            self._label_shape = read_label(self.annotations[0]).shape
+        return np.zeros(self._label_shape, dtype=np.int64)
 
     def read_labels(self) -> np.ndarray:
         """``int64 (T, H, W)`` label maps (frames without an annotation are all 0)."""
@@ -87,7 +107,11 @@ class MotSequence:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def lazy_frames(self) -> "FrameSequence":
+        return FrameSequence(self.frames)
+
     def read_frames(self) -> np.ndarray:
+        """Every frame, stacked (the whole sequence in memory; see :meth:`lazy_frames`)."""
         return read_frames(self.frames)
 
     def frame_rows(self, table: str, frame: int) -> np.ndarray:
@@ -108,26 +132,85 @@ class SotSequence:
     def __len__(self) -> int:
         return len(self.frames)
 
+    def lazy_frames(self) -> "FrameSequence":
+        return FrameSequence(self.frames)
+
     def read_frames(self) -> np.ndarray:
+        """Every frame, stacked (the whole sequence in memory; see :meth:`lazy_frames`)."""
         return read_frames(self.frames)
 
 
 # ---------------------------------------------------------------------------------- I/O --
-def read_frames(paths: list[str]) -> np.ndarray:
-    """``uint8 (T, H, W, 3)`` RGB frames (one-line :class:`DatasetError` on a bad file)."""
+def read_frame(path: str) -> np.ndarray:
+    """``uint8 (H, W, 3)`` RGB frame of one image file (one-line :class:`DatasetError` on a
+    bad file)."""
     from PIL import Image
 
-    out = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                out.append(np.asarray(im.convert("RGB")))
-        except (OSError, ValueError) as err:
-            raise DatasetError(f"cannot read frame {p}: {' '.join(str(err).split())}") from None
-        if out[-1].shape != out[0].shape:
-            raise DatasetError(f"frame {p} is {out[-1].shape[1]}x{out[-1].shape[0]}, the "
-                               f"sequence's first frame {out[0].shape[1]}x{out[0].shape[0]}")
-    return np.stack(out)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"cannot read frame {path}: {' '.join(str(err).split())}") from None
+
+
+class FrameSequence:
+    """The frames of one sequence, decoded from their files when indexed.
+
+    ``frames[t]`` reads file ``t`` (``uint8 (H, W, 3)`` RGB), ``frames[a:b]`` reads and stacks
+    those files; nothing is cached, so holding a ``FrameSequence`` costs only its paths. Every
+    frame must have the size of frame 0 (a one-line :class:`DatasetError` names the first
+    that does not; frame 0's size is read once, from the file, when first needed).
+    """
+
+    def __init__(self, paths: list[str]):
+        self.paths = list(paths)
+        self._size: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self):
+        for t in range(len(self.paths)):
+            yield self[t]
+
+    def __getitem__(self, t):
+        if isinstance(t, slice):
+            idx = range(*t.indices(len(self.paths)))
+            if not idx:
+                raise DatasetError("an empty slice of frames")
+            return np.stack([self[i] for i in idx])
+        t = int(t)
+        if not -len(self.paths) <= t < len(self.paths):
+            raise IndexError(f"frame {t} of a {len(self.paths)}-frame sequence")
+        t %= len(self.paths)
+        frame = read_frame(self.paths[t])
+        if self._size is None:
+            self._size = tuple(frame.shape[:2]) if t == 0 else self.frame_size
+        if tuple(frame.shape[:2]) != self._size:
+            raise DatasetError(f"frame {self.paths[t]} is {frame.shape[1]}x{frame.shape[0]}, "
+                               f"the sequence's first frame {self._size[1]}x{self._size[0]}")
+        return frame
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(H, W)`` of frame 0 (from its file's header when no frame was decoded yet)."""
+        if self._size is None:
+            from PIL import Image
+
+            try:
+                with Image.open(self.paths[0]) as im:
+                    self._size = (im.height, im.width)
+            except (OSError, ValueError) as err:
+                raise DatasetError(f"cannot read frame {self.paths[0]}: "
+                                   f"{' '.join(str(err).split())}") from None
+        return self._size
+
+
+def read_frames(paths: list[str]) -> np.ndarray:
+    """``uint8 (T, H, W, 3)`` RGB frames, all in memory (one-line :class:`DatasetError` on a
+    bad file or a frame whose size differs from the first's); :class:`FrameSequence` reads
+    them one at a time instead."""
+    return FrameSequence(paths)[:]
 
 
 def read_label(path: str) -> np.ndarray:

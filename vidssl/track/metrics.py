@@ -109,9 +109,56 @@ def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pred, gt
 
 
+class SequenceJF:
+    """Per-object J and F of one sequence, accumulated frame by frame (so neither the
+    predicted nor the ground-truth label maps of a whole sequence need be in memory).
+
+    Args:
+        num_frames: the sequence's length ``T`` (frames ``1 .. T-2`` are scored; all of them
+            when ``T < 3``).
+        object_ids: objects to score (non-zero ids).
+
+    Call :meth:`add` with every frame in order (unscored ones are skipped), then
+    :meth:`result`.
+    """
+
+    def __init__(self, num_frames: int, object_ids: Iterable[int],
+                 tolerance: float = BOUNDARY_TOLERANCE):
+        self.num_frames, self.tolerance = num_frames, tolerance
+        self.ids = sorted(int(k) for k in object_ids if int(k) != 0)
+        self.scored = range(1, num_frames - 1) if num_frames >= 3 else range(num_frames)
+        self.js: dict[int, list[float]] = {k: [] for k in self.ids}
+        self.fs: dict[int, list[float]] = {k: [] for k in self.ids}
+        self.next = 0
+
+    def add(self, t: int, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Frame ``t``'s label maps ``(H, W)`` (frames must come in order, ``0 .. T-1``)."""
+        if t != self.next or t >= self.num_frames:
+            raise ConfigError(f"J&F: frame {t} given, expected frame {self.next} of "
+                              f"{self.num_frames}")
+        self.next += 1
+        if t not in self.scored:
+            return
+        pred, gt = np.asarray(pred), np.asarray(gt)
+        if pred.shape != gt.shape or pred.ndim != 2:
+            raise ConfigError(f"label maps must be two (H, W) arrays of one shape, got "
+                              f"{pred.shape} and {gt.shape} (frame {t})")
+        for k in self.ids:
+            self.js[k].append(region_iou(pred == k, gt == k))
+            self.fs[k].append(boundary_f(pred == k, gt == k, self.tolerance))
+
+    def result(self) -> dict[int, dict[str, float]]:
+        """``{object_id: {"J": mean, "F": mean}}`` (every frame must have been added)."""
+        if self.next != self.num_frames:
+            raise ConfigError(f"J&F: {self.next} of {self.num_frames} frames were given")
+        return {k: {"J": float(np.mean(self.js[k])), "F": float(np.mean(self.fs[k]))}
+                for k in self.ids}
+
+
 def sequence_jf(pred: np.ndarray, gt: np.ndarray, object_ids: Iterable[int] | None = None,
                 tolerance: float = BOUNDARY_TOLERANCE) -> dict[int, dict[str, float]]:
-    """Per-object J-mean and F-mean of one sequence.
+    """Per-object J-mean and F-mean of one sequence (whole arrays; :class:`SequenceJF` takes
+    them a frame at a time).
 
     Args:
         pred, gt: integer label maps ``(T, H, W)`` (0 = background, k = object k).
@@ -125,15 +172,11 @@ def sequence_jf(pred: np.ndarray, gt: np.ndarray, object_ids: Iterable[int] | No
     if pred.shape != gt.shape or pred.ndim != 3:
         raise ConfigError(f"label maps must be two (T, H, W) arrays of one shape, got "
                           f"{pred.shape} and {gt.shape}")
-    ids = sorted(int(k) for k in (object_ids if object_ids is not None else np.unique(gt))
-                 if int(k) != 0)
-    frames = range(1, gt.shape[0] - 1) if gt.shape[0] >= 3 else range(gt.shape[0])
-    out = {}
-    for k in ids:
-        js = [region_iou(pred[t] == k, gt[t] == k) for t in frames]
-        fs = [boundary_f(pred[t] == k, gt[t] == k, tolerance) for t in frames]
-        out[k] = {"J": float(np.mean(js)), "F": float(np.mean(fs))}
-    return out
+    acc = SequenceJF(gt.shape[0], object_ids if object_ids is not None else np.unique(gt),
+                     tolerance)
+    for t in range(gt.shape[0]):
+        acc.add(t, pred[t], gt[t])
+    return acc.result()
 
 
 def summarize_jf(per_sequence: dict[str, dict[int, dict[str, float]]]) -> dict[str, float]:

@@ -10,11 +10,19 @@ UniTrack's code, which add the locality mask to the short-term context only. Onl
 strongest per target cell are kept, softmaxed, and used to average the context labels. Labels live at the feature resolution (the first-frame
 mask is area-downsampled by the stride, 8) and predictions are upsampled bilinearly before the
 arg-max. Defaults are UniTrack's: context 1 + 5, temperature 0.05, radius 12, top-10.
+
+Propagation runs online (:class:`LabelPropagator`, :func:`iter_propagate`,
+:func:`iter_propagate_masks`): features come in one frame at a time and only the context is
+kept (frame 0's normalised features and labels, and the last ``num_context`` frames'), so a
+sequence's length does not change the memory it needs. :func:`propagate` and
+:func:`propagate_masks` take / return whole ``(T, ...)`` tensors on top of them.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -55,6 +63,90 @@ def radius_mask(h: int, w: int, radius: float, device=None) -> torch.Tensor:
     return d2 < radius ** 2
 
 
+def _prepend(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """``first`` then ``rest``, holding ``first`` only until it is taken (``itertools.chain``
+    would keep it alive as long as ``rest`` runs)."""
+    yield first
+    del first
+    yield from rest
+
+
+class LabelPropagator:
+    """Online propagation: frame 0's features and labels, then one frame's features per
+    :meth:`step`, which returns that frame's propagated soft labels.
+
+    It holds what the next frame's context needs and nothing more: frame 0's normalised
+    features and labels, and those of the last ``num_context`` frames.
+
+    Args:
+        first_feats: ``(C, h, w)`` features of frame 0 (normalised here along ``C``).
+        first_labels: ``(K, h, w)`` labels of frame 0 (one-hot masks or heat-maps).
+    """
+
+    def __init__(self, first_feats: torch.Tensor, first_labels: torch.Tensor,
+                 config: PropagationConfig | None = None):
+        self.cfg = (config or PropagationConfig()).validate()
+        if first_feats.dim() != 3 or first_labels.dim() != 3 or \
+                first_labels.shape[1:] != first_feats.shape[1:]:
+            raise ConfigError(f"propagate takes feats (T, C, h, w) and labels (K, h, w) of the "
+                              f"same h, w; got {(1, *first_feats.shape)} and "
+                              f"{tuple(first_labels.shape)}")
+        self.c, self.h, self.w = first_feats.shape
+        self.k = first_labels.shape[0]
+        n = self.h * self.w
+        self.first = (self._norm(first_feats),
+                      first_labels.reshape(self.k, n).to(first_feats.device).float())
+        self.recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.cfg.num_context)
+        self.blocked = ~radius_mask(self.h, self.w, self.cfg.radius, first_feats.device)
+
+    def _norm(self, feats: torch.Tensor) -> torch.Tensor:
+        return F.normalize(feats.float()[None], dim=1)[0].reshape(self.c, self.h * self.w)
+
+    def step(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(C, h, w)`` features of the next frame -> its ``(K, h, w)`` soft labels."""
+        if tuple(feats.shape) != (self.c, self.h, self.w):
+            raise ConfigError(f"propagation: a frame's features are {tuple(feats.shape)}, "
+                              f"frame 0's {(self.c, self.h, self.w)}")
+        cfg, n = self.cfg, self.h * self.w
+        f = self._norm(feats)
+        ctx = [self.first, *self.recent]  # frame 0, then the previous frames, oldest first
+        m = len(ctx)
+        ctx_f = torch.cat([c[0] for c in ctx], 1)  # (C, M*n)
+        ctx_l = torch.cat([c[1] for c in ctx], 1)  # (K, M*n)
+        labels = torch.zeros(self.k, n, device=f.device)
+        chunk = max(1, cfg.max_pairs // (m * n))
+        k = min(cfg.topk, m * n)
+        for j0 in range(0, n, chunk):
+            j1 = min(n, j0 + chunk)
+            aff = ctx_f.t() @ f[:, j0:j1] / cfg.temperature  # (M*n, J)
+            if m > 1:  # the radius limits the short-term frames; frame 0 (rows :n) is global
+                aff[n:].view(m - 1, n, j1 - j0).masked_fill_(self.blocked[None, :, j0:j1],
+                                                             float("-inf"))
+            vals, idx = aff.topk(k, dim=0)  # (k, J)
+            weights = torch.softmax(vals, dim=0)  # cells outside the radius get weight 0
+            gathered = ctx_l[:, idx]  # (K, k, J)
+            labels[:, j0:j1] = (gathered * weights.unsqueeze(0)).sum(1)
+        if cfg.num_context:
+            self.recent.append((f, labels))
+        return labels.reshape(self.k, self.h, self.w)
+
+
+def iter_propagate(feats: Iterable[torch.Tensor], first_labels: torch.Tensor,
+                   config: PropagationConfig | None = None) -> Iterator[torch.Tensor]:
+    """Stream :func:`propagate`: ``feats`` yields ``(C, h, w)`` maps frame by frame (a
+    ``(T, C, h, w)`` tensor does too); yields ``(K, h, w)`` soft labels per frame, frame 0's
+    being ``first_labels``. Only the propagation context is held (:class:`LabelPropagator`)."""
+    it = iter(feats)
+    first = next(it, None)
+    if first is None:
+        raise ConfigError("propagate needs the features of at least one frame")
+    prop = LabelPropagator(first, first_labels, config)
+    del first  # the propagator holds its normalised copy
+    yield prop.first[1].reshape(prop.k, prop.h, prop.w)
+    for f in it:
+        yield prop.step(f)
+
+
 def propagate(feats: torch.Tensor, first_labels: torch.Tensor,
               config: PropagationConfig | None = None) -> torch.Tensor:
     """Propagate ``first_labels`` through a video.
@@ -64,35 +156,13 @@ def propagate(feats: torch.Tensor, first_labels: torch.Tensor,
         first_labels: ``(K, h, w)`` labels of frame 0 (one-hot masks or heat-maps).
 
     Returns:
-        ``(T, K, h, w)``: frame 0's labels, then the propagated ones.
+        ``(T, K, h, w)``: frame 0's labels, then the propagated ones (all in memory;
+        :func:`iter_propagate` streams them).
     """
-    cfg = (config or PropagationConfig()).validate()
     if feats.dim() != 4 or first_labels.dim() != 3 or first_labels.shape[1:] != feats.shape[2:]:
         raise ConfigError(f"propagate takes feats (T, C, h, w) and labels (K, h, w) of the same "
                           f"h, w; got {tuple(feats.shape)} and {tuple(first_labels.shape)}")
-    t_len, c, h, w = feats.shape
-    n = h * w
-    feats = F.normalize(feats.float(), dim=1).reshape(t_len, c, n)
-    labels = torch.zeros(t_len, first_labels.shape[0], n, device=feats.device)
-    labels[0] = first_labels.reshape(first_labels.shape[0], n).to(feats.device).float()
-    allowed = radius_mask(h, w, cfg.radius, feats.device)
-    for t in range(1, t_len):
-        ctx = [0] + [s for s in range(max(1, t - cfg.num_context), t)]
-        m = len(ctx)
-        ctx_f = feats[ctx].permute(1, 0, 2).reshape(c, m * n)  # (C, M*n)
-        ctx_l = labels[ctx].permute(1, 0, 2).reshape(-1, m * n)  # (K, M*n)
-        chunk = max(1, cfg.max_pairs // (m * n))
-        k = min(cfg.topk, m * n)
-        for j0 in range(0, n, chunk):
-            j1 = min(n, j0 + chunk)
-            aff = ctx_f.t() @ feats[t][:, j0:j1] / cfg.temperature  # (M*n, J)
-            if m > 1:  # the radius limits the short-term frames; frame 0 (rows :n) is global
-                aff[n:].masked_fill_(~allowed[:, j0:j1].repeat(m - 1, 1), float("-inf"))
-            vals, idx = aff.topk(k, dim=0)  # (k, J)
-            weights = torch.softmax(vals, dim=0)  # cells outside the radius get weight 0
-            gathered = ctx_l[:, idx]  # (K, k, J)
-            labels[t, :, j0:j1] = (gathered * weights.unsqueeze(0)).sum(1)
-    return labels.reshape(t_len, -1, h, w)
+    return torch.stack(list(iter_propagate(feats, first_labels, config)))
 
 
 # ------------------------------------------------------------------------------------ VOS --
@@ -104,22 +174,35 @@ def masks_to_labels(mask: np.ndarray, object_ids: list[int], size: tuple[int, in
     return F.interpolate(onehot, size=size, mode="area")[0]
 
 
+def iter_propagate_masks(feats: Iterable[torch.Tensor], first_mask: np.ndarray,
+                         config: PropagationConfig | None = None) -> Iterator[np.ndarray]:
+    """Stream :func:`propagate_masks`: ``feats`` yields ``(C, h, w)`` maps frame by frame;
+    yields one ``int64 (H, W)`` label map per frame (frame 0's is ``first_mask``)."""
+    first_mask = np.asarray(first_mask)
+    ids = [int(k) for k in np.unique(first_mask) if k != 0]
+    lut = torch.tensor([0] + ids, dtype=torch.int64)
+    it = iter(feats)
+    first = next(it, None)
+    if first is None:
+        raise ConfigError("propagate needs the features of at least one frame")
+    h, w = first.shape[-2:]
+    soft = iter_propagate(_prepend(first, it),
+                          masks_to_labels(first_mask, ids, (h, w)), config)
+    next(soft)
+    del first
+    yield first_mask.astype(np.int64)
+    for labels in soft:
+        up = F.interpolate(labels[None], size=first_mask.shape, mode="bilinear",
+                           align_corners=False)
+        yield lut[up[0].argmax(0).cpu()].numpy()
+
+
 def propagate_masks(feats: torch.Tensor, first_mask: np.ndarray,
                     config: PropagationConfig | None = None) -> np.ndarray:
     """Semi-supervised VOS: ``first_mask`` ``(H, W)`` (0 = background, k = object k) through
-    ``feats`` ``(T, C, h, w)``; returns ``int64 (T, H, W)`` label maps (frame 0 = the given)."""
-    first_mask = np.asarray(first_mask)
-    ids = [int(k) for k in np.unique(first_mask) if k != 0]
-    h, w = feats.shape[-2:]
-    soft = propagate(feats, masks_to_labels(first_mask, ids, (h, w)), config)
-    lut = torch.tensor([0] + ids, dtype=torch.int64)
-    out = np.empty((soft.shape[0], *first_mask.shape), dtype=np.int64)
-    out[0] = first_mask
-    for t in range(1, soft.shape[0]):  # frame by frame: full-resolution soft labels are large
-        up = F.interpolate(soft[t:t + 1], size=first_mask.shape, mode="bilinear",
-                           align_corners=False)
-        out[t] = lut[up[0].argmax(0).cpu()].numpy()
-    return out
+    ``feats`` ``(T, C, h, w)``; returns ``int64 (T, H, W)`` label maps (frame 0 = the given;
+    all in memory: :func:`iter_propagate_masks` streams them)."""
+    return np.stack(list(iter_propagate_masks(feats, first_mask, config)))
 
 
 # ------------------------------------------------------------------------------- keypoints --

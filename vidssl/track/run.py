@@ -7,6 +7,11 @@ dataset, metrics, results JSON and a few PNG visualisations.
 
 Settings: :class:`TrackConfig` (YAML ``configs/track/*.yaml``, CLI ``KEY=VALUE``), sections
 ``adapter``, ``propagation``, ``association``, ``sot``.
+
+Each sequence is streamed: frames are decoded from their files as the adapter needs them
+(:class:`~vidssl.track.datasets.FrameSequence`), encoded one clip at a time
+(:meth:`AppearanceAdapter.iter_features`), and every head takes one frame's map at a time, so
+memory does not grow with a sequence's length; the PNG strips re-read the frames they draw.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from vidssl.errors import ConfigError
 from vidssl.track.adapter import AppearanceAdapter, build_adapter
 from vidssl.track.association import AssociationConfig, AssociationTracker, roi_features
 from vidssl.track.datasets import resolve_dataset, write_mot_results
-from vidssl.track.metrics import (mot_accumulator, mot_summary, precision_at, sequence_jf,
+from vidssl.track.metrics import (SequenceJF, mot_accumulator, mot_summary, precision_at,
                                   success_auc, summarize_jf)
-from vidssl.track.propagation import PropagationConfig, propagate_masks
+from vidssl.track.propagation import PropagationConfig, iter_propagate_masks
 from vidssl.track.sot import SotConfig, track_object
 from vidssl.track.visualize import draw_boxes, overlay_mask, pick_frames, save_strip
 
@@ -77,36 +82,61 @@ class TrackConfig:
         return self
 
 
-def _encode(frames: np.ndarray, adapter: AppearanceAdapter, scale: int, device) -> torch.Tensor:
-    """Features of ``frames`` (bilinearly upsampled ``scale`` times first: the maps are then at
-    ``adapter.stride / scale`` pixels of the original frames)."""
-    if scale == 1:
-        return adapter.encode_video(frames, device)
-    x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
-    x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
-    return adapter.encode_video(x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1), device)
+class ScaledFrames:
+    """``frames`` upsampled bilinearly ``scale`` times, one frame at a time when indexed
+    (``uint8 (H*scale, W*scale, 3)``): the maps are then at ``adapter.stride / scale`` pixels
+    of the original frames."""
+
+    def __init__(self, frames, scale: int):
+        self.frames, self.scale = frames, scale
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, t: int) -> torch.Tensor:
+        f = self.frames[t]
+        f = f if isinstance(f, torch.Tensor) else torch.from_numpy(np.array(f))  # writable copy
+        x = f[None].permute(0, 3, 1, 2).float()
+        x = torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="bilinear",
+                                            align_corners=False)
+        return x.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1)[0]
 
 
-def _run_vos(seq, adapter, cfg, device) -> tuple[dict, Any]:
-    frames, gt = seq.read_frames(), seq.read_labels()
-    s = cfg.frame_scale
-    feats = _encode(frames, adapter, s, device)
-    first = np.kron(gt[0], np.ones((s, s), dtype=gt.dtype)) if s > 1 else gt[0]
-    pred = propagate_masks(feats, first, cfg.propagation)[:, s // 2::s, s // 2::s]
-    pred[0] = gt[0]
-    scores = sequence_jf(pred, gt, np.unique(gt[0]))
-    result = {"objects": {str(k): v for k, v in scores.items()}, "frames": len(frames)}
-    return result, (frames, pred)
+def stream_features(frames, adapter: AppearanceAdapter, scale: int, device):
+    """One feature map ``(C, h, w)`` per frame of ``frames`` (upsampled ``scale`` times first),
+    in order, streamed (:meth:`AppearanceAdapter.iter_features`)."""
+    return adapter.iter_features(frames if scale == 1 else ScaledFrames(frames, scale), device)
+
+
+def _vis_frames(seq, cfg, visualize: bool) -> set[int]:
+    return set(pick_frames(len(seq), cfg.vis_frames)) if visualize else set()
+
+
+def _run_vos(seq, adapter, cfg, device, visualize: bool = False) -> tuple[dict, Any]:
+    frames, s = seq.lazy_frames(), cfg.frame_scale
+    first_gt = seq.label(0)
+    ids = np.unique(first_gt)
+    first = np.kron(first_gt, np.ones((s, s), dtype=first_gt.dtype)) if s > 1 else first_gt
+    jf = SequenceJF(len(seq), ids)
+    keep, drawn = _vis_frames(seq, cfg, visualize), {}
+    masks = iter_propagate_masks(stream_features(frames, adapter, s, device), first,
+                                 cfg.propagation)
+    for t, pred in enumerate(masks):
+        pred = first_gt if t == 0 else pred[s // 2::s, s // 2::s]
+        jf.add(t, pred, first_gt if t == 0 else seq.label(t))
+        if t in keep:
+            drawn[t] = pred
+    result = {"objects": {str(k): v for k, v in jf.result().items()}, "frames": len(seq)}
+    return result, (frames, drawn)
 
 
 def _run_sot(seq, adapter, cfg, device) -> tuple[dict, Any]:
-    frames = seq.read_frames()
-    s = cfg.frame_scale
-    feats = _encode(frames, adapter, s, device)
-    size = (frames.shape[1] * s, frames.shape[2] * s)
-    boxes = track_object(feats, seq.boxes[0] * s, size, adapter.stride, cfg.sot) / s
+    frames, s = seq.lazy_frames(), cfg.frame_scale
+    h, w = frames.frame_size
+    boxes = track_object(stream_features(frames, adapter, s, device), seq.boxes[0] * s,
+                         (h * s, w * s), adapter.stride, cfg.sot) / s
     result = {"auc": success_auc(boxes, seq.boxes), "precision@20": precision_at(boxes, seq.boxes),
-              "frames": len(frames), "boxes": boxes.round(2).tolist()}
+              "frames": len(seq), "boxes": boxes.round(2).tolist()}
     return result, (frames, [[(1, b)] for b in boxes], list(seq.boxes))
 
 
@@ -132,11 +162,11 @@ def warn_filtered_detections(seq, cfg) -> bool:
 
 def _run_mot(seq, adapter, cfg, device, out: str | None) -> tuple[dict, Any]:
     warn_filtered_detections(seq, cfg)
-    frames = seq.read_frames()
-    feats = _encode(frames, adapter, cfg.frame_scale, device)
+    frames = seq.lazy_frames()
+    feats = stream_features(frames, adapter, cfg.frame_scale, device)
     tracker = AssociationTracker(cfg.association)
     gt, hyp, rows, drawn = {}, {}, [], []
-    for f in range(1, len(frames) + 1):
+    for f, fmap in enumerate(feats, 1):
         g = seq.frame_rows("gt", f)
         gt[f] = [(int(r[1]), r[2:6]) for r in g]
         if cfg.mot_detections == "gt":
@@ -144,7 +174,7 @@ def _run_mot(seq, adapter, cfg, device, out: str | None) -> tuple[dict, Any]:
         else:
             d = seq.frame_rows("det", f)
             boxes, scores = d[:, 1:5], d[:, 5]
-        sets = roi_features(feats[f - 1], boxes * cfg.frame_scale, adapter.stride,
+        sets = roi_features(fmap, boxes * cfg.frame_scale, adapter.stride,
                             cfg.association.roi_size)
         tracks = tracker.step(boxes, scores, sets)
         hyp[f] = [(tid, box) for tid, box, _ in tracks]
@@ -152,12 +182,12 @@ def _run_mot(seq, adapter, cfg, device, out: str | None) -> tuple[dict, Any]:
         drawn.append(hyp[f])
     if out:
         write_mot_results(os.path.join(out, "mot", f"{seq.name}.txt"), rows)
-    acc = mot_accumulator(gt, hyp, len(frames))
-    return {"frames": len(frames), "tracks": len({r[1] for r in rows})}, (frames, drawn, acc)
+    acc = mot_accumulator(gt, hyp, len(seq))
+    return {"frames": len(seq), "tracks": len({r[1] for r in rows})}, (frames, drawn, acc)
 
 
 def _visualize(task: str, name: str, payload: Any, out: str, count: int) -> str:
-    frames = payload[0]
+    frames = payload[0]  # a FrameSequence: the few frames drawn are read again here
     idx = pick_frames(len(frames), count)
     if task == "vos":
         pics = [overlay_mask(frames[t], payload[1][t]) for t in idx]
@@ -210,7 +240,7 @@ def run_tracking(task: str, data: str, *, encoder: str | nn.Module | None = None
     with progress_bar(progress, len(seqs), f"track {task}") as advance:
         for i, seq in enumerate(seqs):
             if task == "vos":
-                res, payload = _run_vos(seq, adapter, cfg, device)
+                res, payload = _run_vos(seq, adapter, cfg, device, bool(out) and i < cfg.visualize)
             elif task == "sot":
                 res, payload = _run_sot(seq, adapter, cfg, device)
             else:

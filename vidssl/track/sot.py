@@ -1,9 +1,11 @@
 """Single-object tracking heads on stride-8 feature maps: SiamFC-style cross-correlation and a
 discriminative correlation filter (DCF, ``torch.fft``).
 
-Frames are encoded once, whole (the adapter gives every kind of encoder its temporal context);
-template and search regions are then cut from the frame's feature map with RoI-align, instead
-of SiamFC's crop-and-resize in pixel space. Features are L2-normalised per cell.
+The heads take the frames' feature maps one at a time, in order (a ``(T, C, h, w)`` tensor or
+any iterable of ``(C, h, w)`` maps, e.g. the adapter's stream, which gives every kind of encoder
+its temporal context); only the template / filter and the current frame's map are held.
+Template and search regions are cut from the frame's feature map with RoI-align, instead of
+SiamFC's crop-and-resize in pixel space. Features are L2-normalised per cell.
 
 - **xcorr** (SiamFC): the template is the square of side ``sqrt((w + p)(h + p))``,
   ``p = context * (w + h)``, around the first-frame box, sampled on ``t x t`` cells (``t`` = its
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -121,22 +124,26 @@ class _State:
         return np.array([self.cx - self.w / 2, self.cy - self.h / 2, self.w, self.h])
 
 
-def _xcorr(feats: torch.Tensor, st: _State, stride: int, cfg: SotConfig) -> np.ndarray:
+def _xcorr(feats: Iterator[torch.Tensor], st: _State, stride: int, cfg: SotConfig
+           ) -> np.ndarray:
+    first = next(feats)
+    device = first.device
     p = cfg.context * (st.w + st.h)
     z_side = math.sqrt((st.w + p) * (st.h + p))
     t = int(np.clip(round(z_side / stride), 3, 8))
     s = int(round(t * cfg.search_factor))
-    template = sample_square(feats[0], st.cx, st.cy, z_side, t, stride)  # (1, C, t, t)
+    template = sample_square(first, st.cx, st.cy, z_side, t, stride)  # (1, C, t, t)
+    del first  # only the template is kept
     r = s - t + 1
     up = r * cfg.upsample
-    window = _hann(up, feats.device).flatten()
+    window = _hann(up, device).flatten()
     scales = _scales(cfg)
     penalty = torch.tensor([1.0 if abs(sc - 1) < 1e-9 else cfg.scale_penalty for sc in scales],
-                           device=feats.device)
+                           device=device)
     out = [st.box()]
-    for i in range(1, feats.shape[0]):
+    for fmap in feats:
         x_side = z_side * cfg.search_factor
-        search = sample_square(feats[i], st.cx, st.cy, x_side, s, stride, scales)
+        search = sample_square(fmap, st.cx, st.cy, x_side, s, stride, scales)
         resp = F.conv2d(search, template) / (t * t)  # (S, 1, r, r): mean cosine
         resp = F.interpolate(resp, size=(up, up), mode="bicubic", align_corners=True)[:, 0]
         best = int((resp.flatten(1).amax(1) * penalty).argmax())
@@ -157,27 +164,30 @@ def _xcorr(feats: torch.Tensor, st: _State, stride: int, cfg: SotConfig) -> np.n
     return np.stack(out)
 
 
-def _dcf(feats: torch.Tensor, st: _State, stride: int, cfg: SotConfig) -> np.ndarray:
+def _dcf(feats: Iterator[torch.Tensor], st: _State, stride: int, cfg: SotConfig) -> np.ndarray:
+    first = next(feats)
+    device = first.device
     n = cfg.dcf_cells
     side = math.sqrt(st.w * st.h) * (1 + cfg.padding)
-    hann = _hann(n, feats.device)
+    hann = _hann(n, device)
     sigma = max(0.5, n / (1 + cfg.padding) * cfg.dcf_sigma)
-    idx = torch.arange(n, device=feats.device, dtype=torch.float32)
+    idx = torch.arange(n, device=device, dtype=torch.float32)
     d = torch.minimum(idx, n - idx)  # circular distance to 0: the label peaks at zero shift
     y = torch.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2 * sigma ** 2))
     yf = torch.fft.fft2(y)
 
-    def patch(i: int, sides: list[float]) -> torch.Tensor:
-        return sample_square(feats[i], st.cx, st.cy, side, n, stride, sides) * hann
+    def patch(fmap: torch.Tensor, sides: list[float]) -> torch.Tensor:
+        return sample_square(fmap, st.cx, st.cy, side, n, stride, sides) * hann
 
-    xf = torch.fft.fft2(patch(0, [1.0])[0])  # (C, n, n)
+    xf = torch.fft.fft2(patch(first, [1.0])[0])  # (C, n, n)
+    del first  # only the filter is kept
     num = yf * xf.conj()
     den = (xf * xf.conj()).real.sum(0) + cfg.dcf_lambda
     scales = _scales(cfg)
     penalty = [1.0 if abs(sc - 1) < 1e-9 else cfg.scale_penalty for sc in scales]
     out = [st.box()]
-    for i in range(1, feats.shape[0]):
-        zf = torch.fft.fft2(patch(i, scales))  # (S, C, n, n)
+    for fmap in feats:
+        zf = torch.fft.fft2(patch(fmap, scales))  # (S, C, n, n)
         resp = torch.fft.ifft2((num[None] * zf).sum(1) / den).real  # (S, n, n)
         peaks = resp.flatten(1).amax(1).cpu().numpy() * np.array(penalty)
         best = int(peaks.argmax())
@@ -186,7 +196,7 @@ def _dcf(feats: torch.Tensor, st: _State, stride: int, cfg: SotConfig) -> np.nda
         cell = side * scales[best] / n
         st.move(px * cell, py * cell, scales[best], cfg.scale_lr)
         side = side * ((1 - cfg.scale_lr) + cfg.scale_lr * scales[best])
-        xf_new = torch.fft.fft2(patch(i, [1.0])[0])
+        xf_new = torch.fft.fft2(patch(fmap, [1.0])[0])
         lr = cfg.dcf_lr
         num = (1 - lr) * num + lr * yf * xf_new.conj()
         den = (1 - lr) * den + lr * ((xf_new * xf_new.conj()).real.sum(0) + cfg.dcf_lambda)
@@ -194,12 +204,22 @@ def _dcf(feats: torch.Tensor, st: _State, stride: int, cfg: SotConfig) -> np.nda
     return np.stack(out)
 
 
-def track_object(feats: torch.Tensor, init_box: np.ndarray, frame_size: tuple[int, int],
-                 stride: int = 8, config: SotConfig | None = None) -> np.ndarray:
+def _prepend(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """``first`` then ``rest``, holding ``first`` only until it is taken (``itertools.chain``
+    would keep it alive as long as ``rest`` runs)."""
+    yield first
+    del first
+    yield from rest
+
+
+def track_object(feats: torch.Tensor | Iterable[torch.Tensor], init_box: np.ndarray,
+                 frame_size: tuple[int, int], stride: int = 8, config: SotConfig | None = None
+                 ) -> np.ndarray:
     """Track one object.
 
     Args:
-        feats: ``(T, C, h, w)`` per-frame feature maps at ``stride``.
+        feats: per-frame feature maps at ``stride``: ``(T, C, h, w)``, or any iterable of
+            ``(C, h, w)`` maps in frame order (consumed one at a time).
         init_box: ``(x, y, w, h)`` in frame 0 (pixels).
         frame_size: ``(H, W)`` of the frames.
 
@@ -210,7 +230,15 @@ def track_object(feats: torch.Tensor, init_box: np.ndarray, frame_size: tuple[in
     box = np.asarray(init_box, dtype=np.float64).reshape(4)
     if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
         raise ConfigError(f"initial box must be finite with positive size, got {box.tolist()}")
+    it = iter(feats)
+    first = next(it, None)
+    if first is None or first.dim() != 3:
+        raise ConfigError("track_object takes feature maps (T, C, h, w) or an iterable of "
+                          "(C, h, w) maps, at least one")
     st = _State(box, frame_size)
-    out = _xcorr(feats, st, stride, cfg) if cfg.method == "xcorr" else _dcf(feats, st, stride, cfg)
+    head = _xcorr if cfg.method == "xcorr" else _dcf
+    feats = _prepend(first, it)
+    del first  # the head keeps its template / filter, not frame 0's map
+    out = head(feats, st, stride, cfg)
     out[0] = box
     return out
