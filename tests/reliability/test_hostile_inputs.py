@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -119,10 +118,8 @@ def test_variable_frame_rate_frames_come_in_presentation_order(hostile, backend,
 def test_fifo_is_refused_without_blocking(tmp_path, backend):
     fifo = tmp_path / "pipe.mp4"
     os.mkfifo(fifo)  # opening it for reading would block until a writer comes: never
-    start = time.monotonic()
-    with pytest.raises(VideoDecodeError, match=r"not a regular file \(FIFO\)"):
+    with pytest.raises(VideoDecodeError, match=r"not a regular file \(FIFO\)"):  # returns at all
         open_video(fifo, backend)
-    assert time.monotonic() - start < 30  # returned at all (a hang would never get here)
 
 
 PERMISSION_CHECK = """

@@ -14,6 +14,7 @@ failures, which means something systematic (a broken backend, an empty mount), r
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -295,11 +296,9 @@ def _worker_init(_: int) -> None:
     # killed by signal", raised from torch's SIGCHLD handler) before it can save. In a process
     # group of its own the worker only hears from its parent: the loader's shutdown, torch's
     # terminate() of a stuck worker, or its watchdog when the parent dies.
-    if hasattr(os, "setpgid"):
-        try:
+    if hasattr(os, "setpgid"):  # not permitted (e.g. a session leader): keep the default group
+        with contextlib.suppress(OSError):
             os.setpgid(0, 0)
-        except OSError:  # not permitted here (e.g. already a session leader): keep the default
-            pass
 
 
 def build_loader(
