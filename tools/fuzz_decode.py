@@ -7,8 +7,9 @@ The property checked for every input (``check_bytes``): ``open_video`` + reading
 either returns ``uint8 (T, 3, H, W)`` with ``T`` = the frame count the decoder reported, or
 raises ``VideoDecodeError`` whose message is one line and names the file. Any other exception is
 a finding (printed with the seed that reproduces it and saved under ``--crash-dir``). A crash of
-the interpreter itself (a segfault inside a C decoder) ends the run; the input that caused it is
-written to ``--crash-dir/last_input`` before each attempt, so it is never lost.
+a C decoder (abort, segfault) is caught by ``--isolate`` (each input decoded in a forked child;
+slower) and counted as a finding with its input saved; without it the run ends there, and the
+input that caused it is in ``--crash-dir/last_input`` (written before each attempt).
 
 The built-in mutator needs nothing beyond vidssl; ``--atheris`` uses Google's coverage-guided
 fuzzer (``pip install atheris``). The test suite runs the same property through hypothesis
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,53 @@ def check_bytes(data: bytes, backend: str, workdir: str | os.PathLike, suffix: s
     assert frames.dtype.is_floating_point is False and frames.ndim == 4, frames.shape
     assert frames.shape[0] == len(want) and frames.shape[1] == 3, frames.shape
     return "ok"
+
+
+def check_bytes_isolated(data: bytes, backend: str, workdir: str | os.PathLike, suffix: str = ".mp4",
+                         timeout_s: float = 60.0) -> str:
+    """:func:`check_bytes` in a forked child, so a native crash (abort / segfault inside a C
+    decoder) is an outcome, ``"crash: <signal>"`` (``"crash: hang"`` for a child that has not
+    finished after ``timeout_s``), instead of the end of the run. A finding is
+    re-raised here as AssertionError. POSIX only."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report in one line through the pipe, never return into the caller
+        os.close(read_fd)
+        # An expected native crash is reported by the parent; keep the child's fault dump (and
+        # the library's own messages) off the terminal. Signal handlers stay as they are.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        import torch
+
+        torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork: a parallel
+        # region in the child would wait for its threads forever
+        try:
+            result = check_bytes(data, backend, workdir, suffix)
+        except BaseException as err:  # noqa: BLE001 - every outcome goes to the parent
+            result = f"finding: {type(err).__name__}: {err}"
+        os.write(write_fd, result.encode("utf-8", "replace")[:4000])
+        os._exit(0)
+    os.close(write_fd)
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while status is None:  # a child that deadlocks (fork after threads, a library's own crash
+        done, st = os.waitpid(pid, os.WNOHANG)  # handler) is killed at the deadline: "hang"
+        if done:
+            status = st
+        elif time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_fd)
+            return "crash: hang"
+        else:
+            time.sleep(0.02)
+    with os.fdopen(read_fd, "rb") as pipe:
+        message = pipe.read().decode("utf-8", "replace")
+    if os.WIFSIGNALED(status):
+        return f"crash: {signal.Signals(os.WTERMSIG(status)).name}"
+    if message.startswith("finding: "):
+        raise AssertionError(message[len("finding: "):])
+    return message
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -99,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--crash-dir", default="fuzz_findings")
     parser.add_argument("--atheris", action="store_true", help="coverage-guided (pip install atheris)")
+    parser.add_argument("--isolate", action="store_true", help="decode each input in a forked child "
+                        "so native crashes are counted, not fatal (POSIX)")
     args, rest = parser.parse_known_args(argv)
     crash_dir = Path(args.crash_dir)
     crash_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             data = mutate(base, rng)
             (crash_dir / "last_input").write_bytes(data)
             try:
-                counts[check_bytes(data, args.backend, tmp, suffix)] += 1
+                check = check_bytes_isolated if args.isolate else check_bytes
+                outcome = check(data, args.backend, tmp, suffix)
+                if outcome.startswith("crash"):
+                    raise AssertionError(f"native {outcome}")
+                counts[outcome] += 1
             except AssertionError as err:
                 counts["finding"] += 1
                 (crash_dir / f"finding_{args.seed}_{i}{suffix}").write_bytes(data)

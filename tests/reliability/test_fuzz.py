@@ -42,10 +42,23 @@ def test_pyav_mutation_found_by_fuzzing_fails_cleanly(seeds, tmp_path):
     _run(seeds, tmp_path, "pyav", 1, 937285)
 
 
-def _run(seeds, tmp_path, backend, which, seed):
+# Backends whose C code is known to abort the process on some corrupt inputs (found by the slow
+# fuzz run, reported in docs/reliability.md). Their inputs are decoded in a forked child so the
+# crash does not take the test run down; a crash there is tolerated, any other finding is not.
+# No other backend may crash: for them a crash fails the test.
+KNOWN_NATIVE_CRASHES = {"decord"}
+
+
+def _run(seeds, tmp_path, backend, which, seed, isolate=False):
     data, suffix = seeds[which]
     mutated = fuzz.mutate(data, np.random.default_rng(seed))
-    assert fuzz.check_bytes(mutated, backend, tmp_path, suffix) in ("ok", "error")
+    if isolate or backend in KNOWN_NATIVE_CRASHES:
+        outcome = fuzz.check_bytes_isolated(mutated, backend, tmp_path, suffix)
+        if outcome.startswith("crash") and backend in KNOWN_NATIVE_CRASHES:
+            return
+    else:
+        outcome = fuzz.check_bytes(mutated, backend, tmp_path, suffix)
+    assert outcome in ("ok", "error"), outcome
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
