@@ -65,3 +65,35 @@ def test_unitrack_track_config_documents_the_defaults():
 
     root = Path(__file__).resolve().parents[1] / "configs" / "track"
     assert load_config(TrackConfig, root / "unitrack.yaml") == TrackConfig()
+
+
+def test_shipped_configs_resolve_by_path_or_name(tmp_path, monkeypatch):
+    from vidssl.config import list_shipped_configs, resolve_config_path, shipped_configs_dir
+    from vidssl.errors import ConfigError
+
+    shipped = list_shipped_configs()
+    assert "pretrain/tclr_synthetic.yaml" in shipped and "demo.yaml" in shipped
+    want = str(shipped_configs_dir() / "pretrain" / "tclr_synthetic.yaml")
+    monkeypatch.chdir(tmp_path)  # outside the checkout: the docs' paths still resolve
+    for name in ("configs/pretrain/tclr_synthetic.yaml", "pretrain/tclr_synthetic", "tclr_synthetic"):
+        assert resolve_config_path(name) == want
+    (tmp_path / "tclr_synthetic.yaml").write_text("train: {seed: 3}\n")
+    assert resolve_config_path("tclr_synthetic.yaml") == "tclr_synthetic.yaml"  # a real file wins
+    with pytest.raises(ConfigError, match="not found: nope"):
+        resolve_config_path("nope")
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_config_path(str(tmp_path / "absent.yaml"))
+
+
+def test_configs_command_lists_prints_and_copies(tmp_path, capsys):
+    from vidssl.cli import main
+
+    assert main(["configs"]) == 0
+    assert "pretrain/dpc_synthetic.yaml" in capsys.readouterr().out
+    assert main(["configs", "dpc_synthetic"]) == 0
+    assert "method:" in capsys.readouterr().out
+    out = tmp_path / "mine.yaml"
+    assert main(["configs", "dpc_synthetic", "--out", str(out)]) == 0
+    assert "method:" in out.read_text()
+    assert main(["configs", "dpc_synthetic", "--out", str(out)]) == 2  # no silent overwrite
+    assert "exists" in capsys.readouterr().err

@@ -3,6 +3,7 @@
     vidssl demo                     the quick-start job on the embedded synthetic dataset
     vidssl make-synthetic           write the synthetic action + tracking dataset
     vidssl index DATASET --root R   build (and cache) a video index, print a summary table
+    vidssl configs [NAME]           list / print / copy the configs that ship with vidssl
     vidssl pretrain --config C      self-supervised pretraining (DDP under torchrun)
     vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics / zeroshot
     vidssl compare                  every method, one budget, one protocol, one table
@@ -231,6 +232,29 @@ def cmd_bench_gpu(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- configs
+def cmd_configs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vidssl.config import list_shipped_configs, resolve_config_path, shipped_configs_dir
+
+    if args.name is None:
+        _console().print(f"shipped configs ({shipped_configs_dir()}):", markup=False)
+        for name in list_shipped_configs():
+            print(name)
+        return 0
+    text = Path(resolve_config_path(args.name)).read_text(encoding="utf-8")
+    if args.out is None:
+        print(text, end="")
+        return 0
+    if os.path.exists(args.out) and not args.force:
+        raise VidsslError(f"{args.out} exists (pass --force to replace it)")
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    _console().print(f"wrote {args.out}", markup=False)
+    return 0
+
+
 # ---------------------------------------------------------------- pretrain
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from vidssl.config import load_config
@@ -306,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", help="also write the index to this .npz file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("configs", help="list, print or copy the configs that ship with vidssl",
+                       description="Without NAME: list the shipped configs. With NAME (e.g. "
+                                   "pretrain/tclr_synthetic, or just tclr_synthetic): print it, or "
+                                   "copy it to --out to edit. Every --config option also accepts "
+                                   "these names.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a shipped config")
+    p.add_argument("--out", help="write the config to this file instead of printing it")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_configs)
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining from a config",
                        description="Pretrain an encoder with a method (configs/pretrain/*.yaml); "
