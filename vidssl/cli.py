@@ -4,6 +4,7 @@
     vidssl make-synthetic           write the synthetic action + tracking dataset
     vidssl index DATASET --root R   build (and cache) a video index, print a summary table
     vidssl configs [NAME]           list / print / copy the configs that ship with vidssl
+    vidssl export --checkpoint P    an encoder as a Hub-style folder (safetensors + model card)
     vidssl pretrain --config C      self-supervised pretraining (DDP under torchrun)
     vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics / zeroshot
     vidssl compare                  every method, one budget, one protocol, one table
@@ -255,6 +256,69 @@ def cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- export
+def export_card(checkpoint: dict, checkpoint_path: str, results: str | None) -> tuple[dict, dict]:
+    """Model-card facts and the ``source`` record of a training checkpoint (and eval results)."""
+    import platform
+
+    import torch
+
+    import vidssl
+
+    cfg = checkpoint.get("config") or {}
+    method, data, train = cfg.get("method") or {}, cfg.get("data") or {}, cfg.get("train") or {}
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint_path)))
+    saved = os.path.join(run_dir, "config.yaml")
+    command = checkpoint.get("command") or (
+        f"vidssl pretrain --config {saved}" if os.path.isfile(saved) else None)
+    card = {
+        "method": method.get("name"), "method_params": method.get("params") or {},
+        "dataset": data.get("dataset"),
+        "data": {k: data.get(k) for k in ("dataset", "split", "subset") if data.get(k) is not None},
+        "steps": checkpoint.get("step"), "seed": train.get("seed"), "command": command,
+        "versions": {"vidssl": vidssl.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "notes": [f"exported from {os.path.basename(checkpoint_path)} (step {checkpoint.get('step')}); "
+                  f"skipped videos during training: {checkpoint.get('skipped', 0)}"],
+    }
+    if results:
+        from vidssl.eval.report import EvalResults
+
+        card["results_markdown"] = EvalResults.from_json(results).to_markdown()
+    source = {"checkpoint": os.path.abspath(checkpoint_path), "step": checkpoint.get("step"),
+              "method": method.get("name"), "dataset": data.get("dataset")}
+    return card, source
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vidssl.models.hub import export_encoder
+
+    if args.results and not os.path.isfile(args.results):
+        raise VidsslError(f"--results {args.results} not found (a results.json of vidssl eval)")
+    if args.checkpoint:
+        from vidssl.train.checkpoint import load_checkpoint, load_encoder
+
+        encoder = load_encoder(args.checkpoint)
+        card, source = export_card(load_checkpoint(args.checkpoint), args.checkpoint, args.results)
+    else:
+        from vidssl.models.encoders import create_encoder
+
+        encoder = create_encoder(args.encoder, pretrained=args.pretrained)
+        source = {"encoder": args.encoder, "pretrained": args.pretrained}
+        card = {"notes": [f"encoder {args.encoder} with pretrained={args.pretrained!r}"]}
+        if args.results:
+            from vidssl.eval.report import EvalResults
+
+            card["results_markdown"] = EvalResults.from_json(args.results).to_markdown()
+    if args.title:
+        card["title"] = args.title
+    out = export_encoder(encoder, args.out, card=card, source=source, overwrite=args.overwrite)
+    _console().print(f"exported {source.get('method') or args.encoder} encoder to {out}/ "
+                     f"(config.json, model.safetensors, README.md); load it with "
+                     f"--pretrained {out}", markup=False)
+    return 0
+
+
 # ---------------------------------------------------------------- pretrain
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from vidssl.config import load_config
@@ -340,6 +404,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the config to this file instead of printing it")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_configs)
+
+    p = sub.add_parser("export", help="write an encoder as a Hub-style folder (safetensors + card)",
+                       description="Write the encoder of a training checkpoint (or a registered "
+                                   "encoder) as a folder: config.json (architecture and "
+                                   "preprocessing), model.safetensors and a README.md model card "
+                                   "(method, data, steps, evaluation, command). Load it anywhere "
+                                   "with --pretrained FOLDER (or hf:ORG/NAME once uploaded).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a vidssl training checkpoint")
+    src.add_argument("--encoder", help="a registered encoder name (with --pretrained)")
+    p.add_argument("--pretrained", help="with --encoder: weights to load ('default', a path, ...)")
+    p.add_argument("--out", required=True, help="the folder to write")
+    p.add_argument("--results", help="a results.json of vidssl eval to put in the model card")
+    p.add_argument("--title", help="the model card's title")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining from a config",
                        description="Pretrain an encoder with a method (configs/pretrain/*.yaml); "

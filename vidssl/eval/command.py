@@ -31,10 +31,11 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         description="Evaluate an encoder on the train/test splits of a dataset and write "
                     "results.json and results.md to --out (the table is also printed). "
                     "KEY=VALUE overrides go before --splits, or after `--`.")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a vidssl training checkpoint (its encoder is evaluated)")
     src.add_argument("--encoder", help="a registered encoder name (e.g. r3d_tiny)")
-    p.add_argument("--pretrained", help="with --encoder: weights to load ('default', a path, ...)")
+    p.add_argument("--pretrained", help="weights: with --encoder 'default', a path, ...; alone, a "
+                                        "folder written by vidssl export or hf:ORG/NAME")
     p.add_argument("--protocol", action="append", metavar="NAME",
                    help=f"{'|'.join(PROTOCOLS)}|all; repeat or comma-separate (default: all = "
                         f"every protocol but zeroshot)")
@@ -53,7 +54,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 
 def load_eval_encoder(args: argparse.Namespace):
-    """The encoder named by ``--checkpoint`` or ``--encoder [--pretrained]`` (one-line errors)."""
+    """The encoder named by ``--checkpoint``, ``--encoder [--pretrained]`` or ``--pretrained``
+    alone (an exported folder or ``hf:`` reference; one-line errors)."""
+    if not (args.checkpoint or args.encoder or args.pretrained):
+        raise ConfigError("name the encoder: --checkpoint PATH, --encoder NAME [--pretrained W], "
+                          "or --pretrained EXPORTED_FOLDER|hf:ORG/NAME")
+    if not (args.checkpoint or args.encoder):
+        from vidssl.models.hub import load_exported_encoder
+
+        return load_exported_encoder(args.pretrained), os.path.basename(os.path.normpath(args.pretrained))
     if args.checkpoint:
         if args.pretrained:
             raise ConfigError("--pretrained goes with --encoder, not with --checkpoint")

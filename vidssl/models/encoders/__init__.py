@@ -5,6 +5,7 @@
     enc = create_encoder("r3d_tiny")                          # random init, CPU demo size
     enc = create_encoder("r3d_18", pretrained="default")      # torchvision Kinetics-400 weights
     enc = create_encoder("r3d_18", pretrained="run/last.pt")  # vidssl checkpoint / state dict
+    enc = create_encoder("r3d_18", pretrained="exports/mine")  # vidssl export (or hf:org/name)
     spec = encoder_spec(enc)            # {"name": "r3d_18", "kwargs": {...}}, YAML/JSON-safe
     same = create_encoder(spec["name"], **spec["kwargs"])   # same architecture, random init
 
@@ -103,8 +104,10 @@ def create_encoder(name: str, pretrained: Pretrained = None, **kwargs: Any) -> n
     Args:
         name: a registered name (see :func:`list_encoders`).
         pretrained: ``None`` (random init), ``True``/``"default"`` (the encoder's published
-            weights; the ViT encoders also take a Hugging Face hub id or a local directory) or a
-            path to a state dict / vidssl checkpoint (its ``"encoder"`` entry), loaded strictly.
+            weights; the ViT encoders also take a Hugging Face hub id or a local directory), a
+            path to a state dict / ``.safetensors`` file / vidssl checkpoint (its ``"encoder"``
+            entry), or a folder written by ``vidssl export`` / ``hf:ORG/NAME`` (checked against
+            ``name`` and ``kwargs``: :mod:`vidssl.models.hub`), loaded strictly.
         **kwargs: the factory's architecture arguments (see :func:`encoder_defaults`).
 
     Raises:
@@ -120,8 +123,11 @@ def create_encoder(name: str, pretrained: Pretrained = None, **kwargs: Any) -> n
     if unknown:
         raise ConfigError(f"unknown argument(s) {', '.join(map(repr, unknown))} for encoder "
                           f"{name!r}; accepted: {', '.join(defaults) or 'none'}")
-    model = factory(pretrained=pretrained, **kwargs)
     resolved = {**defaults, **kwargs}
+    from vidssl.models.hub import resolve_pretrained
+
+    pretrained = resolve_pretrained(name, resolved, pretrained)  # exported folder, hf:ORG/NAME
+    model = factory(pretrained=pretrained, **kwargs)
     setattr(model, _SPEC_ATTR, {"name": name, "kwargs": _plain(resolved)})
     model.encoder_name = name
     return model
