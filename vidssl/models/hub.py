@@ -88,11 +88,19 @@ def hub_snapshot(ref: str) -> str:
     except ImportError:
         raise MissingDependencyError("huggingface_hub is needed for hf: weights "
                                      "(pip install huggingface_hub)") from None
+    from vidssl.offline import host_reachable, offline_mode
+
+    # no host: the local cache only, at once (huggingface_hub would retry the host first)
+    cache_only = offline_mode() or not host_reachable("huggingface.co")
     try:
         return huggingface_hub.snapshot_download(
-            repo, revision=revision or None, etag_timeout=10,
+            repo, revision=revision or None, etag_timeout=10, local_files_only=cache_only,
             allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, "*.json", "*.safetensors"])
     except Exception as err:  # noqa: BLE001 - offline, 404, gated, auth: many exception types
+        if cache_only:
+            raise VidsslError(f"cannot fetch {ref}: the Hugging Face Hub cannot be reached (or "
+                              f"offline mode is on) and the local cache does not hold it; download "
+                              f"the folder elsewhere and pass its path") from None
         raise VidsslError(
             f"cannot fetch {ref} from the Hugging Face Hub ({_one_line(err, 120)}); offline, "
             f"download the folder elsewhere and pass its path (or set HF_HUB_OFFLINE=1 to use "

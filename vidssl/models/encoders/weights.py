@@ -112,6 +112,13 @@ def download_state_dict(url: str, what: str) -> dict[str, torch.Tensor]:
         VidsslError: the download failed (no network, proxy, hash mismatch); the message names
             the weights, the URL and how to pass a local copy instead.
     """
+    from urllib.parse import urlparse
+
+    from vidssl.offline import require_download
+
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
+    if not os.path.isfile(cached):
+        require_download(what, url, hint=f"or put the file in {os.path.dirname(cached)}/")
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False,
                                                   check_hash=True, weights_only=True)
