@@ -103,7 +103,7 @@ def precompute_flow_videos(root: str, out: str, *, model: str = "raft_small", we
     import numpy as np
 
     from vidssl.data.decoders import open_video
-    from vidssl.data.synthetic.generate import encode_video
+    from vidssl.data.video_io import encode_video
     from vidssl.errors import VideoDecodeError
 
     if not os.path.isdir(root):
