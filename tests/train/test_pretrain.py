@@ -17,8 +17,8 @@ from vidssl.config import load_config
 from vidssl.errors import VidsslError
 from vidssl.methods import register_method
 from vidssl.models.checkpoint import load_checkpoint, load_encoder
-from vidssl.train.config import PretrainConfig
 from vidssl.runtime.optim import NonFiniteLossError
+from vidssl.train.config import PretrainConfig
 from vidssl.train import run as training
 from vidssl.train.loop import pretrain
 from vidssl.train.monitor import read_metrics
