@@ -1,4 +1,5 @@
-"""The one progress bar (rich): training steps, feature extraction, finetuning, tracking."""
+"""The one progress bar (rich): training steps, feature extraction, finetuning, tracking, the
+synthetic dataset, optical flow, attribute generation."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class ProgressBar:
     """
 
     def __init__(self, total: int, description: str, *, completed: int = 0, enabled: bool = True,
-                 stats: bool = False):
+                 stats: bool = False, transient: bool = False, stderr: bool = False):
         self._bar = None
         if not enabled:
             return
@@ -27,7 +28,12 @@ class ProgressBar:
                    TimeElapsedColumn(), TimeRemainingColumn()]
         if stats:
             columns.append(TextColumn("{task.fields[stats]}"))
-        self._bar = Progress(*columns, transient=False)
+        extra = {}
+        if stderr:
+            from rich.console import Console
+
+            extra["console"] = Console(stderr=True)
+        self._bar = Progress(*columns, transient=transient, **extra)
         self._bar.start()
         self._task = self._bar.add_task(description, total=total, completed=completed, stats="")
 
@@ -46,9 +52,10 @@ class ProgressBar:
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
+def progress_bar(enabled: bool, total: int, description: str, *, transient: bool = False,
+                 stderr: bool = False) -> Iterator[Callable[[int], None]]:
     """A :class:`ProgressBar` for the block (a no-op when disabled); yields ``advance(n)``."""
-    bar = ProgressBar(total, description, enabled=enabled)
+    bar = ProgressBar(total, description, enabled=enabled, transient=transient, stderr=stderr)
     try:
         yield bar.advance
     finally:

@@ -18,7 +18,6 @@ of generation change nothing.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -33,6 +32,7 @@ from vidssl.data.synthetic.appearance import STREAM_DYNAMICS, clip_appearance
 from vidssl.data.synthetic.classes import SYNTHETIC_CLASSES, render_clip
 from vidssl.data.video_io import encode_video
 from vidssl.errors import ConfigError, DatasetError
+from vidssl.runtime.progress import progress_bar
 
 FORMAT_VERSION = 1
 CONTAINERS = ("avi", "mp4", "mixed")
@@ -149,17 +149,8 @@ def _worker_init() -> None:
 
 
 def _execute(jobs: list[dict], workers: int, progress: bool) -> list[tuple[str, int, dict]]:
-    bar = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
-
-        bar = Progress(TextColumn("make-synthetic"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), console=Console(stderr=True), transient=False)
     results = []
-    with bar if bar is not None else contextlib.nullcontext():
-        task = bar.add_task("videos", total=len(jobs)) if bar is not None else None
+    with progress_bar(progress, len(jobs), "make-synthetic", stderr=True) as advance:
         if workers <= 1 or len(jobs) <= 1:
             it = map(_run_job, jobs)
             pool = None
@@ -175,8 +166,7 @@ def _execute(jobs: list[dict], workers: int, progress: bool) -> list[tuple[str, 
         try:
             for res in it:
                 results.append(res)
-                if bar is not None:
-                    bar.advance(task)
+                advance(1)
         finally:
             if pool is not None:
                 pool.terminate()
