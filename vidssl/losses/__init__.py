@@ -15,7 +15,8 @@
 from vidssl.losses.coclr import mine_positives, multi_positive_nce, queue_positives
 from vidssl.losses.dpc import DenseContrastiveLoss
 from vidssl.losses.info_nce import InfoNCELoss, gather_batch, nt_xent, nt_xent_logits
-from vidssl.losses.lss import class_attribute_alignment, concept_distillation, entropy_alignment
+from vidssl.losses.lss import (class_attribute_alignment, concept_alignment, concept_distillation,
+                               entropy_alignment, update_center)
 from vidssl.losses.tclr import GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss, local_view_pairs
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "mine_positives",
     "queue_positives",
     "concept_distillation",
+    "concept_alignment",
     "class_attribute_alignment",
     "entropy_alignment",
+    "update_center",
 ]

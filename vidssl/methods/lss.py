@@ -6,11 +6,10 @@ named parameter (``docs/language.md`` has the confirmed-vs-chosen table).
 - **Views** (:class:`~vidssl.data.samplers.GlobalLocalSampler`): ``num_global`` global clips and
   ``num_local`` local clips per video, each at its own random time; global crops cover 40-100%
   of the frame, local crops 5-40% (SVT / DINO's recipe), colour jitter, grayscale, flip.
-- **Student / teacher**: the encoder (any registered one) + a projection head to the CLIP text
-  width ``E`` (:func:`~vidssl.models.heads.concept_head`; ``head``: ``"mlp"`` (DINO-style, GELU), ``"linear"``, ``"identity"`` when the
-  encoder already outputs CLIP's joint space, e.g. CLIP-temporal; ``"auto"`` picks identity when
-  the widths agree, else the MLP), L2-normalised. The teacher is an EMA of the student, momentum
-  ``momentum`` -> 1 on a cosine schedule; it sees the global views only.
+- **Student / teacher**: the encoder (any registered one) + a head into the CLIP text width ``E``
+  (:func:`~vidssl.models.heads.concept_head`: an MLP, a Linear, or identity when the encoder
+  already embeds in CLIP's joint space, e.g. CLIP-temporal), L2-normalised. The teacher is an
+  EMA of the student, momentum ``momentum`` -> 1 on a cosine schedule; it sees the globals only.
 - **Concept space** (:mod:`vidssl.language.concept_space`): frozen CLIP text embeddings of the
   vocabulary's classes and their attributes (curated file or a generated one), a buffer of the
   method (saved in checkpoints). Visual embeddings are projected onto it: ``s = z C^T``.
@@ -36,12 +35,12 @@ from torch import nn
 from vidssl.data.samplers import GlobalLocalSampler
 from vidssl.data.transforms import RandomResizedCrop, dino_augment
 from vidssl.errors import ConfigError
-from vidssl.losses.lss import ALIGNMENT_FORMS, class_attribute_alignment, concept_distillation, entropy_alignment
 from vidssl.language.concept_space import MODES, vocabulary_concept_space
+from vidssl.losses.lss import (ALIGNMENT_FORMS, concept_alignment, concept_distillation, mean_entropy,
+                               teacher_distribution, update_center)
 from vidssl.methods import building_parts, check_choice, check_ints, check_range, param_error, register_method
 from vidssl.methods.common import ema_update, norm_kwargs
 from vidssl.models.heads import HEAD_KINDS, concept_head
-from vidssl.runtime import dist
 
 __all__ = ["LSSParams", "LSS"]
 
@@ -178,8 +177,7 @@ class LSS(nn.Module):
         with torch.no_grad():
             globals_ = [self.global_aug(v) for v in views[: p.num_global]]
             locals_ = [self.local_aug(v) for v in views[p.num_global:]]
-        b = views[0].shape[0]
-        c = self.concepts
+        b, c = views[0].shape[0], self.concepts
         # student: globals in one call, locals in another (equal shapes within each group)
         z_g = self.embed(torch.cat(globals_))
         s_student = list((z_g @ c.T).split(b))
@@ -189,23 +187,14 @@ class LSS(nn.Module):
         with torch.no_grad():
             s_teacher = list((self.embed(torch.cat(globals_), teacher=True) @ c.T).split(b))
         distill = concept_distillation(s_teacher, s_student, self.center, p.teacher_temp, p.student_temp)
-        if p.alignment == "class_attribute":
-            align = sum(class_attribute_alignment(s_student[j], s_teacher[i], self.class_index, self.num_classes,
-                                                  self.center, p.teacher_temp, p.student_temp)
-                        for i in range(p.num_global) for j in range(p.num_global) if i != j or p.num_global == 1)
-            align = align / max(1, p.num_global * (p.num_global - 1))
-        elif p.alignment == "entropy":
-            align = sum(entropy_alignment(s, p.student_temp) for s in s_student) / len(s_student)
-        else:
-            align = torch.zeros((), device=c.device)
+        align = concept_alignment(p.alignment, s_student, s_teacher, self.class_index, self.num_classes,
+                                  self.center, p.teacher_temp, p.student_temp)
         loss = p.distill_weight * distill + p.align_weight * align
         with torch.no_grad():
             t_all = torch.cat(s_teacher)
-            probs = F.softmax((t_all - self.center) / p.teacher_temp, dim=-1)
-            entropy = -(probs * probs.clamp_min(1e-8).log()).sum(-1).mean()
+            entropy = mean_entropy(teacher_distribution(t_all, self.center, p.teacher_temp))
             agree = (s_student[0].argmax(-1) == s_teacher[-1].argmax(-1)).float().mean()
-            mean = dist.all_reduce_mean(t_all.mean(dim=0))
-            self.center.mul_(p.center_momentum).add_(mean, alpha=1 - p.center_momentum)
+            update_center(self.center, t_all, p.center_momentum)
         return {"loss": loss, "loss_distill": distill.detach(), "loss_align": align.detach(),
                 "teacher_entropy": entropy, "agreement": agree,
                 "momentum": torch.tensor(self._momentum, device=c.device)}

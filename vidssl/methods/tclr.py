@@ -37,8 +37,7 @@ from torch import nn
 from vidssl.data.samplers import TCLRSampler
 from vidssl.data.transforms import cvrl_augment, tclr_augment
 from vidssl.errors import ConfigError
-from vidssl.losses import GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss
-from vidssl.losses.tclr import LOCAL_PAIRS
+from vidssl.losses.tclr import LOCAL_PAIRS, GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss
 from vidssl.methods import building_parts, check_choice, check_ints, check_range, param_error, register_method
 from vidssl.methods.common import norm_kwargs
 from vidssl.models.heads import TCLRProjectionHead
@@ -192,14 +191,6 @@ class TCLR(nn.Module):
         p = self.params
         loss_ic = ic_global + ic_local
         loss = p.ic_weight * loss_ic + p.ll_weight * loss_ll + p.gl_weight * loss_gl
-        return {
-            "loss": loss,
-            "loss_ic": loss_ic.detach(),
-            "loss_ic_global": ic_global.detach(),
-            "loss_ic_local": ic_local.detach(),
-            "loss_ll": loss_ll.detach(),
-            "loss_gl": loss_gl.detach(),
-            **stats,
-            "acc_ll": stats_ll["acc"],
-            "acc_gl": stats_gl["acc"],
-        }
+        return {"loss": loss, "loss_ic": loss_ic.detach(), "loss_ic_global": ic_global.detach(),
+                "loss_ic_local": ic_local.detach(), "loss_ll": loss_ll.detach(), "loss_gl": loss_gl.detach(),
+                **stats, "acc_ll": stats_ll["acc"], "acc_gl": stats_gl["acc"]}
