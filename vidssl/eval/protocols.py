@@ -9,8 +9,9 @@ of ``"all"``), an optional ``setup(ctx) -> object`` run once per evaluation (its
 ``linear``, ``knn``, ``retrieval`` and ``diagnostics`` share one feature extraction (frozen
 encoder); ``finetune`` trains a copy of the encoder per split; ``zeroshot`` classifies test
 videos with a CLIP text classifier (:mod:`vidssl.eval.zeroshot`; asked for by name, not part of
-``all``). A new protocol is its runner plus one :func:`register_protocol` call (and its settings
-section in :class:`~vidssl.eval.config.EvalConfig` when it has settings).
+``all``). A new protocol is its runner (here, or in its own module registered here by its
+``lazy`` path) plus one :func:`register_protocol` call, and its settings section in
+:class:`~vidssl.eval.config.EvalConfig` when it has settings.
 """
 
 from __future__ import annotations
@@ -82,11 +83,12 @@ class EvalSplit:
 PROTOCOLS: Registry[Callable[[EvalSplit], dict]] = Registry("protocol")
 
 
-def register_protocol(name: str, runner: Callable[[EvalSplit], dict] | None = None, *, features: bool = False,
-                      in_all: bool = True, setup: Callable[[EvalContext], Any] | None = None,
+def register_protocol(name: str, runner: Callable[[EvalSplit], dict] | None = None, *, lazy: str | None = None,
+                      features: bool = False, in_all: bool = True, setup: Callable[[EvalContext], Any] | None = None,
                       note: Callable[[EvalConfig], str] | None = None) -> Any:
-    """Register ``runner`` (or, without it, the decorated function) as protocol ``name``."""
-    return PROTOCOLS.register(name, runner, features=features, in_all=in_all, setup=setup, note=note)
+    """Register ``runner`` (or ``lazy``, its ``"module:function"`` path, imported on first use; or,
+    without either, the decorated function) as protocol ``name``."""
+    return PROTOCOLS.register(name, runner, lazy=lazy, features=features, in_all=in_all, setup=setup, note=note)
 
 
 def resolve_protocols(protocols: str | Sequence[str]) -> list[str]:
