@@ -121,19 +121,8 @@ class CoCLRParams:
         check_choice("coclr", "queue_same_video", self.queue_same_video, SAME_VIDEO)
         check_choice("coclr", "stage", self.stage, STAGES)
         check_choice("coclr", "second_modality", self.second_modality, SECOND_MODALITIES)
-        modalities = ("rgb", self.second_modality)
-        trained: set[str] = set()
-        for i, entry in enumerate(self.schedule):
-            stage, _, modality = str(entry).partition(":")
-            if stage not in STAGES or modality not in modalities:
-                raise bad(f"schedule[{i}]", f"must be 'STAGE:MODALITY' with STAGE in {STAGES} and "
-                                            f"MODALITY in {modalities}, got {entry!r}")
-            other = self.second_modality if modality == "rgb" else "rgb"
-            if stage == "cotrain" and other not in trained and not self.other_checkpoint:
-                raise bad(f"schedule[{i}]", f"{entry!r} needs a trained {other} network: an earlier "
-                                            f"stage that trains it, or other_checkpoint")
-            trained.add(modality)
-        if self.train_modality not in modalities:
+        plan_stages(self)  # a schedule that cannot run is an error now, not at its stage
+        if self.train_modality not in ("rgb", self.second_modality):
             raise bad("train_modality", f"must be 'rgb' or the second modality "
                                         f"({self.second_modality!r}), got {self.train_modality!r}")
         if self.stage == "cotrain" and not self.other_checkpoint and not self.schedule:
@@ -157,14 +146,21 @@ def plan_stages(p: CoCLRParams) -> list[Stage]:
     """The stages of ``p.schedule`` (none without one), each named ``stageN_STAGE_MODALITY``; a
     co-training stage's ``other_checkpoint`` is the other modality's latest earlier stage (or
     the given ``other_checkpoint``), and a modality trained before continues from its latest
-    checkpoint (``init_checkpoint``)."""
+    checkpoint (``init_checkpoint``). A malformed entry, or a co-training stage with no trained
+    other network, is a one-line ``ConfigError`` naming ``schedule[i]``."""
     other = {"rgb": p.second_modality, p.second_modality: "rgb"}
     latest: dict[str, tuple[str, str]] = {}  # modality -> ("path", file) or ("stage", stage name)
-    if p.other_checkpoint:
+    if p.other_checkpoint and p.train_modality in other:
         latest[other[p.train_modality]] = ("path", p.other_checkpoint)
     stages = []
     for i, entry in enumerate(p.schedule):
-        stage, _, modality = entry.partition(":")
+        stage, _, modality = str(entry).partition(":")
+        if stage not in STAGES or modality not in other:
+            raise param_error("coclr", f"schedule[{i}]", f"must be 'STAGE:MODALITY' with STAGE in {STAGES} and "
+                                                         f"MODALITY in {tuple(other)}, got {entry!r}")
+        if stage == "cotrain" and other[modality] not in latest:
+            raise param_error("coclr", f"schedule[{i}]", f"{entry!r} needs a trained {other[modality]} network: "
+                                                         f"an earlier stage that trains it, or other_checkpoint")
         name = f"stage{i + 1}_{stage}_{modality}"
         params, refs = {"schedule": [], "stage": stage, "train_modality": modality}, {}
         wanted = ([("other_checkpoint", other[modality])] if stage == "cotrain" else []) + (
