@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import logging
 import os
 import sys
@@ -67,18 +68,26 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- index
 def _index_kwargs(args: argparse.Namespace) -> dict:
+    from vidssl.data.index import DATASETS, dataset_arguments
+
+    accepted = dataset_arguments(args.dataset)
     kw: dict = {"backend": args.backend, "workers": args.workers, "progress": not args.quiet}
-    if args.dataset in ("ucf101", "hmdb51", "synthetic"):
+    if DATASETS.info(args.dataset)["splits"]:
         kw.update(split=args.split, subset=args.subset)
-    if args.annotations and args.dataset in ("ucf101", "hmdb51"):
-        kw["annotations"] = args.annotations
-    if args.dataset == "kinetics_csv":
-        if not args.csv:
-            raise VidsslError("kinetics_csv needs --csv PATH (annotation CSV)")
-        kw["csv"] = args.csv
+    for flag in ("annotations", "csv"):  # the builder's own arguments that have a flag here
+        if flag in accepted and getattr(args, flag):
+            kw[flag] = getattr(args, flag)
+        elif accepted.get(flag, None) is inspect.Parameter.empty:
+            raise VidsslError(f"{args.dataset} needs --{flag} PATH")
     if args.no_cache:
         kw["cache"] = False
     return kw
+
+
+def _dataset_names() -> list[str]:
+    from vidssl.data.index import DATASETS
+
+    return DATASETS.names()
 
 
 def print_index_summary(indexes: Sequence, console=None, title: str = "video index") -> None:
@@ -322,12 +331,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- pretrain
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from vidssl.config import load_config
+    from vidssl.runtime import dist
     from vidssl.train.config import PretrainConfig
-    from vidssl.train.loop import pretrain
+    from vidssl.train.run import run
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
-    result = pretrain(cfg, resume=args.resume if args.resume != "last" else True)
-    from vidssl.train import dist
+    result = run(cfg, resume=args.resume if args.resume != "last" else True)
 
     if dist.is_main():
         last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
@@ -382,11 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build a video index and print its summary",
                        description="Index a dataset (metadata cached by path, size and mtime, so "
                                    "a second build is near-instant) and print a summary table.")
-    p.add_argument("dataset", choices=["ucf101", "hmdb51", "kinetics_csv", "folder", "synthetic"])
+    p.add_argument("dataset", choices=_dataset_names())
     p.add_argument("--root", required=True, help="dataset root folder")
     p.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="official split")
     p.add_argument("--subset", default="train", choices=["train", "test"])
-    p.add_argument("--annotations", help="folder of split files (default: searched under root)")
+    p.add_argument("--annotations", help="folder of split files (ucf101, hmdb51; default: searched under root)")
     p.add_argument("--csv", help="annotation CSV (kinetics_csv)")
     p.add_argument("--backend", default="torchcodec", help="decoder used to probe files")
     p.add_argument("--workers", type=int, default=1, help="parallel probes (%(default)s)")
@@ -521,6 +530,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results folder (%(default)s)")
     p.set_defaults(func=cmd_bench_gpu)
     return parser
+
+
+def bench_on_synthetic(benchmark: str, argv: list[str]) -> int:
+    """``vidssl bench BENCHMARK ARGV``, writing the synthetic dataset first when ``--root`` (default
+    ``data/synthetic``) does not exist yet (what the ``benchmarks/*.py`` scripts do)."""
+    root = argv[argv.index("--root") + 1] if "--root" in argv[:-1] else DEFAULT_SYNTHETIC_ROOT
+    if not os.path.isdir(root):
+        rc = main(["make-synthetic", "--out", root])
+        if rc:
+            return rc
+    return main(["bench", benchmark, *argv])
 
 
 def _version() -> str:

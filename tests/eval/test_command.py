@@ -74,7 +74,7 @@ def test_one_line_errors(small_synthetic, tmp_path):
 
 
 def test_checkpoint_run_writes_results(small_synthetic, tmp_path, monkeypatch, capsys):
-    import vidssl.train.checkpoint as checkpoint
+    import vidssl.models.checkpoint as checkpoint
 
     (tmp_path / "c.pt").write_bytes(b"placeholder")
     seen = []

@@ -15,7 +15,8 @@ from vidssl.data.transforms import Compose, ToFloat, ToModelLayout, cvrl_augment
 from vidssl.errors import ConfigError
 from vidssl.methods import create_method, list_methods, method_params
 from vidssl.methods.cvrl import CVRLParams, cvrl_view_augment
-from vidssl.methods.tclr import RandomChannelDrop, RandomErase, TCLRParams, temporal_slices
+from vidssl.data.transforms import RandomChannelDrop, RandomErase
+from vidssl.methods.tclr import TCLRParams, temporal_slices
 from vidssl.models.encoders import Preprocess, create_encoder
 
 B, SIDE, CROP = 4, 40, 32

@@ -24,7 +24,7 @@ __all__ = ["add_eval_parser", "cmd_eval", "load_eval_encoder"]
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``eval`` sub-command to a ``vidssl`` sub-parser set; returns its parser."""
     from vidssl.eval.protocols import PROTOCOLS
-    from vidssl.eval.run import EVAL_DATASETS
+    from vidssl.eval.run import eval_datasets
 
     p = subparsers.add_parser(
         "eval", help="linear / kNN / retrieval / finetune / diagnostics / zero-shot evaluation",
@@ -37,9 +37,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--pretrained", help="weights: with --encoder 'default', a path, ...; alone, a "
                                         "folder written by vidssl export or hf:ORG/NAME")
     p.add_argument("--protocol", action="append", metavar="NAME",
-                   help=f"{'|'.join(PROTOCOLS)}|all; repeat or comma-separate (default: all = "
+                   help=f"{'|'.join(PROTOCOLS.names(sort=False))}|all; repeat or comma-separate (default: all = "
                         f"every protocol but zeroshot)")
-    p.add_argument("--dataset", required=True, choices=list(EVAL_DATASETS))
+    p.add_argument("--dataset", required=True, choices=eval_datasets())
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--splits", type=int, nargs="+", default=None, metavar="N",
                    help="official splits to evaluate (default: 1 2 3)")
@@ -68,15 +68,11 @@ def load_eval_encoder(args: argparse.Namespace):
             raise ConfigError("--pretrained goes with --encoder, not with --checkpoint")
         if not os.path.isfile(args.checkpoint):
             raise VidsslError(f"checkpoint not found: {args.checkpoint}")
-        try:
-            from vidssl.train.checkpoint import load_encoder
-        except ImportError as err:
-            raise VidsslError(f"cannot load checkpoints in this install ({err})") from None
+        from vidssl.models.checkpoint import load_encoder
+
         return load_encoder(args.checkpoint, map_location="cpu"), os.path.basename(args.checkpoint)
-    try:
-        from vidssl.models.encoders import create_encoder
-    except ImportError as err:
-        raise VidsslError(f"no encoder registry in this install ({err})") from None
+    from vidssl.models.encoders import create_encoder
+
     kwargs = {"pretrained": args.pretrained} if args.pretrained else {}
     return create_encoder(args.encoder, **kwargs), args.encoder
 

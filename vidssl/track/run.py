@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from vidssl.errors import ConfigError
+from vidssl.runtime.device import resolve_device
+from vidssl.runtime.progress import progress_bar
 from vidssl.track.adapter import AppearanceAdapter, build_adapter
 from vidssl.track.association import AssociationConfig, AssociationTracker, roi_features
 from vidssl.track.datasets import resolve_dataset, write_mot_results
@@ -217,8 +219,6 @@ def run_tracking(task: str, data: str, *, encoder: str | nn.Module | None = None
         The results dict written to ``results.json``: ``summary`` (J&F / AUC / MOTA, IDF1),
         ``sequences``, ``appearance``, ``speed`` (frames/s including feature extraction).
     """
-    from vidssl.eval.features import progress_bar, resolve_device
-
     if task not in TASKS:
         raise ConfigError(f"unknown tracking task {task!r}; expected one of {', '.join(TASKS)}")
     cfg = (config or TrackConfig()).validate()

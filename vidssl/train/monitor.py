@@ -12,6 +12,8 @@ import logging
 import os
 from typing import Any
 
+from vidssl.runtime.progress import ProgressBar
+
 log = logging.getLogger("vidssl")
 
 
@@ -38,14 +40,7 @@ class RunMonitor:
                 log.warning("tensorboard is not installed: no TensorBoard scalars "
                             "(pip install tensorboard)")
         if progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(),
-                                      TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-                                      transient=False)
-            self._progress.start()
-            self._task = self._progress.add_task("steps", total=total_steps, completed=start_step,
-                                                 stats="")
+            self._progress = ProgressBar(total_steps, "pretrain", completed=start_step, stats=True)
 
     def step(self, step: int, scalars: dict[str, float]) -> None:
         """Record optimizer step ``step`` (1-based count of steps done)."""
@@ -61,13 +56,13 @@ class RunMonitor:
                  f"{scalars.get('clips_per_s', 0):.1f} clips/s  "
                  f"data wait {100 * scalars.get('data_wait', 0):.0f}%")
         if self._progress is not None:
-            self._progress.update(self._task, completed=step, stats=stats)
+            self._progress.update(step, stats)
         elif step % self.log_every == 0 or step == self.total_steps:
             log.info("step %d/%d  %s", step, self.total_steps, stats)
 
     def close(self) -> None:
         if self._progress is not None:
-            self._progress.stop()
+            self._progress.close()
         if self._writer is not None:
             self._writer.close()
         if self._metrics is not None:

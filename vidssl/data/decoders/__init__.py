@@ -1,6 +1,7 @@
 """Video decoders behind one protocol: frame indices in, ``uint8 (T, C, H, W)`` out."""
 
 from vidssl.data.decoders.base import (
+    DECODERS,
     DEFAULT_BACKEND,
     DEFAULT_MAX_FRAME_PIXELS,
     VideoDecoder,
@@ -15,6 +16,7 @@ from vidssl.data.decoders.base import (
 )
 
 __all__ = [
+    "DECODERS",
     "DEFAULT_BACKEND",
     "DEFAULT_MAX_FRAME_PIXELS",
     "VideoDecoder",

@@ -19,7 +19,6 @@ names against its signature, so an unknown argument is a :class:`~vidssl.errors.
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, TypeVar
@@ -29,8 +28,10 @@ from torch import nn
 from vidssl.errors import ConfigError
 from vidssl.models.encoders.base import Preprocess, VideoEncoder
 from vidssl.models.encoders.weights import Pretrained
+from vidssl.registry import Registry
 
 __all__ = [
+    "ENCODERS",
     "Preprocess",
     "VideoEncoder",
     "register_encoder",
@@ -42,7 +43,9 @@ __all__ = [
 
 Factory = TypeVar("Factory", bound=Callable[..., nn.Module])
 
-_ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+#: Encoder factories by name; the modules of this package are imported on the first lookup
+#: (each registers its factories with :func:`register_encoder`), so a new encoder is one file.
+ENCODERS: Registry[Callable[..., nn.Module]] = Registry("encoder", discover="vidssl.models.encoders")
 _SPEC_ATTR = "_vidssl_encoder_spec"
 
 
@@ -50,36 +53,20 @@ def register_encoder(name: str) -> Callable[[Factory], Factory]:
     """Decorator: register ``fn(*, pretrained=None, **arch_kwargs) -> nn.Module`` as ``name``."""
 
     def deco(fn: Factory) -> Factory:
-        if name in _ENCODERS and _ENCODERS[name] is not fn:
-            raise ConfigError(f"encoder name {name!r} is already registered")
-        params = inspect.signature(fn).parameters
-        if "pretrained" not in params:
+        if "pretrained" not in inspect.signature(fn).parameters:
             raise ConfigError(f"encoder factory {fn.__qualname__} must accept 'pretrained'")
-        _ENCODERS[name] = fn
-        return fn
+        return ENCODERS.register(name, fn)
 
     return deco
 
 
-def _load_builtin() -> None:
-    import vidssl.models.encoders.resnet3d  # noqa: F401
-    import vidssl.models.encoders.s3d  # noqa: F401
-    import vidssl.models.encoders.video_vit  # noqa: F401  (transformers imported lazily)
-    import vidssl.models.encoders.clip_temporal  # noqa: F401  (open_clip imported lazily)
-
-
 def list_encoders(pattern: str | None = None) -> list[str]:
     """Registered names, sorted; ``pattern`` is a shell glob such as ``"*_tiny"``."""
-    _load_builtin()
-    names = sorted(_ENCODERS)
-    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+    return ENCODERS.names(pattern)
 
 
 def _factory(name: str) -> Callable[..., nn.Module]:
-    _load_builtin()
-    if name not in _ENCODERS:
-        raise ConfigError(f"unknown encoder {name!r}; known: {', '.join(sorted(_ENCODERS))}")
-    return _ENCODERS[name]
+    return ENCODERS[name]
 
 
 def encoder_defaults(name: str) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Checkpoints: one file per save, written atomically, loadable with ``weights_only=True``.
+"""Checkpoint files: one file per save, written atomically, loadable with ``weights_only=True``;
+and rebuilding what they hold (:func:`load_encoder`, :func:`load_module_state`).
+
+Beside the models so that evaluation, tracking, CoCLR's frozen network, the demo and the
+comparison read checkpoints without importing the trainer.
 
 A checkpoint is a dict of tensors and plain Python values::
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -110,21 +114,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore :func:`rng_state`'s streams. The states may have been loaded onto a GPU with the
-    rest of a checkpoint; torch only accepts them as CPU byte tensors."""
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
 def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the encoder saved in a checkpoint (architecture from ``encoder_spec``)."""
     from vidssl.models.encoders import create_encoder
@@ -140,3 +129,20 @@ def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cp
         raise VidsslError(f"checkpoint {os.fspath(path)} does not fit encoder {spec['name']!r}: "
                           f"{' '.join(str(err).split())[:200]}") from None
     return encoder.to(map_location)
+
+
+def submodule_state(model_state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a method's state dict (a checkpoint's ``model``) under ``prefix.``, with
+    the prefix removed: what ``method.<prefix>.load_state_dict`` takes."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in model_state.items() if k.startswith(prefix + ".")}
+
+
+def load_submodule(module: nn.Module, model_state: Mapping[str, torch.Tensor], prefix: str, where: str) -> None:
+    """Load :func:`submodule_state` into ``module`` strictly; a mismatch is one line naming
+    ``where`` (e.g. ``init_checkpoint PATH``) and the part."""
+    try:
+        module.load_state_dict(submodule_state(model_state, prefix))
+    except RuntimeError as err:
+        raise VidsslError(f"{where}: its {prefix} does not fit this network: "
+                          f"{' '.join(str(err).split())[:160]}") from None
