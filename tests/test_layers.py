@@ -18,7 +18,7 @@ PACKAGE = ROOT / "vidssl"
 #: Floors, bottom up: a module may import modules of a lower floor or of its own package.
 #: Packages on one floor never import each other.
 FLOORS: list[tuple[str, ...]] = [
-    ("vidssl", "vidssl.errors", "vidssl.security", "vidssl.config", "vidssl.registry"),
+    ("vidssl", "vidssl.errors", "vidssl.security", "vidssl.config", "vidssl.registry", "vidssl.offline"),
     ("vidssl.runtime",),
     ("vidssl.data",),
     ("vidssl.language",),

@@ -28,7 +28,7 @@ def no_network(monkeypatch):
 
 
 def test_require_download_says_what_and_how(no_network, monkeypatch):
-    with pytest.raises(VidsslError, match="cannot download the thing: example.org cannot be reached") as info:
+    with pytest.raises(VidsslError, match="cannot download the thing from https://example.org/w.pt: example.org cannot be reached") as info:
         offline.require_download("the thing", "https://example.org/w.pt", hint="try X")
     assert str(info.value).endswith("try X") and "\n" not in str(info.value)
     monkeypatch.setenv("VIDSSL_OFFLINE", "1")

@@ -300,12 +300,12 @@ def export_card(checkpoint: dict, checkpoint_path: str, results: str | None) -> 
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from vidssl.models.hub import export_encoder
+    from vidssl.models.export import export_encoder
 
     if args.results and not os.path.isfile(args.results):
         raise VidsslError(f"--results {args.results} not found (a results.json of vidssl eval)")
     if args.checkpoint:
-        from vidssl.train.checkpoint import load_checkpoint, load_encoder
+        from vidssl.models.checkpoint import load_checkpoint, load_encoder
 
         encoder = load_encoder(args.checkpoint)
         card, source = export_card(load_checkpoint(args.checkpoint), args.checkpoint, args.results)

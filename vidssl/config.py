@@ -12,7 +12,8 @@ import dataclasses
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -96,6 +97,17 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None,
         raise ConfigError(f"cannot read config {where}: {' '.join(str(err).split())}") from None
     check_no_secrets(config, where if path is None else os.fspath(path))
     return config
+
+
+def plain_data(value: Any) -> Any:
+    """Tuples, lists and mappings (OmegaConf containers included) as plain lists / dicts with
+    string keys, so a value survives YAML, JSON and ``torch.load(weights_only=True)`` and compares
+    equal to its own round trip."""
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [plain_data(v) for v in value]
+    return value
 
 
 def to_dict(config: Any) -> dict:

@@ -51,5 +51,5 @@ def require_download(what: str, where: str, hint: str = "") -> None:
     reason = ("offline mode is on (HF_HUB_OFFLINE / VIDSSL_OFFLINE)" if offline_mode()
               else None if host and host_reachable(host) else f"{host} cannot be reached")
     if reason:
-        raise VidsslError(f"cannot download {what}: {reason}; {OFFLINE_RECIPE}"
+        raise VidsslError(f"cannot download {what} from {where}: {reason}; {OFFLINE_RECIPE}"
                           + (f"; {hint}" if hint else ""))

@@ -12,8 +12,8 @@ import torch
 from tests.train.test_pretrain import tiny_config
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.models.encoders import create_encoder, encoder_spec
-from vidssl.models.hub import (EXPORT_FORMAT, export_encoder, is_export_folder, load_exported_encoder,
-                               read_export_config)
+from vidssl.models.export import export_encoder, load_exported_encoder
+from vidssl.models.hub import EXPORT_FORMAT, is_export_folder, read_export_config
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -111,7 +111,7 @@ def test_export_cli_then_eval_with_the_folder_gives_identical_features(tiny_synt
     from vidssl.cli import main
     from vidssl.data.index import build_index
     from vidssl.eval.features import extract_features
-    from vidssl.train.checkpoint import load_encoder
+    from vidssl.models.checkpoint import load_encoder
     from vidssl.train.loop import pretrain
 
     result = pretrain(tiny_config(tiny_synthetic, tmp_path / "run", "train.max_steps=2"))

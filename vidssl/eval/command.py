@@ -60,7 +60,7 @@ def load_eval_encoder(args: argparse.Namespace):
         raise ConfigError("name the encoder: --checkpoint PATH, --encoder NAME [--pretrained W], "
                           "or --pretrained EXPORTED_FOLDER|hf:ORG/NAME")
     if not (args.checkpoint or args.encoder):
-        from vidssl.models.hub import load_exported_encoder
+        from vidssl.models.export import load_exported_encoder
 
         return load_exported_encoder(args.pretrained), os.path.basename(os.path.normpath(args.pretrained))
     if args.checkpoint:

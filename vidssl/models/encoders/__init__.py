@@ -20,11 +20,11 @@ names against its signature, so an unknown argument is a :class:`~vidssl.errors.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
 from typing import Any, Callable, TypeVar
 
 from torch import nn
 
+from vidssl.config import plain_data
 from vidssl.errors import ConfigError
 from vidssl.models.encoders.base import Preprocess, VideoEncoder
 from vidssl.models.encoders.weights import Pretrained
@@ -75,16 +75,6 @@ def encoder_defaults(name: str) -> dict[str, Any]:
     return {k: p.default for k, p in params.items() if k != "pretrained"}
 
 
-def _plain(value: Any) -> Any:
-    """Tuples (and OmegaConf containers) become lists / dicts, so a spec survives YAML, JSON and
-    ``torch.load(weights_only=True)``."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def create_encoder(name: str, pretrained: Pretrained = None, **kwargs: Any) -> nn.Module:
     """Build encoder ``name`` with architecture arguments ``kwargs``.
 
@@ -115,7 +105,7 @@ def create_encoder(name: str, pretrained: Pretrained = None, **kwargs: Any) -> n
 
     pretrained = resolve_pretrained(name, resolved, pretrained)  # exported folder, hf:ORG/NAME
     model = factory(pretrained=pretrained, **kwargs)
-    setattr(model, _SPEC_ATTR, {"name": name, "kwargs": _plain(resolved)})
+    setattr(model, _SPEC_ATTR, {"name": name, "kwargs": plain_data(resolved)})
     model.encoder_name = name
     return model
 
@@ -131,4 +121,4 @@ def encoder_spec(module: nn.Module) -> dict[str, Any]:
     if spec is None:
         raise ConfigError(f"{type(module).__name__} was not built by create_encoder; "
                           f"no encoder spec to save")
-    return {"name": spec["name"], "kwargs": _plain(spec["kwargs"])}
+    return {"name": spec["name"], "kwargs": plain_data(spec["kwargs"])}
