@@ -40,16 +40,16 @@ def test_evaluate_all_but_finetune(small_synthetic, tiny_encoder):
 
 
 def test_features_are_extracted_once_for_all_splits(small_synthetic, tiny_encoder, monkeypatch):
-    import vidssl.eval.run as run
+    import vidssl.eval.cache as cache
 
     calls = []
-    real = run.extract_features
+    real = cache.extract_features
 
     def counting(encoder, index, **kw):
         calls.append(len(index))
         return real(encoder, index, **kw)
 
-    monkeypatch.setattr(run, "extract_features", counting)
+    monkeypatch.setattr(cache, "extract_features", counting)
     res = evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1, 2, 3],
                    protocols=["knn"], config=small_config(), progress=False)
     assert calls == [18]                               # 3 x 18 split videos, 18 distinct
