@@ -45,7 +45,13 @@ def test_bad_command_lines_exit(argv, capsys):
 def test_help(capsys):
     with pytest.raises(SystemExit):
         parser().parse_args(["eval", "--help"])
-    assert "--checkpoint" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--checkpoint" in out
+    from vidssl.eval.presets import PRESETS
+
+    for name in [*PRESETS, "attentive", "linear:fast"]:        # every preset and the attentive probe
+        assert f"  {name} " in out, name
+    assert "bn.mode=keep" in out and "linear:tclr.epochs=2" in out
 
 
 def _args(small_synthetic, tmp_path, *extra: str) -> argparse.Namespace:
@@ -71,6 +77,29 @@ def test_one_line_errors(small_synthetic, tmp_path):
     args.root = str(tmp_path / "missing")
     with pytest.raises(VidsslError, match="missing"):
         cmd_eval(args)
+
+
+def test_preset_shorthand_reaches_the_preset(small_synthetic, tmp_path, monkeypatch):
+    import vidssl.models.checkpoint as checkpoint
+
+    (tmp_path / "c.pt").write_bytes(b"placeholder")
+    monkeypatch.setattr(checkpoint, "load_encoder", lambda path, map_location="cpu": make_tiny_encoder())
+    args = parser().parse_args(["eval", "--checkpoint", str(tmp_path / "c.pt"), "--dataset", "synthetic",
+                                "--root", str(small_synthetic), "--out", str(tmp_path / "out"), "--quiet",
+                                "--protocol", "retrieval:tclr", "--device", "cpu", "bn.mode=recompute",
+                                "bn.batch_size=4", "retrieval:tclr.clip_len=4", "retrieval:tclr.size=32",
+                                "retrieval:tclr.resize_size=32", "retrieval:tclr.num_clips=2",
+                                "features.num_clips=2", "features.clip_len=4", "features.size=32",
+                                "features.resize_size=32", "features.num_workers=0", "--splits", "1"])
+    assert cmd_eval(args) == 0
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["protocols"] == ["retrieval:tclr"]
+    assert data["info"]["presets"]["retrieval:tclr"]["settings"]["num_clips"] == 2
+    assert data["info"]["bn"]["recomputed"] is True and "retrieval:tclr" in data["intervals"]["mean"]
+    with pytest.raises(ConfigError, match="retrieval:tclr"):
+        cmd_eval(parser().parse_args(["eval", "--checkpoint", str(tmp_path / "c.pt"), "--dataset", "synthetic",
+                                      "--root", str(small_synthetic), "--protocol", "retrieval:tclr",
+                                      "retrieval:tclr.bogus=1", "--splits", "1"]))
 
 
 def test_checkpoint_run_writes_results(small_synthetic, tmp_path, monkeypatch, capsys):

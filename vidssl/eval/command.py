@@ -6,8 +6,10 @@
     vidssl eval --checkpoint runs/lss/checkpoints/last.pt --dataset ucf101 --root /data/UCF101 --protocol zeroshot
 
 Settings: ``--config X.yaml`` and ``KEY=VALUE`` overrides over :class:`EvalConfig` (sections
-``features linear knn retrieval finetune diagnostics zeroshot``, plus ``device``); unknown keys are
-one-line errors. Put overrides before ``--splits`` (or after ``--``), which takes several values.
+``features linear knn retrieval finetune diagnostics zeroshot bn intervals attentive presets``,
+plus ``device``); unknown keys are one-line errors. A preset's settings are overridden as
+``presets.linear:tclr.epochs=2`` or, shorter, ``linear:tclr.epochs=2``. Put overrides before
+``--splits`` (or after ``--``), which takes several values.
 """
 
 from __future__ import annotations
@@ -27,18 +29,21 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     from vidssl.eval.run import eval_datasets
 
     p = subparsers.add_parser(
-        "eval", help="linear / kNN / retrieval / finetune / diagnostics / zero-shot evaluation",
+        "eval", help="linear / kNN / retrieval / finetune / attentive / the papers' protocols / zero-shot",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate an encoder on the train/test splits of a dataset and write "
-                    "results.json and results.md to --out (the table is also printed). "
-                    "KEY=VALUE overrides go before --splits, or after `--`.")
+                    "results.json and results.md to --out (the table is also printed; accuracies "
+                    "with 95%% bootstrap intervals over the test videos). KEY=VALUE overrides go "
+                    "before --splits, or after `--`.",
+        epilog=protocol_help())
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a vidssl training checkpoint (its encoder is evaluated)")
     src.add_argument("--encoder", help="a registered encoder name (e.g. r3d_tiny)")
     p.add_argument("--pretrained", help="weights: with --encoder 'default', a path, ...; alone, a "
                                         "folder written by vidssl export or hf:ORG/NAME")
     p.add_argument("--protocol", action="append", metavar="NAME",
-                   help=f"{'|'.join(PROTOCOLS.names(sort=False))}|all; repeat or comma-separate (default: all = "
-                        f"every protocol but zeroshot)")
+                   help="a protocol or preset below, or all; repeat or comma-separate (default: all = "
+                        f"{','.join(PROTOCOLS.names(sort=False, in_all=True))})")
     p.add_argument("--dataset", required=True, choices=eval_datasets())
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--splits", type=int, nargs="+", default=None, metavar="N",
@@ -51,6 +56,35 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                    help="settings, e.g. knn.k=10 features.num_crops=3 finetune.epochs=2")
     p.set_defaults(func=cmd_eval)
     return p
+
+
+def protocol_help() -> str:
+    """The protocols and presets with their one-line summaries (``vidssl eval --help``)."""
+    from vidssl.eval.protocols import PROTOCOLS
+
+    lines = ["protocols (--protocol NAME; presets follow their authors' released code, see "
+             "docs/evaluation.md):"]
+    for name in PROTOCOLS.names(sort=False):
+        info = PROTOCOLS.info(name)
+        tag = "" if info.get("in_all") else " [not in all]"
+        lines.append(f"  {name:<18} {info.get('summary') or ''}{tag}")
+    lines += ["  linear:fast        = linear",
+              "",
+              "BatchNorm of frozen encoders: bn.mode=keep (default) | recompute (precise BN on each split's",
+              "train clips). A preset's settings: linear:tclr.epochs=2 (= presets.linear:tclr.epochs=2)."]
+    return "\n".join(lines)
+
+
+def preset_overrides(overrides: list[str]) -> list[str]:
+    """``linear:tclr.epochs=2`` -> ``presets.linear:tclr.epochs=2`` (other overrides unchanged)."""
+    from vidssl.eval.presets import PRESETS
+
+    out = []
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        head = key.split(".", 1)[0]
+        out.append(f"presets.{o}" if head in PRESETS and "." in key else o)
+    return out
 
 
 def load_eval_encoder(args: argparse.Namespace):
@@ -84,7 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vidssl.eval.config import EvalConfig
     from vidssl.eval.run import evaluate
 
-    cfg = load_config(EvalConfig, args.config, args.overrides).validate()
+    cfg = load_config(EvalConfig, args.config, preset_overrides(list(args.overrides))).validate()
     if not os.path.isdir(args.root):
         raise VidsslError(f"dataset root {args.root} does not exist")
     if os.path.exists(args.out) and not os.path.isdir(args.out):

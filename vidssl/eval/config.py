@@ -129,6 +129,8 @@ class AttentiveConfig:
     epochs: int = 20
     batch_size: int = 32
     warmup_epochs: float = 0.0
+    final_weight_decay: Optional[float] = None   # cosine weight-decay schedule to this (None: constant)
+    clip_grad: Optional[float] = None
     token_grid: list[int] = field(default_factory=lambda: [4, 7, 7])   # max (t, h, w) cells per clip
     val_fraction: float = 0.2
     refit: bool = True                  # retrain the chosen head on all of train
@@ -219,6 +221,12 @@ class EvalConfig:
             raise ConfigError(f"attentive.token_grid must be 3 positive integers (t, h, w), got {a.token_grid}")
         if not 0.0 < a.val_fraction < 1.0:
             raise ConfigError(f"attentive.val_fraction must be in (0, 1), got {a.val_fraction}")
+        from vidssl.eval.presets import PRESETS, preset_settings
+
+        for name, overrides in self.presets.items():
+            if name not in PRESETS:
+                raise ConfigError(f"presets.{name}: unknown preset; known: {', '.join(PRESETS)}")
+            preset_settings(name, overrides)
         return self
 
 

@@ -347,7 +347,7 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
-POOLINGS = ("mean", "temporal")
+POOLINGS = ("mean", "temporal", "mean_l2", "temporal_l2")
 
 
 def pooled_tokens(feature_map: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
@@ -363,17 +363,24 @@ def feature_function(encoder: nn.Module, pooling: str = "mean",
                      token_grid: Sequence[int] | None = None) -> ClipFn | OutputFn:
     """What runs on each batch of views: ``forward_features`` (``pooling="mean"``); the last
     feature map averaged over space with its temporal axis kept and flattened to
-    ``(n, D * T')`` (``"temporal"``, TCLR's retrieval feature); and with ``token_grid`` also the
-    map's tokens (:func:`pooled_tokens`). One forward when the encoder declares
+    ``(n, D * T')`` (``"temporal"``, TCLR's retrieval feature); ``"..._l2"``: each view's feature
+    L2-normalised (before the average over views: CoCLR's retrieval); and with ``token_grid``
+    also the map's tokens (:func:`pooled_tokens`). One forward when the encoder declares
     ``features_are_map_mean`` (its pooled feature is the mean of its map), else two."""
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     pooled = getattr(encoder, "forward_features", None) or encoder
-    if pooling == "temporal":
+    if pooling.startswith("temporal"):
         def temporal(x: torch.Tensor) -> torch.Tensor:
             m = encoder.forward_feature_map(x)
             return m.mean(dim=(3, 4)).flatten(1)
         pooled = temporal
+    if pooling.endswith("_l2"):
+        raw = pooled
+
+        def normalised(x: torch.Tensor) -> torch.Tensor:
+            return F.normalize(raw(x).float(), dim=1)
+        pooled = normalised
     if token_grid is None:
         return pooled
     shared = pooling == "mean" and getattr(encoder, "features_are_map_mean", False)

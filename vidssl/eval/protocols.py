@@ -169,6 +169,20 @@ def run_finetune(s: EvalSplit) -> dict[str, float]:
     return res.outcomes()
 
 
+# ------------------------------------------------------------------ attentive probe (cached tokens)
+
+register_protocol("attentive", lazy="vidssl.eval.attentive:run_attentive", tokens=True, in_all=False,
+                  summary="attentive probe (learned queries cross-attend to cached spatio-temporal tokens; "
+                          "lr x wd grid in one pass)",
+                  note=lambda c: (
+    f"attentive: {c.attentive.depth} block(s) ({c.attentive.depth - 1} self-attention over the tokens + "
+    f"cross-attention from {c.attentive.num_queries} quer(y/ies)), grid lr {list(c.attentive.lrs)} x wd "
+    f"{list(c.attentive.weight_decays)} trained in one pass on cached tokens (<= {list(c.attentive.token_grid)} "
+    f"cells per clip, fp16), chosen on a validation part of train"
+    + (", refit on train" if c.attentive.refit else "")
+    + f"; {c.attentive.epochs} epochs"))
+
+
 # ------------------------------------------------------------------ diagnostics (after finetune: canonical order)
 
 @register_protocol("diagnostics", features=True, summary="alignment, uniformity, effective rank, per-factor probes",
@@ -230,3 +244,10 @@ def run_zeroshot(s: EvalSplit) -> dict[str, float]:
     hits = topk_hits(zeroshot_logits(test.features, zs["weights"], s.config.zeroshot.logit_scale), test.labels)
     s.videos = list(test.paths)
     return {"top1": hits[1], "top5": hits[5]}
+
+
+# ------------------------------------------------------------------ presets: the papers' own protocols
+
+from vidssl.eval.presets import register_presets  # noqa: E402 - needs register_protocol above
+
+register_presets(register_protocol)

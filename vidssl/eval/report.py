@@ -24,7 +24,7 @@ from vidssl.errors import VidsslError
 Metrics = dict[str, dict[str, float]]   # protocol -> metric -> value
 
 #: Hyper-parameters reported per split but not averaged across splits.
-NOT_AVERAGED = frozenset({"weight_decay"})
+NOT_AVERAGED = frozenset({"weight_decay", "lr", "epochs"})
 
 
 def is_percent(metric: str) -> bool:
@@ -38,8 +38,10 @@ def format_value(metric: str, value: float | None) -> str:
         return "–"
     if is_percent(metric):
         return f"{100.0 * value:.1f}"
-    if metric in NOT_AVERAGED:
+    if metric in ("weight_decay", "lr"):
         return f"{value:.0e}"
+    if metric in NOT_AVERAGED:
+        return f"{value:g}"
     return f"{value:.4g}"
 
 

@@ -77,3 +77,20 @@ def retrieval_hits(gallery_x: ArrayLike, gallery_y: ArrayLike, query_x: ArrayLik
     hits = {k: (first_hit < min(k, len(g))).float().mean().item() for k in ks}
     return RetrievalResult(hits, mode if mode == "each" else mode == "gallery", len(g), len(q),
                            first_hit.numpy())
+
+
+def run_retrieval_preset(split, preset, s) -> dict[str, np.ndarray]:
+    """Protocol runner of the retrieval presets (``retrieval:coclr``, ``retrieval:tclr``): the
+    preset's own views (:class:`~vidssl.eval.views.ViewSpec`) and pooling from the evaluation's
+    feature cache, then :func:`retrieval_hits` with its centring."""
+    from vidssl.eval.views import ViewSpec
+
+    views = ViewSpec(clip_len=s.clip_len, stride=s.stride, size=s.size, resize_size=s.resize_size,
+                     num_clips=s.num_clips, num_crops=s.num_crops, layout=s.layout,
+                     window_step=s.window_step, max_clips=s.max_clips)
+    pooling = s.pooling + ("_l2" if s.normalize_views else "")
+    fs = split.context.cache.features(split.split, views, pooling=pooling)
+    tr, te = fs.select(split.train), fs.select(split.test)
+    split.videos = list(te.paths)
+    split.counts[f"{preset.name}_test_used"] = len(te)
+    return retrieval_hits(tr.features, tr.labels, te.features, te.labels, ks=s.ks, center=s.center).outcomes()
