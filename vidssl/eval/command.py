@@ -40,7 +40,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     src.add_argument("--checkpoint", help="a vidssl training checkpoint (its encoder is evaluated)")
     src.add_argument("--encoder", help="a registered encoder name (e.g. r3d_tiny)")
     p.add_argument("--pretrained", help="weights: with --encoder 'default', a path, ...; alone, a "
-                                        "folder written by vidssl export or hf:ORG/NAME")
+                                        "folder written by vidssl export, hf:ORG/NAME, or published "
+                                        "weights: torchvision:NAME, videomae:HUB_ID|DIR, "
+                                        "vjepa2:HUB_ID|DIR, tclr:FILE, coclr:FILE")
     p.add_argument("--protocol", action="append", metavar="NAME",
                    help="a protocol or preset below, or all; repeat or comma-separate (default: all = "
                         f"{','.join(PROTOCOLS.names(sort=False, in_all=True))})")
@@ -92,7 +94,15 @@ def load_eval_encoder(args: argparse.Namespace):
     alone (an exported folder or ``hf:`` reference; one-line errors)."""
     if not (args.checkpoint or args.encoder or args.pretrained):
         raise ConfigError("name the encoder: --checkpoint PATH, --encoder NAME [--pretrained W], "
-                          "or --pretrained EXPORTED_FOLDER|hf:ORG/NAME")
+                          "or --pretrained EXPORTED_FOLDER|hf:ORG/NAME|SOURCE:REF")
+    from vidssl.models.importers import is_published_ref
+
+    if args.pretrained and is_published_ref(args.pretrained):
+        if args.checkpoint or args.encoder:
+            raise ConfigError(f"--pretrained {args.pretrained} names its own architecture; drop --encoder / --checkpoint")
+        from vidssl.models.importers import load_published
+
+        return load_published(args.pretrained), args.pretrained
     if not (args.checkpoint or args.encoder):
         from vidssl.models.export import load_exported_encoder
 
