@@ -136,3 +136,27 @@ def test_wired_into_the_vidssl_cli(tmp_path, capsys):
                  "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "none.pt" in err and "\n" not in err
+
+
+def test_classify_with_published_weights_on_a_folder_dataset(small_synthetic, tmp_path, monkeypatch):
+    """--pretrained torchvision:r3d_18 (the download faked with torchvision's own random weights)
+    on a dataset without splits: the plumbing up to the class match, which fails in one line
+    because the synthetic classes are not Kinetics classes."""
+    import torch
+    import torchvision
+
+    import vidssl.offline
+
+    state = torchvision.models.video.r3d_18().state_dict()
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kw: state)
+    monkeypatch.setattr(vidssl.offline, "host_reachable", lambda *a, **k: True)
+    args = parser().parse_args(["eval", "--pretrained", "torchvision:r3d_18", "--dataset", "folder", "--root",
+                                str(small_synthetic / "videos"), "--index-arg", "extensions=avi",
+                                "--protocol", "classify", "--quiet", "--device", "cpu", "--out", str(tmp_path)])
+    with pytest.raises(ConfigError, match="no class for") as info:
+        cmd_eval(args)
+    assert "\n" not in str(info.value) and "Kinetics" not in str(info.value)
+    bad = parser().parse_args(["eval", "--encoder", "r3d_tiny", "--dataset", "folder", "--root", str(small_synthetic),
+                               "--index-arg", "nope=1", "--protocol", "classify"])
+    with pytest.raises(ConfigError, match="nope"):
+        cmd_eval(bad)

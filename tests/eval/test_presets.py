@@ -189,3 +189,30 @@ def test_finetune_videomae_layer_decay_on_a_vit(small_synthetic):
     res = evaluate(enc, dataset="synthetic", root=small_synthetic, splits=[1], protocols="finetune:videomae",
                    config=cfg, progress=False)
     assert np.isfinite(res.per_split[1]["finetune:videomae"]["train_loss"])
+
+
+def test_classify_runs_on_a_dataset_without_splits(small_synthetic, tiny_encoder):
+    """The checkpoint's own head needs no train videos: a folder-per-class tree (or Kinetics'
+    validation CSV) is evaluated as one test set; other protocols are refused there."""
+    from vidssl.data.index import build_index
+    from vidssl.eval.classify import classify_views
+
+    root = small_synthetic / "videos"
+    index = build_index("folder", root, progress=False)
+    names = list(index.class_names)
+    encoder = WithHead(tiny_encoder, names[::-1])
+    cfg = small_config()
+    res = evaluate(encoder, dataset="folder", root=root, protocols="classify", config=cfg, progress=False)
+    probs, pos, _ = classify_views(encoder, index, preset_settings("classify", SMALL["classify"]), device="cpu",
+                                   progress=False)
+    want = (np.asarray(names[::-1])[probs.argmax(1).numpy()] == np.asarray(names)[index.labels[pos]]).mean()
+    assert res.per_split[1]["classify"]["top1"] == pytest.approx(want)
+    assert res.info["videos"]["1"]["test"] == len(index) == 18 and res.info["videos"]["1"]["train"] == 0
+    with pytest.raises(ConfigError, match="official train/test splits"):
+        evaluate(encoder, dataset="folder", root=root, protocols="knn", config=cfg, progress=False)
+    with pytest.raises(ConfigError, match="class names"):          # r3d_tiny built without a head
+        evaluate(tiny_encoder, dataset="folder", root=root, protocols="classify", config=cfg, progress=False)
+    from tests.eval.conftest import TinyTestEncoder
+
+    with pytest.raises(ConfigError, match="carries no classifier"):
+        evaluate(TinyTestEncoder(), dataset="folder", root=root, protocols="classify", config=cfg, progress=False)

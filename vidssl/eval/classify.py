@@ -48,14 +48,18 @@ def class_mapping(head_classes: Sequence[str], dataset_classes: Sequence[str]) -
     return out
 
 
-def classify_views(encoder: Any, index, s: Any, *, device=None, progress: bool = True):
-    """Softmax probabilities over the head's classes, averaged over the views ``s`` describes.
-
-    Returns ``(probs (N, H), positions (N,), skipped)``."""
+def _check_head(encoder: Any) -> None:
     if not callable(getattr(encoder, "forward_logits", None)):
         raise ConfigError(f"{getattr(encoder, 'encoder_name', type(encoder).__name__)} carries no classifier "
                           f"(classify needs published weights with their head, e.g. --pretrained "
                           f"torchvision:r3d_18 or videomae:MCG-NJU/videomae-base-finetuned-kinetics)")
+
+
+def classify_views(encoder: Any, index, s: Any, *, device=None, progress: bool = True):
+    """Softmax probabilities over the head's classes, averaged over the views ``s`` describes.
+
+    Returns ``(probs (N, H), positions (N,), skipped)``."""
+    _check_head(encoder)
     dev = resolve_device(device)
     pre = resolve_clip_settings(encoder, s.clip_len, s.stride, s.size, s.resize_size)
     spec = ViewSpec(clip_len=pre["clip_len"], stride=pre["stride"], size=pre["size"],
@@ -83,6 +87,7 @@ def classify_views(encoder: Any, index, s: Any, *, device=None, progress: bool =
 def run_classify(split: Any, preset: Any, s: Any) -> dict[str, np.ndarray]:
     """Protocol runner: top-1 / top-5 of the checkpoint's own head on the split's test videos."""
     ctx = split.context
+    _check_head(ctx.encoder)
     names = getattr(ctx.encoder, "class_names", None)
     if not names:
         raise ConfigError("classify needs the head's class names (encoder.class_names); published "

@@ -46,8 +46,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--protocol", action="append", metavar="NAME",
                    help="a protocol or preset below, or all; repeat or comma-separate (default: all = "
                         f"{','.join(PROTOCOLS.names(sort=False, in_all=True))})")
-    p.add_argument("--dataset", required=True, choices=eval_datasets())
+    from vidssl.data.index import DATASETS
+
+    p.add_argument("--dataset", required=True, choices=DATASETS.names(),
+                   help=f"{', '.join(eval_datasets())} (official splits); a dataset without splits "
+                        f"(kinetics_csv, folder) takes only --protocol classify")
     p.add_argument("--root", required=True, help="dataset folder")
+    p.add_argument("--index-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument of the dataset's index builder, e.g. csv=val.csv subset=val for "
+                        "kinetics_csv (repeat)")
     p.add_argument("--splits", type=int, nargs="+", default=None, metavar="N",
                    help="official splits to evaluate (default: 1 2 3)")
     p.add_argument("--out", default=os.path.join("runs", "eval"), help="output folder (%(default)s)")
@@ -142,9 +149,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from vidssl.eval.zeroshot import zeroshot_spec_from_checkpoint
 
         zeroshot = zeroshot_spec_from_checkpoint(args.checkpoint)
+    index_kwargs = {}
+    for item in args.index_arg:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ConfigError(f"--index-arg {item!r} is not KEY=VALUE")
+        index_kwargs[k.strip()] = v
+    if index_kwargs:
+        from vidssl.data.index import check_dataset_arguments
+
+        check_dataset_arguments(args.dataset, index_kwargs)
     results = evaluate(encoder, dataset=args.dataset, root=args.root, splits=args.splits,
                        protocols=protocols, config=cfg, device=args.device,
-                       progress=not args.quiet, encoder_name=name, zeroshot=zeroshot)
+                       progress=not args.quiet, encoder_name=name, zeroshot=zeroshot,
+                       index_kwargs=index_kwargs)
     results.info["source"] = {"checkpoint": args.checkpoint, "encoder": args.encoder,
                               "pretrained": args.pretrained}
     json_path = results.to_json(os.path.join(args.out, "results.json"))

@@ -440,4 +440,5 @@ def _note(name: str) -> Callable[[Any], str]:
 def register_presets(register: Callable[..., Any]) -> None:
     """Register every preset as a protocol (called once by :mod:`vidssl.eval.protocols`)."""
     for name, p in PRESETS.items():
-        register(name, _runner(name), in_all=False, note=_note(name), summary=p.summary)
+        register(name, _runner(name), in_all=False, note=_note(name), summary=p.summary,
+                 test_only=p.kind == "classify")

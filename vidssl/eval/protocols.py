@@ -96,12 +96,13 @@ PROTOCOLS: Registry[Callable[[EvalSplit], dict]] = Registry("protocol", aliases=
 def register_protocol(name: str, runner: Callable[[EvalSplit], dict] | None = None, *, lazy: str | None = None,
                       features: bool = False, in_all: bool = True, setup: Callable[[EvalContext], Any] | None = None,
                       note: Callable[[EvalConfig], str] | None = None, tokens: bool = False,
-                      summary: str = "") -> Any:
+                      summary: str = "", test_only: bool = False) -> Any:
     """Register ``runner`` (or ``lazy``, its ``"module:function"`` path, imported on first use; or,
     without either, the decorated function) as protocol ``name``; ``summary`` is its line in
-    ``vidssl eval --help``."""
+    ``vidssl eval --help``; ``test_only``: it never reads the train videos (so it also runs on a
+    dataset without official splits, e.g. Kinetics' validation CSV)."""
     return PROTOCOLS.register(name, runner, lazy=lazy, features=features or tokens, in_all=in_all,
-                              setup=setup, note=note, tokens=tokens, summary=summary)
+                              setup=setup, note=note, tokens=tokens, summary=summary, test_only=test_only)
 
 
 def resolve_protocols(protocols: str | Sequence[str]) -> list[str]:

@@ -21,6 +21,7 @@ import numpy as np
 from torch import nn
 
 from vidssl.data.index import DATASETS, build_index
+from vidssl.data.index.core import VideoIndex
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.eval.config import EvalConfig
 from vidssl.eval.protocols import PROTOCOLS, EvalContext, EvalSplit, resolve_protocols
@@ -129,16 +130,26 @@ def evaluate(
 
     cfg = (config or EvalConfig()).validate()
     key = DATASETS.key(str(dataset).strip().lower())
-    if not DATASETS.info(key)["eval"]:
-        raise ConfigError(f"evaluation needs a dataset with official train/test splits, one of "
-                          f"{eval_datasets()}; got {dataset!r}")
     names = resolve_protocols(protocols)
-    split_ids = resolve_splits(key, splits)
+    test_only = all(PROTOCOLS.info(n).get("test_only") for n in names)
+    if not DATASETS.info(key)["eval"] and not test_only:
+        raise ConfigError(f"evaluation needs a dataset with official train/test splits, one of "
+                          f"{eval_datasets()}; got {dataset!r} (a dataset without splits takes only "
+                          f"{', '.join(PROTOCOLS.names(sort=False, test_only=True))})")
     dev = resolve_device(device or cfg.device)
     t_start = time.perf_counter()
     kw = {"progress": False, **(index_kwargs or {})}
-    indexes = {s: tuple(build_index(key, root, split=s, subset=sub, **kw) for sub in ("train", "test"))
-               for s in split_ids}
+    if DATASETS.info(key)["eval"]:
+        split_ids = resolve_splits(key, splits)
+        indexes = {s: tuple(build_index(key, root, split=s, subset=sub, **kw) for sub in ("train", "test"))
+                   for s in split_ids}
+    else:   # test-only protocols (classify) on every video the dataset's arguments select
+        if splits not in (None, 1, [1], (1,)):
+            raise ConfigError(f"{key} has no official splits; it is evaluated as one test set (split 1)")
+        split_ids = [1]
+        test = build_index(key, root, **kw)
+        train = VideoIndex([], [], [], [], class_names=test.class_names, name=f"{test.name}/no-train")
+        indexes = {1: (train, test)}
     info: dict[str, Any] = {"config": dataclasses.asdict(cfg), "device": str(dev), "root": os.fspath(root),
                             "timings_s": {}, "videos": {}, "skipped": [], "per_video": {}}
     ctx = EvalContext(encoder, key, indexes, cfg, dev, progress, zeroshot=zeroshot, info=info,
