@@ -5,35 +5,24 @@ numbers, the schedules against hand-computed rules, override errors."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from tests.eval.conftest import CLIPS
+from vidssl.config import load_config
 from vidssl.errors import ConfigError
 from vidssl.eval import EvalConfig, evaluate
 from vidssl.eval.command import preset_overrides
-from vidssl.eval.config import FeatureConfig
 from vidssl.eval.presets import PRESETS, TrainedProbeSettings, preset_settings
 from vidssl.eval.protocols import PROTOCOLS, resolve_protocols
 
-# The documented scale-down for CPU tests (docs/evaluation.md): 1-2 epochs, 4-frame clips at 32 px.
-TRAINED_SMALL = dict(epochs=1, batch_size=4, clip_len=4, stride=2, size=32, resize_size=32, test_clips=2,
-                     test_size=32, test_resize_size=32, test_window_step=4, num_workers=0, test_batch_size=8)
-SMALL = {
-    **{n: dict(TRAINED_SMALL) for n, p in PRESETS.items() if p.kind in ("linear", "finetune")},
-    "retrieval:coclr": dict(clip_len=4, size=32, resize_size=32, window_step=4),
-    "retrieval:tclr": dict(clip_len=4, size=32, resize_size=32, num_clips=3),
-    "attentive:vjepa": dict(epochs=2, batch_size=4, clip_len=4, stride=2, size=32, resize_size=32, num_clips=2,
-                            num_crops=3, token_grid=[2, 2, 2]),
-    "attentive:vjepa2": dict(epochs=2, batch_size=4, clip_len=4, stride=2, size=32, resize_size=32, num_clips=2,
-                             num_crops=1, token_grid=[2, 2, 2], lrs=[1e-3, 1e-4], weight_decays=[0.01, 0.1]),
-    "classify": dict(num_clips=2, num_workers=0, batch_size=8, **CLIPS),
-}
-# finetune:videomae's layer decay needs a ViT; the r3d_tiny run switches it off (tested with a ViT below).
-SMALL["finetune:videomae"].update(layer_decay=None, batch_size=2)
+# The documented scale-down for CPU tests: configs/eval/synthetic_presets.yaml (run sizes only).
+SMALL_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "eval" / "synthetic_presets.yaml"
+SMALL = {k: dict(v) for k, v in load_config(EvalConfig, SMALL_CONFIG).presets.items()}
+TRAINED_SMALL = SMALL["linear:tclr"]
 
 
 class WithHead(nn.Module):
@@ -57,9 +46,8 @@ class WithHead(nn.Module):
 
 
 def small_config() -> EvalConfig:
-    cfg = EvalConfig(features=FeatureConfig(num_clips=2, batch_size=16, num_workers=0, **CLIPS), device="cpu")
-    cfg.presets = {k: dict(v) for k, v in SMALL.items()}
-    cfg.attentive.epochs, cfg.attentive.token_grid = 2, [2, 2, 2]
+    cfg = load_config(EvalConfig, SMALL_CONFIG)
+    cfg.device = "cpu"
     return cfg
 
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.eval.conftest import CLIPS
 from vidssl.errors import ConfigError
 from vidssl.eval.augment import (RandomErasePixels, RandomSquareCrop, build_augment, mix_batch, soft_targets)
 from vidssl.eval.classify import class_mapping, normalise_class_name
