@@ -204,3 +204,25 @@ def test_classify_runs_on_a_dataset_without_splits(small_synthetic, tiny_encoder
 
     with pytest.raises(ConfigError, match="carries no classifier"):
         evaluate(TinyTestEncoder(), dataset="folder", root=root, protocols="classify", config=cfg, progress=False)
+
+
+def test_docs_name_every_preset_and_the_harness_table_has_one_command_per_row():
+    root = Path(__file__).resolve().parents[2] / "docs"
+    evaluation = (root / "evaluation.md").read_text()
+    for name, p in PRESETS.items():
+        assert f"`{name}`" in evaluation, name
+        flat = " ".join(evaluation.split())
+        for difference in p.differences:                 # every listed difference is documented, verbatim
+            assert " ".join(difference.split()) in flat, (name, difference[:50])
+    text = (root / "reproduction.md").read_text()
+    table = text[text.index("## Check the harness first"):text.index("Why these tolerances")]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| released")]
+    assert len(rows) >= 14
+    for row in rows:
+        assert row.count("`vidssl eval ") == 1, row[:60]
+        command = row.split("`vidssl eval ")[1].split("`")[0]
+        source = command.split("--pretrained ")[1].split(":")[0]
+        from vidssl.models.importers import IMPORTERS
+        assert source in IMPORTERS.names(), row[:60]
+        for preset in command.split("--protocol ")[1].split()[0].split(","):
+            assert preset in PROTOCOLS, preset

@@ -292,6 +292,7 @@ _add(Preset(
         "looks copied)",
         "test crops: 3 along the long side after resizing the short side to 256 (TF: 3 crops of 256 "
         "after resize_smallest(256), the same)",
+        "the warm-up rises from lr / W (the runtime's warmup_cosine) instead of from 0",
     ),
     runner="vidssl.eval.clip_probe:run_trained_preset"))
 
@@ -316,6 +317,7 @@ _add(Preset(
         "head init N(0, 2e-5) (timm trunc_normal(0.02) x init_scale 0.001)",
         "layer decay applies to VideoMAE encoders (another encoder: presets.finetune:videomae.layer_decay=null)",
         "no DeepSpeed / fp16 loss scaling; AMP bf16 on CUDA",
+        "the warm-up rises from lr / W (the runtime's warmup_cosine) instead of warmup_lr 1e-8",
     ),
     runner="vidssl.eval.clip_probe:run_trained_preset"))
 
@@ -359,6 +361,8 @@ _add(Preset(
         "tokens average-pooled to at most token_grid cells per clip (ViT-L/16 at 224: 8 x 14 x 14 = all)",
         "the probe is chosen on a validation part of train and refitted (V-JEPA reports its single head)",
         "AMP bf16 on CUDA (V-JEPA: float16 with a GradScaler)",
+        "which epoch V-JEPA reports is not confirmed in the released eval.py (it logs every epoch); "
+        "vidssl reports the last",
     ),
     runner="vidssl.eval.attentive:run_attentive_preset"))
 

@@ -115,8 +115,9 @@ def _build(name: str, pretrained: Pretrained, default_id: str | None, num_frames
     config_cls, model_cls = _classes(num_classes is not None)
     cfg = config_cls(crop_size=image_size, frames_per_clip=num_frames, **arch,
                      **({"num_labels": num_classes} if num_classes else {}))
+    # V-JEPA 2's evaluation: frame step 4, short side resized to the crop, ImageNet mean / std
     pre = Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, num_frames=num_frames, stride=4,
-                     crop_size=image_size, resize_size=round(image_size * 256 / 224))
+                     crop_size=image_size, resize_size=image_size)
     if pretrained is None or pretrained is False:
         return wrap_vjepa2(model_cls(cfg), pre, name)
     source = default_id if wants_default_weights(pretrained) else os.fspath(pretrained)
