@@ -102,3 +102,30 @@ def test_results_json_and_markdown_round_trip(tmp_path):
     assert "| linear | weight_decay | 1e-04 | 1e-02 | – |" in md
     assert "| diagnostics | alignment | – | 0.3 | 0.3 ± 0 |" in md
     assert "- retrieval: features not mean-centred" in md
+
+
+def test_feature_cache_on_disk_is_reused(small_synthetic, tiny_encoder, tmp_path, monkeypatch):
+    """features.cache_dir: the second evaluation reads the first one's features (no decoding);
+    other weights or other views miss the cache."""
+    import torch
+
+    import vidssl.eval.cache as cache
+
+    cfg = small_config()
+    cfg.features.cache_dir = str(tmp_path / "cache")
+    first = evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1], protocols="knn",
+                     config=cfg, progress=False)
+    assert len(list((tmp_path / "cache").glob("features-*.pt"))) == 1
+
+    def no_decoding(*a, **k):
+        raise AssertionError("features were extracted again")
+
+    monkeypatch.setattr(cache, "extract_features", no_decoding)
+    again = evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1], protocols="knn",
+                     config=cfg, progress=False)
+    assert again.per_split == first.per_split
+    with torch.no_grad():
+        next(tiny_encoder.parameters()).add_(0.1)           # other weights: another key
+    with pytest.raises(AssertionError, match="extracted again"):
+        evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1], protocols="knn",
+                 config=cfg, progress=False)
