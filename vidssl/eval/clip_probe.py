@@ -234,7 +234,8 @@ def train_and_test(encoder: nn.Module, train_index: VideoIndex, test_index: Vide
     if frozen:
         enc.requires_grad_(False)
     if s.bn == "recompute" and facts["batchnorm_layers"]:
-        batches = train_clip_batches(train_index, batch_size=max(2, s.batch_size), num_clips=min(s.test_clips, 4),
+        clips = s.test_clips if s.test_layout != "sliding" else 4      # clean, evenly spaced clips
+        batches = train_clip_batches(train_index, batch_size=max(2, s.batch_size), num_clips=clips,
                                      num_crops=1, clip_len=s.clip_len, stride=s.stride, size=s.test_size,
                                      resize_size=s.test_resize_size, mean=mean, std=std, decoder=s.decoder,
                                      num_workers=s.num_workers, seed=s.seed, device=dev)

@@ -253,7 +253,8 @@ def iterate_views(
     data = EvalClips(index, num_clips=num_clips, num_crops=num_crops, clip_len=clip_len, stride=stride,
                      size=size, resize_size=resize_size, decoder=decoder, sampler=sampler)
     clips_per_video = getattr(sampler, "num_clips", num_clips) if sampler is not None else num_clips
-    videos_per_batch = max(1, batch_size // (int(clips_per_video or 1) * num_crops))
+    # a sampler with a per-video number of clips (sliding windows): one video per loader batch
+    videos_per_batch = max(1, batch_size // (int(clips_per_video) * num_crops)) if clips_per_video else 1
     extra: dict[str, Any] = {}
     if num_workers > 0:
         extra = {"prefetch_factor": 2, "worker_init_fn": _one_thread_worker}
