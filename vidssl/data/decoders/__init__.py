@@ -3,6 +3,7 @@
 from vidssl.data.decoders.base import (
     DEFAULT_BACKEND,
     DEFAULT_MAX_FRAME_PIXELS,
+    FrameDecodeError,
     VideoDecoder,
     VideoMeta,
     available_decoders,
@@ -17,6 +18,7 @@ from vidssl.data.decoders.base import (
 __all__ = [
     "DEFAULT_BACKEND",
     "DEFAULT_MAX_FRAME_PIXELS",
+    "FrameDecodeError",
     "VideoDecoder",
     "VideoMeta",
     "available_decoders",

@@ -25,6 +25,12 @@ import torch
 from vidssl.errors import VideoDecodeError, VidsslError
 
 
+class FrameDecodeError(VideoDecodeError):
+    """The file opened, but some of the requested frames could not be decoded (a corrupt or
+    truncated packet, a frame past the decodable end). Other positions of the same file may
+    still read, so a loader retries another clip of it before giving the file up."""
+
+
 @dataclass(frozen=True)
 class VideoMeta:
     """Stream metadata every backend reports.

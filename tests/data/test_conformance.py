@@ -1,0 +1,103 @@
+"""Frame-exactness conformance (docs/decoding.md, "The contract"): every installed backend is held
+to a sequential decode by the FFmpeg command line, on generated files of every kind that matters
+(AVI with B-frames and packed B-frames, H.264/HEVC/AV1/VP9 in MP4/MKV/WebM, open GOP, 10-bit,
+full range, rotated, two video streams, variable frame rate, a corrupt packet), with random,
+out-of-order, repeated, whole-file and single-frame requests."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from vidssl.data.decoders import available_decoders
+from vidssl.data.decoders import conformance as C
+from vidssl.data.decoders.numbering import COUNT, PTS, frame_numbering, reorders
+
+BACKENDS = available_decoders()
+
+# What a backend may answer instead of exact frames, per kind: "refused" (one-line
+# VideoDecodeError at open) or "partial" (opens; some frames refused with one line, every frame
+# returned is right). Everything not listed must be exact (8-bit sources) or within
+# HIGH_BIT_DEPTH_TOLERANCE (deeper ones). No backend may ever return a wrong frame.
+ALLOWED = {
+    "decord": {
+        "av1_mp4": "refused", "av1_mkv": "refused",  # no AV1 decoder in decord's FFmpeg
+        "h264_10bit_mp4": "refused", "hevc_10bit_mkv": "refused",  # inexact RGB conversion
+        "two_streams_mkv": "refused",  # reads another stream than the best, takes no index
+        "corrupt_packet_avi": "partial", "corrupt_packet_mp4": "partial",  # stops at the packet
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def conformance_files(tmp_path_factory):
+    """``kind name -> (path, Reference)``, each file written and decoded once per session."""
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        pytest.skip("the FFmpeg command-line tools are not installed (apt-get install ffmpeg)")
+    root = tmp_path_factory.mktemp("conformance")
+    cache: dict[str, tuple] = {}
+
+    def get(name: str):
+        if name not in cache:
+            kind = C.KINDS_BY_NAME[name]
+            missing = kind.missing_encoders()
+            if missing:
+                cache[name] = (None, f"the local ffmpeg has no {', '.join(missing)} encoder")
+            else:
+                path = C.write_kind(kind, root)
+                cache[name] = (path, C.reference(path))
+        path, ref = cache[name]
+        if path is None:
+            pytest.skip(ref)
+        return path, ref
+
+    return get
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", [k.name for k in C.KINDS])
+def test_backend_matches_the_reference(conformance_files, kind, backend):
+    path, ref = conformance_files(kind)
+    outcome = C.check_backend(path, backend, ref, kind=kind)
+    allowed = ALLOWED.get(backend, {}).get(kind)
+    if outcome.status == "exact" or (outcome.status == "tolerance" and ref.high_bit_depth):
+        assert outcome.max_diff <= C.HIGH_BIT_DEPTH_TOLERANCE
+        return
+    assert outcome.status != "wrong", f"{backend} on {kind}: " + "; ".join(outcome.problems)
+    assert outcome.status == allowed, f"{backend} on {kind}: {outcome.cell}"
+    for message in [outcome.message, *outcome.refusals]:
+        assert "\n" not in message and 0 < len(message) < 400 if message else True
+
+
+def test_every_kind_is_generated_by_the_local_ffmpeg():
+    """The quick start's FFmpeg has every encoder the kinds need (a kind is only ever skipped on
+    a machine whose FFmpeg lacks one)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    missing = {k.name: k.missing_encoders() for k in C.KINDS if k.missing_encoders()}
+    if missing:
+        pytest.skip(f"encoders missing here: {missing}")
+    assert len(C.KINDS) >= 20
+
+
+@pytest.mark.parametrize("kind,numbering,reordering", [
+    ("xvid_bframes_avi", COUNT, True), ("xvid_packed_avi", COUNT, True),
+    ("h264_bframes_avi", COUNT, True), ("mpeg4_avi", PTS, False), ("msmpeg4_avi", PTS, False),
+    ("h264_mp4", PTS, True), ("vp9_webm", PTS, False),
+])
+def test_numbering_counts_only_where_timestamps_cannot_be_trusted(conformance_files, kind,
+                                                                  numbering, reordering):
+    """AVI without B-frames keeps torchcodec's seeking path (the synthetic dataset's AVIs, the
+    throughput bar); only timestamp-less containers whose decoder reorders are counted."""
+    path, _ = conformance_files(kind)
+    assert frame_numbering(path) == numbering
+    assert reorders(path) is reordering
+
+
+def test_reference_numbers_holes_where_the_container_says(conformance_files):
+    path, ref = conformance_files("corrupt_packet_mp4")
+    assert ref.num_frames == 50 and len(ref.frames) == 49
+    assert (ref.expected < 0).sum() == 1 and 0 < int((ref.expected < 0).argmax()) < 49
+    path, ref = conformance_files("corrupt_packet_avi")
+    assert len(ref.frames) == 49 and ref.num_frames == 50 and ref.expected[-1] == -1
