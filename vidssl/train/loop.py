@@ -237,7 +237,7 @@ def _channels_last(fn):
 
 def build_components(cfg: PretrainConfig, device: torch.device):
     """``(encoder, method on device, loader)`` for a config (per-rank batch under DDP)."""
-    from vidssl.data.transforms import ResizeClip
+    from vidssl.data.transforms import clip_transform
     from vidssl.methods import create_method
     from vidssl.models.encoders import create_encoder
 
@@ -249,7 +249,7 @@ def build_components(cfg: PretrainConfig, device: torch.device):
 
     def make_dataset(decoder: str) -> ClipDataset:
         return ClipDataset(index, method.sampler, decoder=decoder, seed=cfg.train.seed,
-                           transform=ResizeClip(data.resize) if data.resize else None,
+                           transform=clip_transform(data.resize, data.crop),
                            paired=(data.root, data.paired_root) if data.paired_root else None,
                            decode_timeout_s=data.decode_timeout_s,
                            max_frame_pixels=data.max_frame_pixels,
@@ -311,7 +311,7 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
     optimizer = build_optimizer(method, cfg.optim, device)
     scheduler = build_scheduler(optimizer, total, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio)
     ckpt_path = os.path.join(t.out_dir, "checkpoints", "last.pt")
-    step, skipped = 0, SkipCounter()
+    step, skipped = 0, SkipCounter.for_index(index)
     if resume == "auto":
         resume = True if os.path.exists(ckpt_path) else None
         if resume:
@@ -413,10 +413,10 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
     result.steps = step
     result.clips_per_s = clips / busy if busy else math.nan
     result.data_wait = waits / busy if busy else math.nan
-    everywhere = SkipCounter()  # every rank's skips, summed: what the run as a whole lost
+    everywhere = SkipCounter.for_index(index)  # every rank's skips, summed: what the run lost
     for part in dist.all_gather_object(skipped.state()):
         everywhere.merge(SkipCounter.from_state(part))
     result.skipped = everywhere
-    if everywhere.count and is_main:
+    if everywhere.nonempty() and is_main:
         log.warning("pretrain: %s", everywhere.summary())
     return result

@@ -41,7 +41,10 @@ from vidssl.data.deadline import DEFAULT_DECODE_TIMEOUT_S, TIMEOUT_REASON, Decod
 from vidssl.data.index.core import Failure
 from vidssl.errors import ConfigError, DecoderStuckError, MissingDependencyError, VideoDecodeError
 
-SCHEMA_VERSION = 1
+# 2: frames are numbered by the frame-exactness contract (docs/decoding.md): the best video
+# stream for every backend, AVI with B-frames counted by decoding, rotation applied to the size,
+# decord's refusals (10-bit, AV1, a best stream it cannot read). Version-1 answers are not reused.
+SCHEMA_VERSION = 2
 _TABLE = f"probes_v{SCHEMA_VERSION}"
 CACHE_FILENAME = "metadata.sqlite"
 # Probe with a pool only when there is enough work to repay starting it.
