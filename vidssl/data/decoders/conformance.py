@@ -430,23 +430,54 @@ def check_backend(path: str | os.PathLike, backend: str, ref: Reference, kind: s
                   seed: int = 0) -> Outcome:
     """Hold ``backend`` to ``ref`` on ``path``: metadata, every request of :func:`request_plan`
     on one decoder, single frames in random order on the same decoder and on fresh ones, and
-    (where the file has a hole) that reading the hole raises ``VideoDecodeError``."""
-    from vidssl.data.decoders import open_video
+    (where the file has a hole) that reading the hole raises ``VideoDecodeError``. Where the
+    backend's :func:`~vidssl.data.decoders.probe_video` verifies seeking in a file it otherwise
+    counts (``seek_token``, what an index hands the loader), both ways of reading are checked."""
+    from vidssl.data.decoders import open_video, probe_video
     from vidssl.errors import VideoDecodeError
 
     path = os.fspath(path)
-    tol = HIGH_BIT_DEPTH_TOLERANCE if ref.high_bit_depth else 0
     out = Outcome(kind or Path(path).stem, backend, "exact")
     try:
-        dec = open_video(path, backend)
+        token = probe_video(path, backend).seek_token
     except VideoDecodeError as err:
         out.status, out.message = "refused", err.reason
         return out
+    _check_reads(path, backend, ref, out, seed, {})
+    if out.status == "refused":
+        return out
+    if token:
+        _check_reads(path, backend, ref, out, seed + 1, {"verified_seek": token},
+                     "(seeking verified) ")
+    if out.problems:
+        out.status = "wrong"
+    elif out.refusals:
+        out.status = "partial"
+    elif out.max_diff:
+        out.status = "tolerance"
+    return out
+
+
+def _check_reads(path: str, backend: str, ref: Reference, out: Outcome, seed: int,
+                 kwargs: dict, label: str = "") -> None:
+    from vidssl.data.decoders import open_video
+    from vidssl.errors import VideoDecodeError
+
+    tol = HIGH_BIT_DEPTH_TOLERANCE if ref.high_bit_depth else 0
+    try:
+        dec = open_video(path, backend, **kwargs)
+    except VideoDecodeError as err:
+        if not kwargs:
+            out.status, out.message = "refused", err.reason
+        else:
+            out.problems.append(f"{label}open: {err.reason}")
+        return
     holes = [k for k, r in enumerate(ref.expected) if r < 0]
     rng = np.random.default_rng(seed)
     h, w = ref.frames.shape[1:3]
 
     def compare(indices: Sequence[int], frames, how: str) -> None:
+        how = label + how
         got = frames.permute(0, 2, 3, 1).numpy()
         for k, frame in zip(indices, got):
             want = ref.frames[ref.expected[k]]
@@ -470,32 +501,25 @@ def check_backend(path: str | os.PathLike, backend: str, ref: Reference, kind: s
             try:
                 compare(indices, dec.get_frames(indices), f"{len(indices)} frames")
             except VideoDecodeError as err:
-                out.refusals.append(f"get_frames of {len(indices)} frames: {err.reason}")
+                out.refusals.append(f"{label}get_frames of {len(indices)} frames: {err.reason}")
         good = [k for k in range(ref.num_frames) if k not in set(holes)]
         for k in rng.permutation(good)[:6].tolist():
             try:
                 compare([k], dec.get_frames([k]), "single frame")
             except VideoDecodeError as err:
-                out.refusals.append(f"single frame {k}: {err.reason}")
+                out.refusals.append(f"{label}single frame {k}: {err.reason}")
         for k in holes:
             try:
                 dec.get_frames([k])
-                out.problems.append(f"hole {k} (an undecodable packet) returned a frame")
+                out.problems.append(f"{label}hole {k} (an undecodable packet) returned a frame")
             except VideoDecodeError:
                 pass
     for k in rng.permutation(good)[:3].tolist():
         try:
-            with open_video(path, backend) as fresh:
+            with open_video(path, backend, **kwargs) as fresh:
                 compare([k], fresh.get_frames([k]), "fresh decoder")
         except VideoDecodeError as err:
-            out.refusals.append(f"fresh decoder, frame {k}: {err.reason}")
-    if out.problems:
-        out.status = "wrong"
-    elif out.refusals:
-        out.status = "partial"
-    elif out.max_diff:
-        out.status = "tolerance"
-    return out
+            out.refusals.append(f"{label}fresh decoder, frame {k}: {err.reason}")
 
 
 def describe_mismatch(frame: np.ndarray, ref: Reference) -> str:

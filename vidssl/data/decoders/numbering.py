@@ -27,6 +27,7 @@ question decord needs (its own random access is exact only on streams that do no
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -67,29 +68,50 @@ def _key(path: str) -> _Key | None:
     return _Key(os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
+def file_token(path: str | os.PathLike) -> int:
+    """A non-zero 63-bit number identifying ``path``'s current size and modification time (0
+    when it cannot be read): what a verification about the file's bytes is valid for."""
+    key = _key(os.fspath(path))
+    if key is None:
+        return 0
+    digest = hashlib.blake2b(f"{key.size}:{key.mtime_ns}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") >> 1) or 1
+
+
 def frame_numbering(path: str | os.PathLike) -> str:
     """``"pts"`` or ``"count"`` for ``path`` (see the module docstring)."""
-    path = os.fspath(path)
-    key = _key(path)
+    key = _key(os.fspath(path))
     if key is None:
         return PTS  # unreadable: the backend reports why when it opens the file
-    return _numbering(key)
+    return _numbering(key)[0]
+
+
+def release_delay(path: str | os.PathLike) -> int | None:
+    """For a ``"count"`` file: by how many packets (in the packet scan's order) the timestamp
+    FFmpeg puts on decoded frame ``k`` is ahead of ``k``, if that was constant over the first
+    :data:`CHECK_FRAMES` frames (frame ``k`` carries the timestamp of the packet that released
+    it, ``k + delay`` in scan order); ``None`` otherwise or for ``"pts"`` files. The torchcodec
+    backend uses it to seek in MPEG-4 part 2 AVI files (docs/decoding.md)."""
+    key = _key(os.fspath(path))
+    return None if key is None else _numbering(key)[1]
 
 
 @functools.lru_cache(maxsize=65536)
-def _numbering(key: _Key) -> str:
+def _numbering(key: _Key) -> tuple[str, int | None]:
     try:
         with open(key.path, "rb") as f:
             head = f.read(400)
     except OSError:
-        return PTS
+        return PTS, None
     if _timestamped_container(head):
-        return PTS
-    return PTS if _first_frames_on_time(key.path) else COUNT
+        return PTS, None
+    on_time, delay = _first_frames(key.path)
+    return (PTS, None) if on_time else (COUNT, delay)
 
 
-def _first_frames_on_time(path: str) -> bool:
-    """Decode the stream's first frames and compare their timestamps with the packet scan."""
+def _first_frames(path: str) -> tuple[bool, int | None]:
+    """Decode the stream's first frames and compare their timestamps with the packet scan:
+    ``(all on time, constant release delay or None)``."""
     try:
         from torchcodec.decoders import Demuxer
 
@@ -103,15 +125,22 @@ def _first_frames_on_time(path: str) -> bool:
             try:
                 got += [f.pts_seconds for f in decoder.decode(packet)]
             except RuntimeError:
-                return False  # a packet the decoder refuses this early: count, to be safe
+                return False, None  # a packet the decoder refuses this early: count, to be safe
             if len(got) >= CHECK_FRAMES:
                 break
         else:
             got += [f.pts_seconds for f in decoder.drain()]
     except Exception:  # noqa: BLE001 - cannot tell: counting is exact whatever the stream
-        return False
+        return False, None
     got = got[:CHECK_FRAMES]
-    return bool(got) and got == expected[:len(got)]
+    if not got:
+        return False, None
+    if got == expected[:len(got)]:
+        return True, None
+    position = {p: i for i, p in enumerate(expected)}
+    delays = {position.get(stamp, -10**9) - k for k, stamp in enumerate(got)}
+    delay = delays.pop() if len(delays) == 1 else None
+    return False, (delay if delay is not None and delay >= 0 else None)
 
 
 @functools.lru_cache(maxsize=65536)
