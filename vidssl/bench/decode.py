@@ -311,8 +311,10 @@ def to_markdown(result: dict) -> str:
         lines += _markdown_table(table, result["rounds"], table["dataset"])
     if result.get("xvid"):
         lines += ["On the XVID files raw torchcodec seeks and returns wrong frames (frame k-1 "
-                  "for k, see docs/decoding.md); the vidssl backends count frames from the "
-                  "start of the stream, so there the ratio is the cost of exactness.", ""]
+                  "for k, see docs/decoding.md), so there the ratio is the cost of exactness: "
+                  "vidssl[torchcodec] seeks to a keyframe where the index verified it (these "
+                  "MPEG-4 part 2 files) and places frames by timestamp; PyAV and decord count "
+                  "frames from the start of the stream.", ""]
     env = result["environment"]
     lines += ["Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v),
               f"CPU count {env['cpu_count']}, {env['platform']}, {env['time']}."]

@@ -545,3 +545,130 @@ def conformance_table(outcomes: Sequence[Outcome], backends: Sequence[str]) -> s
         cells = [by[(kind, b)].cell if (kind, b) in by else "n/a" for b in backends]
         lines.append(f"| `{kind}`: {desc} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ the libraries, as such --
+
+class _RawTorchCodec:
+    """torchcodec's ``VideoDecoder`` as a user calls it (exact seek mode, ``get_frames_at``)."""
+
+    def __init__(self, path: str):
+        from torchcodec.decoders import VideoDecoder
+
+        self._dec = VideoDecoder(path, seek_mode="exact", dimension_order="NCHW")
+        self.num_frames = int(self._dec.metadata.num_frames or 0)
+
+    def get_frames(self, indices: Sequence[int]):
+        return self._dec.get_frames_at([int(i) for i in indices]).data
+
+
+class _RawDecord:
+    """decord's ``VideoReader.get_batch`` as a user calls it."""
+
+    def __init__(self, path: str):
+        import decord
+        import torch
+
+        self._torch = torch
+        self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        self.num_frames = len(self._vr)
+
+    def get_frames(self, indices: Sequence[int]):
+        batch = self._vr.get_batch([int(i) for i in indices]).asnumpy()
+        return self._torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
+
+
+RAW_LIBRARIES: dict[str, Callable[[str], object]] = {"torchcodec": _RawTorchCodec,
+                                                      "decord": _RawDecord}
+
+
+def check_raw(path: str | os.PathLike, library: str, ref: Reference, kind: str = "",
+              seed: int = 0) -> Outcome:
+    """What the library itself returns for the same requests (no vidssl in between): the
+    upstream behaviour vidssl's backends correct. Exceptions count as refusals."""
+    path = os.fspath(path)
+    out = Outcome(kind or Path(path).stem, f"raw {library}", "exact")
+    tol = HIGH_BIT_DEPTH_TOLERANCE if ref.high_bit_depth else 0
+    try:
+        dec = RAW_LIBRARIES[library](path)
+    except Exception as err:  # noqa: BLE001 - the library's own words
+        from vidssl.data.decoders.base import one_line
+
+        out.status, out.message = "refused", one_line(err).split(" Stack trace")[0][:160]
+        return out
+    if dec.num_frames != ref.num_frames:
+        out.problems.append(f"num_frames {dec.num_frames}, expected {ref.num_frames}")
+    holes = [k for k, r in enumerate(ref.expected) if r < 0]
+    plans = request_plan(min(ref.num_frames, dec.num_frames), holes, seed)
+    good = [k for k in range(min(ref.num_frames, dec.num_frames)) if k not in set(holes)]
+    plans += [[k] for k in np.random.default_rng(seed).permutation(good)[:6].tolist()]
+    for indices in plans:
+        try:
+            frames = dec.get_frames(indices).permute(0, 2, 3, 1).numpy()
+        except Exception as err:  # noqa: BLE001
+            from vidssl.data.decoders.base import one_line
+
+            out.refusals.append(f"{len(indices)} frames: {one_line(err)[:160]}")
+            continue
+        for k, frame in zip(indices, frames):
+            want = ref.frames[ref.expected[k]]
+            if frame.shape != want.shape:
+                out.problems.append(f"frame {k} has shape {frame.shape}, expected {want.shape}")
+                break
+            diff = int(np.abs(frame.astype(np.int16) - want.astype(np.int16)).max())
+            out.max_diff = max(out.max_diff, diff)
+            if diff > tol:
+                out.problems.append(f"frame {k} {describe_mismatch(frame, ref)}")
+                break
+    if out.problems:
+        out.status = "wrong"
+    elif out.refusals:
+        out.status = "partial"
+    elif out.max_diff:
+        out.status = "tolerance"
+    return out
+
+
+def run_conformance(directory: str | os.PathLike, backends: Sequence[str] | None = None,
+                    raw: Sequence[str] = ("torchcodec", "decord"),
+                    progress: Callable[[str], None] | None = None) -> dict:
+    """Write every kind into ``directory``, decode it with the command line, and check every
+    backend (and each raw library in ``raw`` that is installed). Returns a JSON-able dict."""
+    from vidssl.data.decoders import available_decoders
+
+    backends = list(backends or available_decoders())
+    raw = [lib for lib in raw if _importable(lib)]
+    outcomes: list[Outcome] = []
+    skipped: dict[str, str] = {}
+    for kind in KINDS:
+        try:
+            path = write_kind(kind, directory)
+        except ToolMissing as err:
+            skipped[kind.name] = str(err)
+            continue
+        ref = reference(path)
+        for backend in backends:
+            outcomes.append(check_backend(path, backend, ref, kind.name))
+        for lib in raw:
+            outcomes.append(check_raw(path, lib, ref, kind.name))
+        if progress:
+            progress(f"{kind.name}: " + ", ".join(f"{o.backend} {o.status}" for o in outcomes
+                                                   if o.kind == kind.name))
+    columns = backends + [f"raw {lib}" for lib in raw]
+    return {
+        "benchmark": "decode_conformance",
+        "columns": columns,
+        "tolerance_high_bit_depth": HIGH_BIT_DEPTH_TOLERANCE,
+        "outcomes": [{"kind": o.kind, "backend": o.backend, "status": o.status,
+                      "max_diff": o.max_diff, "message": o.message,
+                      "problems": o.problems[:3], "refusals": o.refusals[:3], "cell": o.cell}
+                     for o in outcomes],
+        "skipped": skipped,
+        "table": conformance_table(outcomes, columns),
+    }
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -17,7 +17,14 @@ Two read paths, chosen per file by :func:`~vidssl.data.decoders.numbering.frame_
   to the last wanted frame instead of from the keyframe before the first (measured in
   ``docs/decoding.md``).
 
-Both paths convert with the same libswscale/libavfilter path and apply the container's rotation.
+Faster paths, used only where :meth:`TorchCodecDecoder.verify_seeking` (run when an index probes
+the file) showed them to give the same frames, and passed back as ``verified_seek=token``:
+MPEG-4 part 2 ``"count"`` files are read from a keyframe, frames placed by timestamp
+(:meth:`~TorchCodecDecoder._from_keyframe`); ``"pts"`` files that do not reorder and whose
+timestamps lie on the fps grid open in torchcodec's approximate mode (no scan per open).
+
+Every path converts with the same libswscale/libavfilter path and applies the container's
+rotation.
 """
 
 from __future__ import annotations
@@ -89,15 +96,16 @@ class TorchCodecDecoder:
             exact; ``"approximate"`` trusts the header (faster to open, wrong on some files).
         num_threads: FFmpeg decoding threads. 1 is right inside DataLoader workers.
         device: ``"cpu"``; GPU decoding lives in a separate backend.
+        verified_seek: the ``seek_token`` the index's probe gave this file (0: none); enables
+            the faster path verified for it, if the file is unchanged.
     """
 
     backend = "torchcodec"
+    accepts_verified_seek = True
 
     @staticmethod
     def check_available() -> None:
         _import()
-
-    accepts_verified_seek = True
 
     def __init__(self, path: str, seek_mode: str = "exact", num_threads: int = 1,
                  device: str = "cpu", verified_seek: int = 0):
@@ -107,6 +115,7 @@ class TorchCodecDecoder:
         decoder_cls = _import()
         self._dec = None
         self._demuxer = None
+        self.seek_mode = seek_mode
         try:
             self.numbering = frame_numbering(path)
             if self.numbering == COUNT:
@@ -192,6 +201,7 @@ class TorchCodecDecoder:
         """Frames ``wanted`` (sorted, unique) of a ``"count"`` file: from the keyframe before
         them where that is safe (:meth:`_from_keyframe`), else decoded from the start and
         counted; only the wanted frames are converted to RGB."""
+        count = self._meta.num_frames
         try:
             out = self._from_keyframe(wanted) if self._keyframe_seek else None
             if out is None:
@@ -250,7 +260,7 @@ class TorchCodecDecoder:
         (with B-frames the seek can land on a keyframe shown after the target: measured on
         HEVC in MP4, frame 48 for 45), every scanned timestamp is on that grid (from 0) and the
         header's frame count is the scan's. :func:`file_token` if so."""
-        if getattr(self, "seek_mode", "exact") != "exact" or reorders(self.path):
+        if self.seek_mode != "exact" or reorders(self.path):
             return 0
         try:
             from torchcodec.decoders import Demuxer
