@@ -209,27 +209,28 @@ class ClipDataset(Dataset):
         raise AssertionError("unreachable")
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.__getitems__([i])[0]
+        items, _ = self.deadline.run_batch([functools.partial(self._item, int(i))],
+                                           self._overrun)
+        return items[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """Items ``indices`` (what ``DataLoader`` calls with a batch's positions): decoded on the
         deadline's helper thread in one hand-off; a file that overruns the deadline is marked
         unreadable and the item it was decoding is drawn again (its skips then name the file
         with the timeout as the reason)."""
-        indices = [int(i) for i in indices]
-
-        def overrun(k: int, err: VideoDecodeError, pos: Any) -> None:
-            if pos is not None:
-                self._known_bad.add(int(pos))
-                self._overran[int(pos)] = err.reason
-            log.warning("skipping unreadable video %s: %s", err.path, err.reason)
-
-        calls = [functools.partial(self._item, i) for i in indices]
+        calls = [functools.partial(self._item, int(i)) for i in indices]
         # With collate_in_batch the batch is also stacked on the helper thread, where the frames
         # were just decoded (their core's cache): measured ~3% of a 64x64 clip's time.
         items, batch = self.deadline.run_batch(
-            calls, overrun, then=collate_clips if self.collate_in_batch else None)
+            calls, self._overrun, then=collate_clips if self.collate_in_batch else None)
         return CollatedItems(items, batch) if self.collate_in_batch else items
+
+    def _overrun(self, k: int, err: VideoDecodeError, pos: Any) -> None:
+        """A file decode ran past the deadline (``pos``: its position in the index)."""
+        if pos is not None:
+            self._known_bad.add(int(pos))
+            self._overran[int(pos)] = err.reason
+        log.warning("skipping unreadable video %s: %s", err.path, err.reason)
 
     def _item(self, i: int) -> dict[str, Any]:
         skipped: list[tuple[str, str]] = []
