@@ -116,8 +116,16 @@ class TorchCodecDecoder:
         self._dec = None
         self._demuxer = None
         self.seek_mode = seek_mode
+        self.device = str(device)
         try:
             self.numbering = frame_numbering(path)
+            if self.numbering == COUNT and self.device != "cpu":
+                # The counting path runs on torchcodec's CPU blocks; not verified on NVDEC (no
+                # GPU was available): ClipDataset's CPU fallback decoder reads such files.
+                raise VideoDecodeError(
+                    path, "its frames are numbered by counting from the start (an AVI whose "
+                    "decoder reorders frames), which this GPU decoder does not do; use a CPU "
+                    "backend (the loader's fallback decoder reads it)")
             if self.numbering == COUNT:
                 self._meta = self._open_counting()
                 self._keyframe_seek = bool(self._delay is not None and verified_seek
@@ -176,7 +184,9 @@ class TorchCodecDecoder:
         else:
             try:
                 frames = self._dec.get_frames_at(uniq).data
-            except Exception:  # noqa: BLE001 - a rejected packet somewhere: go packet by packet
+            except Exception as err:  # noqa: BLE001 - a rejected packet: go packet by packet
+                if self.device != "cpu":  # the packet-by-packet path is CPU only
+                    raise FrameDecodeError(self.path, one_line(err)) from None
                 frames = self._decode_by_timestamp(uniq)
         return gather(frames, inverse)
 
