@@ -144,3 +144,24 @@ def test_the_index_verifies_seeking_and_the_loader_uses_it(conformance_files, tm
             if (ref.expected[np.arange(start, start + 8, 2)] < 0).any():
                 continue  # drew the hole: re-drawn elsewhere, checked in test_folder_training
             assert np.array_equal(item["views"][0].permute(0, 2, 3, 1).numpy(), want)
+
+
+# Real files vidssl never wrote, where the machine has them (Debian's opencv-doc package): an
+# XVID AVI with packed B-frames and an AC3 track, the same with keyframes two packets apart, and
+# a Cinepak AVI whose header lists 444 frames of which 68 are present.
+REAL_AVI = ["/usr/share/doc/opencv-doc/examples/data/Megamind.avi",
+            "/usr/share/doc/opencv-doc/examples/data/Megamind_bugy.avi",
+            "/usr/share/doc/opencv-doc/examples/data/tree.avi"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", REAL_AVI, ids=lambda p: p.rsplit("/", 1)[-1])
+def test_real_avi_files_decode_exactly(path):
+    import os
+
+    if not os.path.exists(path) or shutil.which("ffmpeg") is None:
+        pytest.skip(f"{path} (or ffmpeg) is not on this machine")
+    ref = C.reference(path)
+    for backend in BACKENDS:
+        outcome = C.check_backend(path, backend, ref, kind=os.path.basename(path))
+        assert outcome.status == "exact", f"{backend}: {outcome.cell}"
