@@ -23,6 +23,7 @@ from vidssl.eval.config import EvalConfig
 from vidssl.eval.features import extract_features, resolve_clip_settings, union_index
 from vidssl.eval.protocols import PROTOCOLS, EvalContext, EvalSplit, resolve_protocols
 from vidssl.eval.report import EvalResults
+from vidssl.provenance import records_hash
 from vidssl.runtime.device import resolve_device
 
 log = logging.getLogger("vidssl.eval")
@@ -66,6 +67,13 @@ def _notes(protocols: list[str], cfg: EvalConfig, settings: dict[str, Any]) -> l
         if note is not None:
             notes.append(note(cfg))
     return notes
+
+
+def split_hash(pair, root) -> str:
+    """:func:`~vidssl.provenance.records_hash` of a split's train and test records (paths relative
+    to the dataset root): the videos this evaluation actually used, comparable across machines."""
+    return records_hash([(f"{sub}:{os.path.relpath(p, root)}", int(label))
+                         for sub, ix in zip(("train", "test"), pair) for p, label in zip(ix.paths, ix.labels)])
 
 
 def evaluate(
@@ -114,7 +122,8 @@ def evaluate(
     indexes = {s: tuple(build_index(key, root, split=s, subset=sub, **kw) for sub in ("train", "test"))
                for s in split_ids}
     info: dict[str, Any] = {"config": dataclasses.asdict(cfg), "device": str(dev), "root": os.fspath(root),
-                            "timings_s": {}, "videos": {}, "skipped": []}
+                            "timings_s": {}, "videos": {}, "skipped": [],
+                            "split_hash": {str(s): split_hash(pair, root) for s, pair in indexes.items()}}
     ctx = EvalContext(encoder, key, indexes, cfg, dev, progress, zeroshot=zeroshot, info=info,
                       root=os.fspath(root) if DATASETS.info(key).get("factors") else None)
     fc = cfg.features
