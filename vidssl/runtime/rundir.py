@@ -33,7 +33,8 @@ LOCK_NAME = ".vidssl.lock"
 IF_EXISTS = ("version", "error", "overwrite")
 #: What runs write into their directory (an overwrite removes exactly these).
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tb", "config.yaml", "run.json", "wandb", "wandb_id.txt",
-               "results.json", "results.md", "vis", "stage_done.json", "summary.json")
+               "results.json", "results.md", "vis", "stage_done.json", "summary.json", "comparison.json",
+               "comparison.md", "report.html")
 
 _HELD: dict[str, int] = {}  # absolute path -> lock file descriptor held by this process
 
