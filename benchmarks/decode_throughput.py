@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from vidssl.bench import run_on_synthetic  # noqa: E402
+from vidssl.cli import bench_on_synthetic  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_on_synthetic("decode", sys.argv[1:]))
+    sys.exit(bench_on_synthetic("decode", sys.argv[1:]))

@@ -3,6 +3,8 @@
     vidssl demo                     the quick-start job on the embedded synthetic dataset
     vidssl make-synthetic           write the synthetic action + tracking dataset
     vidssl index DATASET --root R   build (and cache) a video index, print a summary table
+    vidssl configs [NAME]           list / print / copy the configs that ship with vidssl
+    vidssl export --checkpoint P    an encoder as a Hub-style folder (safetensors + model card)
     vidssl pretrain --config C      self-supervised pretraining (DDP under torchrun)
     vidssl eval --checkpoint P      linear / kNN / retrieval / finetune / diagnostics / zeroshot
     vidssl compare                  every method, one budget, one protocol, one table
@@ -19,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import logging
 import os
+import re
 import sys
 import time
 from typing import Sequence
@@ -65,18 +69,26 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- index
 def _index_kwargs(args: argparse.Namespace) -> dict:
+    from vidssl.data.index import DATASETS, dataset_arguments
+
+    accepted = dataset_arguments(args.dataset)
     kw: dict = {"backend": args.backend, "workers": args.workers, "progress": not args.quiet}
-    if args.dataset in ("ucf101", "hmdb51", "synthetic"):
+    if DATASETS.info(args.dataset)["splits"]:
         kw.update(split=args.split, subset=args.subset)
-    if args.annotations and args.dataset in ("ucf101", "hmdb51"):
-        kw["annotations"] = args.annotations
-    if args.dataset == "kinetics_csv":
-        if not args.csv:
-            raise VidsslError("kinetics_csv needs --csv PATH (annotation CSV)")
-        kw["csv"] = args.csv
+    for flag in ("annotations", "csv"):  # the builder's own arguments that have a flag here
+        if flag in accepted and getattr(args, flag):
+            kw[flag] = getattr(args, flag)
+        elif accepted.get(flag, None) is inspect.Parameter.empty:
+            raise VidsslError(f"{args.dataset} needs --{flag} PATH")
     if args.no_cache:
         kw["cache"] = False
     return kw
+
+
+def _dataset_names() -> list[str]:
+    from vidssl.data.index import DATASETS
+
+    return DATASETS.names()
 
 
 def print_index_summary(indexes: Sequence, console=None, title: str = "video index") -> None:
@@ -231,25 +243,128 @@ def cmd_bench_gpu(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- configs
+def cmd_configs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vidssl.config import list_shipped_configs, resolve_config_path, shipped_configs_dir
+
+    if args.name is None:
+        _console().print(f"shipped configs ({shipped_configs_dir()}):", markup=False)
+        for name in list_shipped_configs():
+            print(name)
+        return 0
+    text = Path(resolve_config_path(args.name)).read_text(encoding="utf-8")
+    if args.out is None:
+        print(text, end="")
+        return 0
+    if os.path.exists(args.out) and not args.force:
+        raise VidsslError(f"{args.out} exists (pass --force to replace it)")
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    _console().print(f"wrote {args.out}", markup=False)
+    return 0
+
+
+# ---------------------------------------------------------------- export
+def export_card(checkpoint: dict, checkpoint_path: str, results: str | None) -> tuple[dict, dict]:
+    """Model-card facts and the ``source`` record of a training checkpoint (and eval results)."""
+    import platform
+
+    import torch
+
+    import vidssl
+
+    cfg = checkpoint.get("config") or {}
+    method, data, train = cfg.get("method") or {}, cfg.get("data") or {}, cfg.get("train") or {}
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint_path)))
+    saved = os.path.join(run_dir, "config.yaml")
+    command = (checkpoint.get("provenance") or {}).get("command") or (
+        f"vidssl pretrain --config {saved}" if os.path.isfile(saved) else None)
+    card = {
+        "method": method.get("name"), "method_params": method.get("params") or {},
+        "dataset": data.get("dataset"),
+        "data": {k: data.get(k) for k in ("dataset", "split", "subset") if data.get(k) is not None},
+        "steps": checkpoint.get("step"), "seed": train.get("seed"), "command": command,
+        "versions": {"vidssl": vidssl.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "notes": [f"exported from {os.path.basename(checkpoint_path)} (step {checkpoint.get('step')}); "
+                  f"skipped videos during training: {checkpoint.get('skipped', 0)}"],
+    }
+    if results:
+        from vidssl.eval.report import EvalResults
+
+        card["results_markdown"] = EvalResults.from_json(results).to_markdown()
+    source = {"checkpoint": os.path.abspath(checkpoint_path), "step": checkpoint.get("step"),
+              "method": method.get("name"), "dataset": data.get("dataset")}
+    return card, source
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vidssl.models.export import export_encoder
+
+    if args.results and not os.path.isfile(args.results):
+        raise VidsslError(f"--results {args.results} not found (a results.json of vidssl eval)")
+    if args.checkpoint:
+        from vidssl.models.checkpoint import load_checkpoint, load_encoder
+
+        encoder = load_encoder(args.checkpoint)
+        card, source = export_card(load_checkpoint(args.checkpoint), args.checkpoint, args.results)
+    else:
+        from vidssl.models.encoders import create_encoder
+
+        encoder = create_encoder(args.encoder, pretrained=args.pretrained)
+        source = {"encoder": args.encoder, "pretrained": args.pretrained}
+        card = {"notes": [f"encoder {args.encoder} with pretrained={args.pretrained!r}"]}
+        if args.results:
+            from vidssl.eval.report import EvalResults
+
+            card["results_markdown"] = EvalResults.from_json(args.results).to_markdown()
+    if args.title:
+        card["title"] = args.title
+    out = export_encoder(encoder, args.out, card=card, source=source, overwrite=args.overwrite)
+    _console().print(f"exported {source.get('method') or args.encoder} encoder to {out}/ "
+                     f"(config.json, model.safetensors, README.md); load it with "
+                     f"--pretrained {out}", markup=False)
+    return 0
+
+
 # ---------------------------------------------------------------- pretrain
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from vidssl.config import load_config
+    from vidssl.runtime import dist
     from vidssl.train.config import PretrainConfig
-    from vidssl.train.loop import pretrain
+    from vidssl.train.run import run
 
-    cfg = load_config(PretrainConfig, args.config, args.overrides)
-    result = pretrain(cfg, resume=args.resume if args.resume != "last" else True)
-    from vidssl.train import dist
-
+    overrides = list(args.overrides) + (["train.if_exists=overwrite"] if args.overwrite else [])
+    cfg = load_config(PretrainConfig, args.config, overrides)
+    result = run(cfg, resume=args.resume if args.resume != "last" else True)
     if dist.is_main():
-        last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
-        _console().print(
-            f"pretrained {result.steps} steps: last loss {last}, {result.clips_per_s:.1f} clips/s, "
-            f"data wait {100 * result.data_wait:.0f}%\ncheckpoint: {result.checkpoint}\n"
-            f"skipped: {result.skipped.summary()}")
+        _console().print(pretrain_summary(result), markup=False)
     if result.stopped_by:  # pre-emption: a clean exit, but not a success (schedulers requeue)
         return 143 if result.stopped_by == "SIGTERM" else 130
     return 0
+
+
+def pretrain_summary(result) -> str:
+    """What a run did, without numbers it did not measure: per stage for multi-stage runs,
+    updates vs steps when some steps made none, 'nothing to do' for a finished run."""
+    def one(r, label: str) -> str:
+        done = r.steps - r.start_step
+        if done == 0:
+            return (f"{label}nothing to do: finished at step {r.steps} of {r.total or r.steps} "
+                    f"(raise train.max_steps or train.epochs to continue)")
+        updates = f" ({r.updates} updated the weights)" if r.updates != done else ""
+        loss = (f"last optimised loss {r.last_update_loss:.4f}" if r.updates else
+                "no step updated the weights (e.g. CoCLR's queue still filling)")
+        resumed = f", resumed at step {r.start_step}" if r.start_step else ""
+        return (f"{label}{done} steps{updates}{resumed}, now at step {r.steps} of {r.total}: {loss}; "
+                f"{r.clips_per_s:.1f} clips/s, data wait {100 * r.data_wait:.0f}%")
+
+    stages = result.stages or [result]
+    lines = [one(r, f"stage {r.name}: " if result.stages else "pretrained ") for r in stages]
+    lines += [f"checkpoint: {result.checkpoint}", f"skipped: {result.skipped.summary()}"]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- parser
@@ -285,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_SYNTHETIC_ROOT, help="output folder (%(default)s)")
     p.add_argument("--config", help="YAML file of settings (see configs/synthetic.yaml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes (default: min(2, CPU cores); the files do not depend on it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help=f"settings: {', '.join(f.name for f in dataclasses.fields(SyntheticOptions))}")
@@ -294,11 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build a video index and print its summary",
                        description="Index a dataset (metadata cached by path, size and mtime, so "
                                    "a second build is near-instant) and print a summary table.")
-    p.add_argument("dataset", choices=["ucf101", "hmdb51", "kinetics_csv", "folder", "synthetic"])
+    p.add_argument("dataset", choices=_dataset_names())
     p.add_argument("--root", required=True, help="dataset root folder")
     p.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="official split")
     p.add_argument("--subset", default="train", choices=["train", "test"])
-    p.add_argument("--annotations", help="folder of split files (default: searched under root)")
+    p.add_argument("--annotations", help="folder of split files (ucf101, hmdb51; default: searched under root)")
     p.add_argument("--csv", help="annotation CSV (kinetics_csv)")
     p.add_argument("--backend", default="torchcodec", help="decoder used to probe files")
     p.add_argument("--workers", type=int, default=1, help="parallel probes (%(default)s)")
@@ -307,15 +423,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
 
+    p = sub.add_parser("configs", help="list, print or copy the configs that ship with vidssl",
+                       description="Without NAME: list the shipped configs. With NAME (e.g. "
+                                   "pretrain/tclr_synthetic, or just tclr_synthetic): print it, or "
+                                   "copy it to --out to edit. Every --config option also accepts "
+                                   "these names.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="a shipped config")
+    p.add_argument("--out", help="write the config to this file instead of printing it")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_configs)
+
+    p = sub.add_parser("export", help="write an encoder as a Hub-style folder (safetensors + card)",
+                       description="Write the encoder of a training checkpoint (or a registered "
+                                   "encoder) as a folder: config.json (architecture and "
+                                   "preprocessing), model.safetensors and a README.md model card "
+                                   "(method, data, steps, evaluation, command). Load it anywhere "
+                                   "with --pretrained FOLDER (or hf:ORG/NAME once uploaded).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a vidssl training checkpoint")
+    src.add_argument("--encoder", help="a registered encoder name (with --pretrained)")
+    p.add_argument("--pretrained", help="with --encoder: weights to load ('default', a path, ...)")
+    p.add_argument("--out", required=True, help="the folder to write")
+    p.add_argument("--results", help="a results.json of vidssl eval to put in the model card")
+    p.add_argument("--title", help="the model card's title")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("pretrain", help="self-supervised pretraining from a config",
                        description="Pretrain an encoder with a method (configs/pretrain/*.yaml); "
                                    "key=value overrides use dotted keys, e.g. optim.lr=0.01 "
                                    "train.max_steps=100. Under torchrun, runs DDP.")
     p.add_argument("--config", help="YAML config (see configs/pretrain/)")
-    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
-                   help="continue from CHECKPOINT (default: OUT_DIR/checkpoints/last.pt); "
-                        "'auto': from OUT_DIR/checkpoints/last.pt if it exists, else start "
-                        "(for torchrun --max-restarts and requeued jobs)")
+    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT|auto",
+                   help="continue a run: from CHECKPOINT, or (no value) from "
+                        "OUT_DIR/checkpoints/last.pt; 'auto': from that file if it exists, else "
+                        "start (torchrun --max-restarts, requeued jobs). KEY=VALUE after it stays "
+                        "an override")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in train.out_dir (default: a new "
+                        "versioned folder OUT_DIR_v2, ...; train.if_exists=error refuses)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=cmd_pretrain)
 
@@ -409,16 +555,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def bench_on_synthetic(benchmark: str, argv: list[str]) -> int:
+    """``vidssl bench BENCHMARK ARGV``, writing the synthetic dataset first when ``--root`` (default
+    ``data/synthetic``) does not exist yet (what the ``benchmarks/*.py`` scripts do)."""
+    root = argv[argv.index("--root") + 1] if "--root" in argv[:-1] else DEFAULT_SYNTHETIC_ROOT
+    if not os.path.isdir(root):
+        rc = main(["make-synthetic", "--out", root])
+        if rc:
+            return rc
+    return main(["bench", benchmark, *argv])
+
+
 def _version() -> str:
     from vidssl import __version__
 
     return f"vidssl {__version__}"
 
 
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
+
+
+def _one_value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Option strings (of every sub-command) that take exactly one value."""
+    out: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _one_value_options(sub)
+        elif action.option_strings and action.nargs in (None, 1):
+            out.update(action.option_strings)
+    return out
+
+
+def split_overrides(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(arguments, KEY=VALUE overrides)``: an override may stand anywhere after the sub-command
+    (after ``--splits 1``, after a bare ``--resume``, after ``--``); a token is left alone only
+    when it is the value of an option that takes exactly one value (``--root a=b``)."""
+    takes_one = _one_value_options(parser)
+    rest, overrides, prev = [], [], None
+    for token in argv:
+        if token != "--" and _OVERRIDE.match(token) and prev not in takes_one:
+            overrides.append(token)
+        elif token != "--":
+            rest.append(token)
+        prev = token
+    return rest, overrides
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    rest, overrides = split_overrides(parser, argv)
+    args = parser.parse_args(rest)
+    if overrides:
+        if not hasattr(args, "overrides"):
+            parser.error(f"vidssl {args.command} takes no KEY=VALUE settings ({overrides[0]!r})")
+        args.overrides = list(args.overrides) + overrides
     args.argv = argv
+    from vidssl.provenance import set_command
+
+    previous = set_command(argv)
     _setup_logging(args.verbose)
     try:
         return args.func(args)
@@ -430,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vidssl {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        set_command(previous[1:] if previous else None)  # main() called from Python: restore
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``vidssl compare``: every method pretrained under one budget, evaluated under one protocol.
 
-Each entry of :data:`COMPARE_ENTRIES` (or ``entries`` in the config) is pretrained for the same
+Each entry of :data:`ENTRIES` (or ``entries`` in the config), a method's recipe
+(``configs/pretrain/<method>_synthetic.yaml``) or a variant of one, is pretrained for the same
 number of steps with the same optimiser on the synthetic dataset, in its own process (so the
 peak memory of each run is its own: the child's peak resident set size from ``wait4``), then
 evaluated exactly like the demo (split 1, frozen features, linear probe, kNN, retrieval and the
@@ -18,49 +19,64 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import torch
 
 from vidssl.demo import DemoEval, record_metrics, split1_evaluator
 from vidssl.errors import VidsslError
-from vidssl.train.config import EncoderConfig, OptimConfig
+from vidssl.train.config import EncoderConfig, OptimConfig, load_recipe, recipe_name
 
 log = logging.getLogger("vidssl")
 
-#: Per-method small-CPU sizes for the synthetic dataset (48-frame 64x64 videos). Batch sizes are
-#: chosen so that one step costs roughly the same (about 0.5-1 s on 2 cores).
-COMPARE_ENTRIES: dict[str, dict[str, Any]] = {
-    "cvrl": {"method": "cvrl", "batch_size": 16,
-             "params": {"clip_len": 16, "stride": 2, "crop_size": 48, "hidden_dim": 256,
-                        "num_hidden_layers": 2}},
-    "tclr": {"method": "tclr", "batch_size": 6, "encoder_kwargs": {"temporal_dilation_last_stage": True},
-             "params": {"num_frames": 16, "global_stride": 2, "crop_size": 48}},
-    "tclr_ll_gl": {"method": "tclr", "batch_size": 6,
-                   "encoder_kwargs": {"temporal_dilation_last_stage": True},
-                   "params": {"num_frames": 16, "global_stride": 2, "crop_size": 48,
-                              "ic_weight": 0.0, "crop_scale": [0.7, 1.0]}},
-    "vcop": {"method": "vcop", "batch_size": 16,
-             "params": {"clip_len": 8, "interval": 4, "crop_size": 48, "hidden_dim": 256}},
-    "shuffle_learn": {"method": "vcop", "batch_size": 32,
-                      "params": {"tuple_of": "frames", "min_gap": 2, "max_gap": 8, "crop_size": 48}},
-    "o3n": {"method": "o3n", "batch_size": 8,
-            "params": {"num_elements": 6, "element_len": 8, "crop_size": 48, "element_hidden_dim": 128}},
-    "dpc": {"method": "dpc", "batch_size": 8,
-            "params": {"num_blocks": 8, "block_len": 5, "frame_step": 1, "pred_steps": 3, "crop_size": 48}},
-    # three stages share the budget: RGB InfoNCE, residual InfoNCE, RGB co-training
-    "coclr": {"method": "coclr", "batch_size": 16, "stages": 3,
-              "params": {"num_frames": 16, "crop_size": 48, "queue_size": 128, "momentum": 0.99,
-                         "schedule": ["infonce:rgb", "infonce:residual", "cotrain:rgb"]}},
-    # concept space of the synthetic class names + the shipped synthetic attributes, encoded by
-    # vidssl's tiny random-init CLIP text tower (no weights exist here: docs/language.md)
-    "lss": {"method": "lss", "batch_size": 8,
-            "params": {"num_global": 2, "global_frames": 8, "global_stride": 4, "num_local": 4,
-                       "local_frames": 4, "local_stride": 4, "crop_size": 48, "local_crop_size": 32,
-                       "clip_model": "vidssl-tiny-clip", "clip_pretrained": None, "vocabulary": "synthetic",
-                       "attributes": "curated", "concept_mode": "separate", "head_hidden_dim": 256,
-                       "momentum": 0.99}},
+@dataclass(frozen=True)
+class Entry:
+    """A compared run: a method's recipe (``configs/pretrain/<recipe>_synthetic.yaml``: batch size,
+    encoder arguments, method parameters) and a variant's changes over it."""
+
+    recipe: str
+    params: dict[str, Any] = field(default_factory=dict)
+    batch_size: Optional[int] = None
+
+
+#: The compared runs. Sizes live in the recipes (one home per method, shared with ``vidssl
+#: pretrain`` and the demo); an entry names only what its variant changes.
+ENTRIES: dict[str, Entry] = {
+    "cvrl": Entry("cvrl"),
+    "tclr": Entry("tclr", {"ic_weight": 1.0, "crop_scale": [0.36, 1.0]}),  # the paper's IC + LL + GL
+    "tclr_ll_gl": Entry("tclr"),                                            # the recipe (= the demo)
+    "vcop": Entry("vcop"),
+    "shuffle_learn": Entry("vcop", {"tuple_of": "frames", "min_gap": 2, "max_gap": 8}, batch_size=32),
+    "o3n": Entry("o3n"),
+    "dpc": Entry("dpc"),
+    "coclr": Entry("coclr"),  # three stages share the budget: RGB InfoNCE, residual InfoNCE, RGB co-training
+    "lss": Entry("lss"),      # the synthetic vocabulary encoded by the tiny random-init CLIP text tower
 }
+
+
+class _Entries(Mapping):
+    """Entry name -> ``{"recipe", "method", "batch_size", "encoder_kwargs", "params", "stages"}``,
+    resolved from the recipe when asked for."""
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        from vidssl.methods import method_stages
+
+        e = ENTRIES[name]
+        base = load_recipe(e.recipe)
+        params = {**base.method.params, **e.params}
+        return {"recipe": recipe_name(e.recipe), "method": base.method.name,
+                "batch_size": e.batch_size or base.data.batch_size,
+                "encoder_kwargs": dict(base.encoder.kwargs), "params": params,
+                "stages": max(1, len(method_stages(base.method.name, params)))}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ENTRIES)
+
+    def __len__(self) -> int:
+        return len(ENTRIES)
+
+
+COMPARE_ENTRIES: Mapping[str, dict[str, Any]] = _Entries()
 
 #: Columns of ``comparison.md``: (metric key, header, scale).
 COLUMNS: list[tuple[str, str, float]] = [
@@ -141,12 +157,22 @@ def _clips_per_s(out_dir: str) -> float:
 
 
 def run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
-    """Pretrain and evaluate every entry; write the table, JSON and report; return the summary."""
+    """Pretrain and evaluate every entry; write the table, JSON and report; return the summary.
+
+    Writes into ``cfg.out_dir``, or the next free ``<out_dir>_vN`` when that folder holds an earlier
+    comparison (:func:`~vidssl.runtime.rundir.claim_run_dir`; locked while it runs)."""
+    from vidssl.runtime.rundir import claim_run_dir
+
+    with claim_run_dir(cfg.out_dir, what="comparison") as out:
+        return _run_compare(root, dataclasses.replace(cfg, out_dir=out), console=console, quiet=quiet)
+
+
+def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
+    from vidssl.models.checkpoint import load_encoder
     from vidssl.models.encoders import create_encoder
     from vidssl.report import write_report
-    from vidssl.train.checkpoint import load_encoder
     from vidssl.train.monitor import read_metrics
-    from vidssl.train.stages import config_stages
+    from vidssl.train.run import config_stages
 
     unknown = [e for e in cfg.entries if e not in COMPARE_ENTRIES]
     if unknown:

@@ -17,14 +17,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import torch
 
 from vidssl.data.dataset import ClipDataset, SkipCounter, build_loader, set_loader_epoch
 from vidssl.data.index.core import VideoIndex
 from vidssl.data.synthetic.options import SyntheticOptions
-from vidssl.train.config import EncoderConfig, MethodConfig, OptimConfig
+from vidssl.train.config import EncoderConfig, MethodConfig, OptimConfig, has_recipe, load_recipe
 
 log = logging.getLogger("vidssl")
 
@@ -76,18 +76,28 @@ def loader_throughput(index: VideoIndex, *, batch_size: int = 8, num_workers: in
     return LoaderStats(clips, batches, time.perf_counter() - t0, shape, num_workers, skipped)
 
 
+class _RecipeParams(Mapping):
+    """Method -> its recipe's ``method.params`` (``configs/pretrain/<method>_synthetic.yaml``), for
+    the methods that ship one, read when asked for."""
+
+    def __getitem__(self, method: str) -> dict[str, Any]:
+        if not has_recipe(method):
+            raise KeyError(method)
+        return dict(load_recipe(method).method.params)
+
+    def __iter__(self) -> Iterator[str]:
+        from vidssl.methods import list_methods
+
+        return iter([m for m in list_methods() if has_recipe(m)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 #: Small-CPU parameters per method, under whatever ``method.params`` the user gives (so
-#: ``method.name=cvrl`` alone switches the demo to CVRL with sensible sizes).
-DEMO_METHOD_PARAMS: dict[str, dict[str, Any]] = {
-    # ic_weight 0: LL + GL only. With appearance independent of the class, TCLR's instance term
-    # is solved by appearance and pulls the features away from motion (SYNTHETIC.md lesson 1).
-    # crop_scale (0.7, 1): milder crops than the paper's (0.36, 1) keep where the object is
-    # comparable across the two draws of a local clip. Measured in docs/demo.md.
-    "tclr": {"num_frames": 16, "global_stride": 2, "crop_size": 48, "ic_weight": 0.0,
-             "crop_scale": [0.7, 1.0]},
-    "cvrl": {"clip_len": 16, "stride": 2, "crop_size": 48, "hidden_dim": 256,
-             "num_hidden_layers": 2},
-}
+#: ``method.name=cvrl`` alone switches the demo to CVRL with sensible sizes): each method's
+#: recipe, the same file ``vidssl pretrain`` and ``vidssl compare`` read.
+DEMO_METHOD_PARAMS: Mapping[str, dict[str, Any]] = _RecipeParams()
 
 
 def _default_method() -> MethodConfig:
@@ -212,12 +222,22 @@ def retrieval_examples(encoder, root: str, cfg: DemoConfig, *, queries: int = 4,
 
 
 def run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
-    """Steps 3-6 of the module docstring (the dataset must exist); returns the summary dict."""
+    """Steps 3-6 of the module docstring (the dataset must exist); returns the summary dict.
+
+    Writes into ``cfg.out_dir``, or the next free ``<out_dir>_vN`` when that folder holds an earlier
+    demo (:func:`~vidssl.runtime.rundir.claim_run_dir`; locked while it runs)."""
+    from vidssl.runtime.rundir import claim_run_dir
+
+    with claim_run_dir(cfg.out_dir, what="demo") as out:
+        return _run_demo(root, dataclasses.replace(cfg, out_dir=out), console=console, quiet=quiet)
+
+
+def _run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
+    from vidssl.models.checkpoint import load_encoder
     from vidssl.models.encoders import create_encoder
     from vidssl.report import print_summary, write_report
-    from vidssl.train.checkpoint import load_encoder
-    from vidssl.train.loop import pretrain
     from vidssl.train.monitor import read_metrics
+    from vidssl.train.run import run
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -237,7 +257,7 @@ def run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -
     for seed in cfg.seeds:
         say(f"pretrain {method} (seed {seed}, {cfg.steps} steps)")
         out = os.path.join(cfg.out_dir, f"{method}_seed{seed}")
-        result = pretrain(_pretrain_config(cfg, root, seed, out, supervised=False,
+        result = run(_pretrain_config(cfg, root, seed, out, supervised=False,
                                            num_classes=num_classes))
         losses.setdefault(method, []).append(
             [(r["step"], r["loss"]) for r in read_metrics(os.path.join(out, "metrics.jsonl"))])
@@ -251,7 +271,7 @@ def run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -
         t0 = time.perf_counter()
         say(f"supervised upper bound ({cfg.supervised_steps} steps, uses the labels)")
         out = os.path.join(cfg.out_dir, "supervised_seed0")
-        result = pretrain(_pretrain_config(cfg, root, cfg.seeds[0], out, supervised=True,
+        result = run(_pretrain_config(cfg, root, cfg.seeds[0], out, supervised=True,
                                            num_classes=num_classes))
         losses["supervised"] = [[(r["step"], r["loss"]) for r in
                                  read_metrics(os.path.join(out, "metrics.jsonl"))]]

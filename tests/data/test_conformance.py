@@ -165,3 +165,24 @@ def test_real_avi_files_decode_exactly(path):
     for backend in BACKENDS:
         outcome = C.check_backend(path, backend, ref, kind=os.path.basename(path))
         assert outcome.status == "exact", f"{backend}: {outcome.cell}"
+
+
+def test_without_torchcodec_blocks_counted_files_are_refused_not_misread(conformance_files,
+                                                                         tmp_path, monkeypatch):
+    """torchcodec < 0.17 has no demuxer/decoder blocks: an AVI with B-frames is then refused with
+    one line saying what to install (its own seek would misread it); AVI without B-frames (the
+    synthetic dataset's) still reads exactly."""
+    from vidssl.data.decoders import numbering, open_video, torchcodec_backend
+    from vidssl.errors import VideoDecodeError
+
+    monkeypatch.setattr(numbering, "blocks_available", lambda: False)
+    monkeypatch.setattr(torchcodec_backend, "blocks_available", lambda: False)
+    for name in ("xvid_bframes_avi", "mpeg4_avi"):
+        path, ref = conformance_files(name)
+        copy = tmp_path / path.name  # a new path: not decided before in this process
+        shutil.copy(path, copy)
+        if name == "xvid_bframes_avi":
+            with pytest.raises(VideoDecodeError, match=r"torchcodec >= 0\.17.* or the pyav"):
+                open_video(copy, "torchcodec")
+        else:
+            assert C.check_backend(copy, "torchcodec", ref, kind=name).status == "exact"

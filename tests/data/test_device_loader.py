@@ -107,7 +107,7 @@ def test_decoder_auto_does_not_time_the_fallback_as_the_candidate(index, tmp_pat
     fallback's speed and could win; it is marked failed instead."""
     import shutil
 
-    from vidssl.data.decoders.base import _BACKENDS, register_decoder
+    from vidssl.data.decoders.base import DECODERS, register_decoder
 
     register_decoder("refusing_test", "tests.reliability.hanging_backend", "RefusingDecoder",
                      "torchcodec", "torchcodec")
@@ -124,7 +124,7 @@ def test_decoder_auto_does_not_time_the_fallback_as_the_candidate(index, tmp_pat
         choice = choose_decoder(factory, samples=3, candidates=["refusing_test", "torchcodec"])
         assert choice.decoder == "torchcodec" and "fallback" in choice.failed["refusing_test"]
     finally:
-        _BACKENDS.pop("refusing_test", None)
+        DECODERS.pop("refusing_test", None)
 
 
 def test_decoder_auto_skips_a_failing_candidate(index, tmp_path):
@@ -209,7 +209,7 @@ def test_fallback_decoder_reads_what_the_first_cannot_and_counts_it(index, tmp_p
     import shutil
 
     from vidssl.data.dataset import SkipCounter
-    from vidssl.data.decoders.base import _BACKENDS, register_decoder
+    from vidssl.data.decoders.base import DECODERS, register_decoder
 
     register_decoder("refusing_test", "tests.reliability.hanging_backend", "RefusingDecoder",
                      "torchcodec", "torchcodec")
@@ -233,7 +233,7 @@ def test_fallback_decoder_reads_what_the_first_cannot_and_counts_it(index, tmp_p
         without = ClipDataset(sub, RandomClipSampler(num_frames=4, stride=2), decoder="refusing_test")
         assert without[1]["skipped"][0][0] == str(odd)  # no fallback: skipped as before
     finally:
-        _BACKENDS.pop("refusing_test", None)
+        DECODERS.pop("refusing_test", None)
 
 
 def test_pynvvideocodec_opening_logic_with_a_fake_library(monkeypatch):

@@ -8,15 +8,16 @@ import torch
 from tests.eval.conftest import CLIPS
 from vidssl.data.index import build_index
 from vidssl.eval.config import FinetuneConfig
-from vidssl.eval.finetune import finetune, param_groups, warmup_cosine
+from vidssl.eval.finetune import finetune
+from vidssl.runtime.optim import param_groups, warmup_cosine
 
 
 def test_warmup_cosine_schedule():
-    m = warmup_cosine(10, 2)
+    m = warmup_cosine(10, 2, peak_in_warmup=True)
     assert m[:2] == [0.5, 1.0] and m[2] == pytest.approx(1.0)
     assert m[-1] == pytest.approx(0.5 * (1 + torch.cos(torch.tensor(torch.pi * 7 / 8)).item()))
     assert all(a >= b for a, b in zip(m[2:], m[3:]))
-    assert warmup_cosine(3, 0) == pytest.approx([1.0, 0.75, 0.25])
+    assert warmup_cosine(3, 0, peak_in_warmup=True) == pytest.approx([1.0, 0.75, 0.25])
 
 
 def test_finetune_one_epoch_changes_weights(small_synthetic, tiny_encoder):

@@ -98,7 +98,7 @@ def test_lss_checkpoint_of_any_encoder_zeroshot_cli(small_synthetic, tmp_path, c
     ckpt = pretrain(cfg).checkpoint
     spec = zeroshot_spec_from_checkpoint(ckpt)
     assert isinstance(spec.head, torch.nn.Sequential) and spec.clip_model == "vidssl-tiny-clip"
-    from vidssl.train.checkpoint import load_checkpoint, load_encoder
+    from vidssl.models.checkpoint import load_checkpoint, load_encoder
 
     state = load_checkpoint(ckpt)["model"]
     torch.testing.assert_close(spec.head[0].weight, state["head.0.weight"])

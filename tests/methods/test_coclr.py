@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from vidssl.errors import ConfigError
 from vidssl.methods import create_method
-from vidssl.methods.coclr import mine_positives, multi_positive_nce, residual_frames
+from vidssl.data.transforms.functional import residual_frames
+from vidssl.losses.coclr import mine_positives, multi_positive_nce
 from vidssl.models.encoders import create_encoder
-from vidssl.train.checkpoint import save_checkpoint
+from vidssl.models.checkpoint import save_checkpoint
 
 SMALL = dict(num_frames=4, crop_size=32, queue_size=8, topk=2, proj_dim=16)
 

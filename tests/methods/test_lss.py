@@ -99,10 +99,10 @@ def test_clip_temporal_gets_an_identity_head_and_other_encoders_an_mlp():
     with pytest.raises(ConfigError, match="identity"):
         create_method("lss", create_encoder("r3d_tiny"), {**LSS_SMALL, "head": "identity"})
     # equal widths are not the same space (R3D-18's 512 = ViT-B's text width): still an MLP
-    from vidssl.methods.lss import projection_head
+    from vidssl.models.heads import concept_head
 
-    assert isinstance(projection_head("auto", 512, 512, 64, 2), torch.nn.Sequential)
-    assert isinstance(projection_head("auto", 512, 512, same_space=True), torch.nn.Identity)
+    assert isinstance(concept_head("auto", 512, 512, 64, 2), torch.nn.Sequential)
+    assert isinstance(concept_head("auto", 512, 512, same_space=True), torch.nn.Identity)
 
 
 def test_params_validation():

@@ -15,7 +15,8 @@ from vidssl.data.transforms import Compose, ToFloat, ToModelLayout, cvrl_augment
 from vidssl.errors import ConfigError
 from vidssl.methods import create_method, list_methods, method_params
 from vidssl.methods.cvrl import CVRLParams, cvrl_view_augment
-from vidssl.methods.tclr import RandomChannelDrop, RandomErase, TCLRParams, temporal_slices
+from vidssl.data.transforms import RandomChannelDrop, RandomErase
+from vidssl.methods.tclr import TCLRParams, temporal_slices
 from vidssl.models.encoders import Preprocess, create_encoder
 
 B, SIDE, CROP = 4, 40, 32
@@ -174,9 +175,11 @@ def test_tclr_with_cvrl_augmentation_and_same_clip_pairs():
 
 
 def pinned_run(name: str, params: dict, steps: int = 3) -> list[float]:
+    """Losses of three seeded plain-SGD steps (lr 0.01, no momentum: a large or momentum step
+    turns float rounding into percent-level differences by step 3, see PINNED_RTOL)."""
     torch.manual_seed(1234)
     method = build(name, params)
-    opt = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)
+    opt = torch.optim.SGD(method.parameters(), lr=0.01)
     losses = []
     for step in range(steps):
         out = method(batch_for(method, seed=100 + step))
@@ -189,21 +192,53 @@ def pinned_run(name: str, params: dict, steps: int = 3) -> list[float]:
 
 # Regenerate with: python -c "from tests.methods.test_methods import *; print(pinned_run('cvrl', CVRL_SMALL))"
 PINNED = {
-    "cvrl": [5.12563, 4.42017, 3.93482],
-    "tclr": [10.2138, 12.56462, 13.51919],
-    "vcop": [1.51729, 1.90092, 1.99924],
-    "o3n": [2.10921, 1.38494, 1.41653],
-    "dpc": [3.55969, 3.52283, 3.00464],
-    "coclr": [1.40172, 1.40663, 1.36194],
-    "lss": [1.31837, 1.24799, 1.45571],
+    "cvrl": [5.12563, 4.21226, 7.64737],
+    "tclr": [10.2138, 11.8462, 11.4293],
+    "vcop": [1.51729, 1.79433, 1.74436],
+    "o3n": [2.10921, 1.4153, 1.18865],
+    "dpc": [3.55969, 3.54539, 3.62486],
+    "coclr": [1.40172, 1.42088, 1.40077],
+    "lss": [1.31837, 1.24696, 1.24667],
 }
+# Relative tolerance per step. Float rounding differs between CPUs (ATen's vectorised kernels:
+# default / AVX2 / AVX512), thread counts and torch releases, and each SGD step amplifies it.
+# Largest deviation from PINNED measured over ATEN_CPU_CAPABILITY=default|avx2|avx512 x 1-2
+# threads on torch 2.14.1, and on torch 2.9.1 and 2.15.0 (docs/install.md, "Supported versions"):
+# step 1 3.9e-6, step 2 2.8e-4, step 3 2.6e-3 (TCLR). The tolerances are 4-25x those; a change
+# of sampler, augmentation, head, loss or initialisation moves step 1 by far more.
+PINNED_RTOL = (1e-4, 2e-3, 1e-2)
+
+
+def check_pinned(name: str, losses: list[float]) -> None:
+    for step, (got, want, rtol) in enumerate(zip(losses, PINNED[name], PINNED_RTOL), 1):
+        assert got == pytest.approx(want, rel=rtol), (
+            f"{name} step {step}: loss {got} vs pinned {want} (rtol {rtol}); all steps: {losses}")
 
 
 @pytest.mark.parametrize("name,params", list(SMALL.items()))
 def test_pinned_short_run(name, params):
     """Three seeded SGD steps: a change of sampler, augmentation, head, loss or encoder numerics
-    moves these values (tolerance covers CPU kernel / thread-count rounding)."""
-    assert pinned_run(name, params) == pytest.approx(PINNED[name], rel=2e-3)
+    moves these values beyond what CPU kernels and torch releases move them (PINNED_RTOL)."""
+    check_pinned(name, pinned_run(name, params))
+
+
+@pytest.mark.slow
+def test_pinned_values_hold_on_another_cpu_kernel_set():
+    """The tolerances hold when ATen runs its portable (non-AVX) kernels, as on a CPU without
+    AVX2: a stand-in for 'another machine' that this one can run."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import json; from tests.methods.test_methods import SMALL, pinned_run; "
+            "print(json.dumps({n: pinned_run(n, p) for n, p in SMALL.items()}))")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, check=True)
+    for name, losses in json.loads(out.stdout.strip().splitlines()[-1]).items():
+        check_pinned(name, losses)
 
 
 # ---------------------------------------------------------------- params

@@ -14,6 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
+import vidssl.offline
 from vidssl.errors import ConfigError, MissingDependencyError, VidsslError
 from vidssl.models.encoders import (VideoEncoder, create_encoder, encoder_defaults, encoder_spec,
                                     list_encoders, register_encoder)
@@ -237,6 +238,7 @@ def test_published_weights_load_and_match_torchvision(name, monkeypatch):
         return reference.state_dict()
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
+    monkeypatch.setattr(vidssl.offline, "host_reachable", lambda *a, **k: True)  # the host answers
     enc = create_encoder(name, pretrained="default").eval()
     assert urls == [weights.url]
     x = clip(batch=1, frames=8, size=32)
@@ -259,6 +261,7 @@ def test_download_failure_is_one_line_naming_url_and_local_file(monkeypatch):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(vidssl.offline, "host_reachable", lambda *a, **k: True)  # the probe passed
     with pytest.raises(VidsslError) as err:
         create_encoder("s3d", pretrained=True)
     msg = str(err.value)

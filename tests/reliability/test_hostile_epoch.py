@@ -18,7 +18,7 @@ from tests.train.test_pretrain import tiny_config
 from vidssl.data.dataset import ClipDataset, SkipCounter, build_loader
 from vidssl.data.deadline import DecodeDeadline
 from vidssl.data.decoders import available_decoders
-from vidssl.data.decoders.base import _BACKENDS, register_decoder
+from vidssl.data.decoders.base import DECODERS, register_decoder
 from vidssl.data.index.core import VideoIndex
 from vidssl.data.samplers import RandomClipSampler
 from vidssl.errors import VideoDecodeError, VidsslError
@@ -84,7 +84,7 @@ def hanging_backend():
     register_decoder("hang_test", "tests.reliability.hanging_backend", "HangingDecoder",
                      "torchcodec", "torchcodec")
     yield "hang_test"
-    _BACKENDS.pop("hang_test", None)
+    DECODERS.pop("hang_test", None)
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.train.test_pretrain import REPO, _env, cli_args
-from vidssl.train.checkpoint import load_checkpoint
+from vidssl.models.checkpoint import load_checkpoint
 from vidssl.train.monitor import read_metrics
 
 

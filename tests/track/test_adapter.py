@@ -64,7 +64,7 @@ def test_vit_frames_of_one_tubelet_share_a_map():
 
 
 def test_checkpoint_source(tmp_path):
-    from vidssl.train.checkpoint import save_checkpoint
+    from vidssl.models.checkpoint import save_checkpoint
 
     enc = create_encoder("r3d_tiny")
     path = save_checkpoint({"encoder": enc.state_dict(), "encoder_spec": encoder_spec(enc)},

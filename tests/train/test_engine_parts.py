@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import math
 import os
 
@@ -9,9 +11,10 @@ import pytest
 import torch
 
 from vidssl.errors import VidsslError
-from vidssl.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vidssl.models.checkpoint import load_checkpoint, save_checkpoint
 from vidssl.train.monitor import read_metrics
-from vidssl.train.schedules import build_scheduler, warmup_cosine
+from vidssl.runtime.optim import build_scheduler, warmup_cosine
+from vidssl.train.state import rng_state, set_rng_state
 
 
 def test_warmup_cosine_values():
@@ -62,8 +65,22 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a zip file at all")
-    with pytest.raises(VidsslError, match="cannot read checkpoint") as err:
+    with pytest.raises(VidsslError, match="is not a checkpoint \\(not a torch.save file\\)") as err:
         load_checkpoint(garbage)
+    assert "\n" not in str(err.value)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(VidsslError, match="an empty file"):
+        load_checkpoint(tmp_path / "empty.pt")
+    pickled = tmp_path / "pickled.pt"  # a torch.save file holding an arbitrary Python object
+    torch.save({"args": argparse.Namespace(lr=0.1)}, pickled)
+    with pytest.raises(VidsslError, match="safe loading refuses") as err:
+        load_checkpoint(pickled)
+    assert "weights_only" not in str(err.value)  # never advise the unsafe switch
+    cut = tmp_path / "cut.pt"  # a real checkpoint cut short
+    save_checkpoint({"step": 1, "w": torch.zeros(1000)}, tmp_path / "whole.pt")
+    cut.write_bytes((tmp_path / "whole.pt").read_bytes()[:2000])
+    with pytest.raises(VidsslError, match="cut.pt") as err:
+        load_checkpoint(cut)
     assert "\n" not in str(err.value)
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)
@@ -159,7 +176,7 @@ def test_step_options_keep_the_losses(tiny_synthetic, tmp_path):
 @pytest.mark.slow
 def test_compiled_encoder_trains_and_saves_plain_keys(tiny_synthetic, tmp_path):
     from tests.train.test_pretrain import DETERMINISTIC_VIEWS, tiny_config
-    from vidssl.train.checkpoint import load_checkpoint
+    from vidssl.models.checkpoint import load_checkpoint
     from vidssl.train.loop import pretrain
 
     common = ["train.max_steps=2", "train.deterministic=true", *DETERMINISTIC_VIEWS]
@@ -181,7 +198,7 @@ def test_attempt_store_isolates_restarts_on_one_node(monkeypatch):
     """A key the first attempt wrote (a dead rank's gloo address) is invisible to the second."""
     from datetime import timedelta
 
-    from vidssl.train.dist import _attempt_store
+    from vidssl.runtime.dist import _attempt_store
 
     server = torch.distributed.TCPStore("127.0.0.1", 0, 1, is_master=True, timeout=timedelta(seconds=10))
     _agent_env(monkeypatch, server.port, restart=0)
@@ -196,7 +213,7 @@ def test_attempt_store_isolates_restarts_on_one_node(monkeypatch):
 
 
 def test_attempt_store_is_left_alone_off_one_node_or_without_the_agent(monkeypatch):
-    from vidssl.train.dist import _attempt_store
+    from vidssl.runtime.dist import _attempt_store
 
     _agent_env(monkeypatch, 1, restart=1, local_world="1")  # 2 nodes: restart counts may differ
     assert _attempt_store() is None

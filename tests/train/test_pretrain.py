@@ -16,9 +16,11 @@ import torch
 from vidssl.config import load_config
 from vidssl.errors import VidsslError
 from vidssl.methods import register_method
-from vidssl.train.checkpoint import load_checkpoint, load_encoder
+from vidssl.models.checkpoint import load_checkpoint, load_encoder
+from vidssl.runtime.optim import NonFiniteLossError
 from vidssl.train.config import PretrainConfig
-from vidssl.train.loop import NonFiniteLossError, pretrain
+from vidssl.train import run as training
+from vidssl.train.loop import pretrain
 from vidssl.train.monitor import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,7 +119,7 @@ def test_coclr_schedule_runs_its_stages_and_resumes_between_them(tiny_synthetic,
             "method.params.schedule=[infonce:rgb,infonce:residual,cotrain:rgb]",
             f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path}", "train.max_steps=3"]
     torch.manual_seed(0)
-    result = pretrain(load_config(PretrainConfig, None, args))
+    result = training.run(load_config(PretrainConfig, None, args))
     names = ["stage1_infonce_rgb", "stage2_infonce_residual", "stage3_cotrain_rgb"]
     assert all((tmp_path / n / "stage_done.json").exists() for n in names)
     assert result.checkpoint == str(tmp_path / names[2] / "checkpoints" / "last.pt")
@@ -129,12 +131,12 @@ def test_coclr_schedule_runs_its_stages_and_resumes_between_them(tiny_synthetic,
     cotrain = read_metrics(str(tmp_path / names[2] / "metrics.jsonl"))
     assert [r.get("skip_update", 0.0) for r in cotrain] == [1.0, 1.0, 0.0]   # queue of 8, batches of 4
     before = [len(read_metrics(str(tmp_path / n / "metrics.jsonl"))) for n in names]
-    pretrain(load_config(PretrainConfig, None, args), resume=True)          # all done: nothing runs
+    training.run(load_config(PretrainConfig, None, args), resume=True)      # all done: nothing runs
     assert [len(read_metrics(str(tmp_path / n / "metrics.jsonl"))) for n in names] == before
     from vidssl.errors import ConfigError
     with pytest.raises(ConfigError, match="needs a trained residual network"):
-        pretrain(load_config(PretrainConfig, None, [*args[:-3], "method.params.schedule=[cotrain:rgb]",
-                                                    f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path}"]))
+        training.run(load_config(PretrainConfig, None, [*args[:-3], "method.params.schedule=[cotrain:rgb]",
+                                                        f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path}"]))
 
 
 def test_unknown_keys_and_missing_root_are_one_line_errors(tiny_synthetic, tmp_path):

@@ -18,10 +18,11 @@ import torch
 
 from vidssl.bench.decode import environment
 from vidssl.data.dataset import set_loader_epoch
+from vidssl.data.dataset import batch_to_device as to_device
+from vidssl.runtime.device import autocast_dtype, resolve_device
+from vidssl.runtime.optim import build_optimizer, build_scheduler
 from vidssl.train.config import PretrainConfig
-from vidssl.train.loop import (autocast_dtype, build_components, build_optimizer, resolve_device,
-                               to_device, train_step)
-from vidssl.train.schedules import build_scheduler
+from vidssl.train.loop import build_components, train_step
 
 
 def _epochs(loader) -> Iterator[dict]:
@@ -34,12 +35,12 @@ def run_train_benchmark(cfg: PretrainConfig, *, steps: int = 8, rounds: int = 3,
                         warmup: int = 2, progress: Callable[[str], None] | None = None) -> dict:
     """Clips/s of ``cfg``'s pretraining step with the real loader and with in-memory batches."""
     torch.manual_seed(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device, key="train.device")
     _, method, loader = build_components(cfg, device)
     optimizer = build_optimizer(method, cfg.optim, device)
     total = (rounds * 2 + 1) * steps + warmup
     scheduler = build_scheduler(optimizer, total, cfg.optim.warmup_steps)
-    amp = autocast_dtype(cfg.train.amp, device)
+    amp = autocast_dtype(cfg.train.amp, device, key="train.amp")
     step_count = [0]
 
     def one_step(batch: dict) -> int:

@@ -62,6 +62,7 @@ class FinetuneConfig:
     lr: float = 3e-4                    # AdamW peak learning rate (encoder and head)
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0          # linear warm-up, then cosine to 0 (per iteration)
+    clip_grad: Optional[float] = None   # max global grad norm (None = off), as optim.clip_grad
     dropout: float = 0.5
     label_smoothing: float = 0.0
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])  # RandomResizedCrop area

@@ -32,6 +32,8 @@ from vidssl.data.samplers import UniformMultiClipSampler
 from vidssl.data.transforms import Compose, Normalize, ResizeClip, ToModelLayout
 from vidssl.errors import ConfigError, VideoDecodeError, VidsslError
 from vidssl.models.encoders.base import Preprocess
+from vidssl.runtime.device import autocast, autocast_dtype, resolve_device
+from vidssl.runtime.progress import progress_bar
 
 log = logging.getLogger("vidssl.eval")
 
@@ -92,6 +94,17 @@ class FeatureSet:
         reasons = dict(self.skipped)
         skipped = [(p, reasons.get(p, "no features extracted")) for p in wanted if p not in row_of]
         return self.subset(rows, name=index.name, skipped=skipped)
+
+
+def union_index(indexes: Sequence[VideoIndex], name: str) -> VideoIndex:
+    """One index holding every distinct path of ``indexes`` (the first occurrence's record)."""
+    rows: dict[str, tuple[VideoIndex, int]] = {}
+    for ix in indexes:
+        for i in range(len(ix)):
+            rows.setdefault(ix.path(i), (ix, i))
+    col = lambda attr: [getattr(ix, attr)[i] for ix, i in rows.values()]  # noqa: E731
+    return VideoIndex(list(rows), col("labels"), col("num_frames"), col("fps"), col("groups"),
+                      indexes[0].class_names, indexes[0].group_names, name)
 
 
 def resolve_clip_settings(encoder: nn.Module, clip_len: int | None = None, stride: int | None = None,
@@ -173,33 +186,6 @@ def collate_eval(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def progress_bar(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar (a no-op when disabled); yields ``advance(n)``."""
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"bad device {device!r}: {' '.join(str(err).split())}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
 def encode_clips(
     fn: ClipFn,
     index: VideoIndex,
@@ -242,7 +228,7 @@ def encode_clips(
     outputs: list[torch.Tensor] = []
     positions: list[torch.Tensor] = []
     skipped: list[tuple[str, str]] = []
-    use_amp = bool(amp) and dev.type == "cuda"
+    amp_dtype = autocast_dtype("auto" if amp else "off", dev)
     with progress_bar(progress, len(index), description) as advance, torch.no_grad():
         for batch in loader:
             skipped.extend(batch["errors"])
@@ -254,7 +240,7 @@ def encode_clips(
             flat = x.flatten(0, 2)                                 # (B*K*C, T, 3, s, s)
             outs = []
             for start in range(0, flat.shape[0], batch_size):
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                with autocast(dev, amp_dtype):
                     y = fn(norm(flat[start:start + batch_size]))
                 if y.ndim != 2:
                     raise VidsslError(f"expected (n, D) features from the encoder, got {tuple(y.shape)}")

@@ -4,9 +4,11 @@ Training: one random clip per video (:class:`~vidssl.data.samplers.RandomClipSam
 encoder's clip length and stride), short side resized to ``resize_size`` and centre-cropped to
 a square in the DataLoader worker (so videos of any size batch together), then on the device
 a light, clip-consistent augmentation: random resized crop (area ``crop_scale`` = 0.5-1,
-aspect 3/4-4/3) to ``size`` and a horizontal flip (p = 0.5). AdamW (no weight decay on biases
-and norm parameters), linear warm-up then cosine decay to 0, computed per iteration up front;
-the loop stops with an error on a non-finite loss. BatchNorm layers train (their statistics
+aspect 3/4-4/3) to ``size`` and a horizontal flip (p = 0.5). The trainer's optimiser, schedule
+and update step (:mod:`vidssl.runtime.optim`): AdamW (no weight decay on biases and norm
+parameters), linear warm-up then cosine decay to 0, computed per iteration up front
+(``peak_in_warmup``), the same one-line stop on a non-finite loss, optional gradient clipping
+(``finetune.clip_grad``). BatchNorm layers train (their statistics
 adapt to the new data), the encoder is a copy unless ``copy_encoder=False``.
 
 Test: ``test_clips`` (10) evenly spaced clips x ``test_crops`` (3) crops per video, softmax
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,9 +32,12 @@ from vidssl.data.samplers import RandomClipSampler
 from vidssl.data.transforms import (Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop,
                                     ResizeClip, ToModelLayout)
 from vidssl.eval.config import FinetuneConfig
-from vidssl.eval.features import encode_clips, eval_mode, progress_bar, resolve_clip_settings, resolve_device
+from vidssl.eval.features import encode_clips, eval_mode, resolve_clip_settings
 from vidssl.eval.linear import topk_accuracy
-from vidssl.errors import VidsslError
+from vidssl.runtime.device import autocast, autocast_dtype, resolve_device
+from vidssl.runtime.optim import (OptimConfig, build_optimizer, build_scheduler, check_finite,
+                                  optimizer_step)
+from vidssl.runtime.progress import progress_bar
 
 log = logging.getLogger("vidssl.eval")
 
@@ -51,28 +55,6 @@ class FinetuneModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.encoder.forward_features(x)))
-
-
-def warmup_cosine(total_steps: int, warmup_steps: int) -> list[float]:
-    """Per-step learning-rate multipliers: linear ``(s + 1) / warmup`` then cosine to 0."""
-    out = []
-    for s in range(total_steps):
-        if s < warmup_steps:
-            out.append((s + 1) / warmup_steps)
-        else:
-            progress = (s - warmup_steps) / max(1, total_steps - warmup_steps)
-            out.append(0.5 * (1.0 + math.cos(math.pi * progress)))
-    return out
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights of dimension >= 2 only (not on biases, norm scales/shifts)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
 
 
 @dataclass
@@ -120,9 +102,9 @@ def finetune(encoder: nn.Module, train_index: VideoIndex, test_index: VideoIndex
                        ToModelLayout()], generator=gen)
     steps_per_epoch = len(loader)
     total = cfg.epochs * steps_per_epoch
-    lr_mult = warmup_cosine(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    use_amp = cfg.amp and dev.type == "cuda"
+    opt = build_optimizer(model, OptimConfig("adamw", cfg.lr, cfg.weight_decay, fused=False), dev, key="finetune")
+    sched = build_scheduler(opt, total, int(round(cfg.warmup_epochs * steps_per_epoch)), peak_in_warmup=True)
+    amp_dtype = autocast_dtype("auto" if cfg.amp else "off", dev)
     skips = SkipCounter()
     losses: list[float] = []
     step = 0
@@ -135,16 +117,10 @@ def finetune(encoder: nn.Module, train_index: VideoIndex, test_index: VideoIndex
                 skips.update(batch)
                 x = augment(batch["views"][0].to(dev, non_blocking=True))
                 y = batch["label"].to(dev, non_blocking=True)
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * lr_mult[step]
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                with autocast(dev, amp_dtype):
                     loss = F.cross_entropy(model(x).float(), y, label_smoothing=cfg.label_smoothing)
-                if not torch.isfinite(loss):
-                    raise VidsslError(f"finetune loss is {loss.item()} at epoch {epoch} step {step}; "
-                                      "lower finetune.lr")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                check_finite({"loss": loss}, step, "lower finetune.lr or set finetune.clip_grad")
+                optimizer_step(loss, model.parameters(), opt, sched, cfg.clip_grad)
                 epoch_loss.append(loss.item())
                 step += 1
                 advance(1)

@@ -1,31 +1,94 @@
-"""The evaluation protocols by name, and how each one runs on extracted features.
+"""The evaluation protocols, registered by name with their runners.
+
+A protocol is a runner ``fn(split: EvalSplit) -> {metric: value}`` registered in
+:data:`PROTOCOLS` with what :func:`vidssl.eval.run.evaluate` needs to know about it:
+``features`` (it reads the frozen features extracted once for every split), ``in_all`` (part
+of ``"all"``), an optional ``setup(ctx) -> object`` run once per evaluation (its result is
+``ctx.shared[name]``) and ``note(config) -> str`` for the results' notes.
 
 ``linear``, ``knn``, ``retrieval`` and ``diagnostics`` share one feature extraction (frozen
 encoder); ``finetune`` trains a copy of the encoder per split; ``zeroshot`` classifies test
-videos with a CLIP text classifier (:mod:`vidssl.eval.zeroshot`). Each runner returns a flat
-``{metric: value}`` dict for :class:`~vidssl.eval.report.EvalResults`.
+videos with a CLIP text classifier (:mod:`vidssl.eval.zeroshot`; asked for by name, not part of
+``all``). A new protocol is its runner (here, or in its own module registered here by its
+``lazy`` path) plus one :func:`register_protocol` call, and its settings section in
+:class:`~vidssl.eval.config.EvalConfig` when it has settings.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Sequence
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
 
 import torch
+from torch import nn
 
+from vidssl.data.index.core import VideoIndex
+from vidssl.errors import ConfigError
 from vidssl.eval.config import EvalConfig
 from vidssl.eval.diagnostics import diagnose
 from vidssl.eval.features import FeatureSet
 from vidssl.eval.knn import knn_classify
 from vidssl.eval.linear import linear_probe
 from vidssl.eval.retrieval import retrieval_hits
-from vidssl.errors import ConfigError
+from vidssl.registry import Registry
 
-PROTOCOLS: tuple[str, ...] = ("linear", "knn", "retrieval", "finetune", "diagnostics", "zeroshot")
-#: What ``"all"`` means: every protocol but ``zeroshot``, which needs a concept space (a
-#: CLIP-temporal encoder or an LSS checkpoint) and is asked for by name.
-ALL_PROTOCOLS: tuple[str, ...] = ("linear", "knn", "retrieval", "finetune", "diagnostics")
-FEATURE_PROTOCOLS: frozenset[str] = frozenset({"linear", "knn", "retrieval", "diagnostics"})
+__all__ = ["PROTOCOLS", "EvalContext", "EvalSplit", "register_protocol", "resolve_protocols"]
+
+
+@dataclass
+class EvalContext:
+    """One evaluation: what every protocol's setup and runner may read.
+
+    ``indexes``: split -> ``(train, test)``; ``features``: frozen features of every video of
+    every split (``None`` when no protocol reads them); ``info``: the results' info (timings,
+    per-protocol details); ``root``: the dataset root when it has per-video factor metadata
+    (the synthetic dataset), else ``None``."""
+
+    encoder: nn.Module
+    dataset: str
+    indexes: dict[int, tuple[VideoIndex, VideoIndex]]
+    config: EvalConfig
+    device: torch.device
+    progress: bool = True
+    root: Optional[str] = None
+    features: Optional[FeatureSet] = None
+    zeroshot: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalSplit:
+    """One split as a runner sees it; ``counts`` collects video counts it wants reported."""
+
+    context: EvalContext
+    split: int
+    train: VideoIndex
+    test: VideoIndex
+    train_features: Optional[FeatureSet] = None
+    test_features: Optional[FeatureSet] = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def config(self) -> EvalConfig:
+        return self.context.config
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.train_features.num_classes, self.test_features.num_classes)
+
+
+#: Protocols by name, in their canonical order (results list them so).
+PROTOCOLS: Registry[Callable[[EvalSplit], dict]] = Registry("protocol")
+
+
+def register_protocol(name: str, runner: Callable[[EvalSplit], dict] | None = None, *, lazy: str | None = None,
+                      features: bool = False, in_all: bool = True, setup: Callable[[EvalContext], Any] | None = None,
+                      note: Callable[[EvalConfig], str] | None = None) -> Any:
+    """Register ``runner`` (or ``lazy``, its ``"module:function"`` path, imported on first use; or,
+    without either, the decorated function) as protocol ``name``."""
+    return PROTOCOLS.register(name, runner, lazy=lazy, features=features, in_all=in_all, setup=setup, note=note)
 
 
 def resolve_protocols(protocols: str | Sequence[str]) -> list[str]:
@@ -33,35 +96,113 @@ def resolve_protocols(protocols: str | Sequence[str]) -> list[str]:
     if isinstance(protocols, str):
         protocols = [protocols]
     names = [p.strip().lower() for item in protocols for p in str(item).split(",") if p.strip()]
+    known = PROTOCOLS.names(sort=False)
     if not names:
-        raise ConfigError(f"no protocol given; choose from {list(PROTOCOLS)} or 'all'")
-    unknown = [p for p in names if p not in PROTOCOLS and p != "all"]
+        raise ConfigError(f"no protocol given; choose from {known} or 'all'")
+    unknown = [p for p in names if p not in known and p != "all"]
     if unknown:
-        raise ConfigError(f"unknown protocol(s) {unknown}; choose from {list(PROTOCOLS)} or 'all'")
+        raise ConfigError(f"unknown protocol(s) {unknown}; choose from {known} or 'all'")
     if "all" in names:
-        names = list(ALL_PROTOCOLS) + [p for p in names if p == "zeroshot"]
-    return [p for p in PROTOCOLS if p in names]
+        names += PROTOCOLS.names(sort=False, in_all=True)
+    return [p for p in known if p in names]
 
 
-def run_feature_protocol(name: str, train: FeatureSet, test: FeatureSet, config: EvalConfig, *,
-                         root: str | os.PathLike | None = None,
-                         device: torch.device | str | None = None) -> dict[str, float]:
-    """Run one frozen-feature protocol (train features -> test features); the linear probe's
-    fits run on ``device`` (default CPU), the rest on the CPU."""
-    num_classes = max(train.num_classes, test.num_classes)
-    if name == "linear":
-        c = config.linear
-        return linear_probe(train.features, train.labels, test.features, test.labels,
-                            train_groups=train.groups, num_classes=num_classes,
-                            weight_decays=c.weight_decays, val_fraction=c.val_fraction,
-                            seed=c.seed, max_iter=c.max_iter, device=device).metrics()
-    if name == "knn":
-        return knn_classify(train.features, train.labels, test.features, test.labels,
-                            k=config.knn.k, temperature=config.knn.temperature,
-                            num_classes=num_classes).metrics()
-    if name == "retrieval":
-        return retrieval_hits(train.features, train.labels, test.features, test.labels,
-                              ks=config.retrieval.ks, center=config.retrieval.center).metrics()
-    if name == "diagnostics":
-        return diagnose(test, train, root=root, config=config.diagnostics).metrics()
-    raise ConfigError(f"{name!r} is not a frozen-feature protocol; choose from {sorted(FEATURE_PROTOCOLS)}")
+# ------------------------------------------------------------------ frozen-feature protocols
+
+@register_protocol("linear", features=True, note=lambda c: (
+    "linear: L-BFGS logistic regression on L2-normalised features; weight decay chosen on a "
+    "group-aware validation part of train, refit on train"))
+def run_linear(s: EvalSplit) -> dict[str, float]:
+    c, tr, te = s.config.linear, s.train_features, s.test_features
+    return linear_probe(tr.features, tr.labels, te.features, te.labels, train_groups=tr.groups,
+                        num_classes=s.num_classes, weight_decays=c.weight_decays,
+                        val_fraction=c.val_fraction, seed=c.seed, max_iter=c.max_iter,
+                        device=s.context.device).metrics()
+
+
+@register_protocol("knn", features=True, note=lambda c: (
+    f"knn: cosine, k={c.knn.k}, votes weighted by exp(s/{c.knn.temperature})"))
+def run_knn(s: EvalSplit) -> dict[str, float]:
+    tr, te = s.train_features, s.test_features
+    return knn_classify(tr.features, tr.labels, te.features, te.labels, k=s.config.knn.k,
+                        temperature=s.config.knn.temperature, num_classes=s.num_classes).metrics()
+
+
+@register_protocol("retrieval", features=True, note=lambda c: (
+    "retrieval: test queries the train gallery, cosine; features "
+    + ("mean-centred (train mean)" if c.retrieval.center else "not mean-centred")))
+def run_retrieval(s: EvalSplit) -> dict[str, float]:
+    tr, te, c = s.train_features, s.test_features, s.config.retrieval
+    return retrieval_hits(tr.features, tr.labels, te.features, te.labels, ks=c.ks, center=c.center).metrics()
+
+
+# ------------------------------------------------------------------ finetuning
+
+@register_protocol("finetune", note=lambda c: (
+    f"finetune: {c.finetune.epochs} epoch(s), AdamW lr {c.finetune.lr:g} wd {c.finetune.weight_decay:g}, "
+    f"cosine; test {c.finetune.test_clips} clips x {c.finetune.test_crops} crops"))
+def run_finetune(s: EvalSplit) -> dict[str, float]:
+    from vidssl.eval.finetune import finetune
+
+    ctx = s.context
+    res = finetune(ctx.encoder, s.train, s.test, config=s.config.finetune, device=ctx.device,
+                   progress=ctx.progress)
+    s.counts["finetune_test_skipped"] = len(res.skipped_test)
+    return res.metrics()
+
+
+# ------------------------------------------------------------------ diagnostics (after finetune: canonical order)
+
+@register_protocol("diagnostics", features=True, note=lambda c: (
+    "diagnostics on test features: alignment over adjacent clips, uniformity t=2, effective rank "
+    "of the covariance; probe/* = linear probes per factor"))
+def run_diagnostics(s: EvalSplit) -> dict[str, float]:
+    return diagnose(s.test_features, s.train_features, root=s.context.root,
+                    config=s.config.diagnostics).metrics()
+
+
+# ------------------------------------------------------------------ zero-shot
+
+def zeroshot_setup(ctx: EvalContext) -> dict[str, Any]:
+    """Text classifier weights and test-video embeddings in CLIP space, once per evaluation."""
+    from vidssl.eval.features import extract_features, union_index
+    from vidssl.eval.zeroshot import ZeroShotEncoder, class_weights, zeroshot_spec_from_encoder
+
+    spec = ctx.zeroshot or zeroshot_spec_from_encoder(ctx.encoder)
+    t0 = time.perf_counter()
+    class_names = list(next(iter(ctx.indexes.values()))[1].class_names)
+    z = ctx.config.zeroshot
+    weights = class_weights(class_names, spec, templates=list(z.templates), attributes=z.attributes,
+                            vocabulary=ctx.dataset, device=ctx.device)
+    if isinstance(spec.head, nn.Identity) and ctx.features is not None:
+        feats = ctx.features                   # the encoder already embeds in CLIP space
+    else:
+        fc = ctx.config.features
+        tests = union_index([pair[1] for pair in ctx.indexes.values()], f"{ctx.dataset}/test")
+        model = ZeroShotEncoder(ctx.encoder, spec.head, int(weights.shape[0]))
+        feats = extract_features(
+            model, tests, num_clips=fc.num_clips, num_crops=fc.num_crops, clip_len=fc.clip_len,
+            stride=fc.stride, size=fc.size, resize_size=fc.resize_size, batch_size=fc.batch_size,
+            num_workers=fc.num_workers, device=ctx.device, decoder=fc.decoder, progress=ctx.progress,
+            amp=fc.amp)
+    ctx.info["timings_s"]["zeroshot_setup"] = time.perf_counter() - t0
+    ctx.info["zeroshot"] = {"text_tower": f"{spec.clip_model}/{spec.clip_pretrained or 'random-init'}",
+                            "source": spec.source, "classes": len(class_names)}
+    return {"features": feats, "weights": weights}
+
+
+def _zeroshot_note(c: EvalConfig) -> str:
+    z = c.zeroshot
+    return (f"zeroshot: CLIP text classifier, {len(z.templates) or 'vidssl video'} template(s)"
+            + (f" + attributes ({z.attributes})" if z.attributes else "")
+            + f", multi-clip video embedding, logits x{z.logit_scale:g}; test lists only")
+
+
+@register_protocol("zeroshot", in_all=False, setup=zeroshot_setup, note=_zeroshot_note)
+def run_zeroshot(s: EvalSplit) -> dict[str, float]:
+    from vidssl.eval.zeroshot import zeroshot_classify
+
+    zs = s.context.shared["zeroshot"]
+    test = zs["features"].select(s.test)
+    s.counts["zeroshot_test_used"] = len(test)
+    return zeroshot_classify(test.features, test.labels, zs["weights"], s.config.zeroshot.logit_scale)

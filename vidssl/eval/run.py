@@ -17,105 +17,63 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from vidssl.data.index import build_index
-from vidssl.data.index.core import VideoIndex
-from vidssl.eval.config import EvalConfig
-from vidssl.eval.features import FeatureSet, extract_features, resolve_clip_settings, resolve_device
-from vidssl.eval.finetune import finetune
-from vidssl.eval.protocols import FEATURE_PROTOCOLS, resolve_protocols, run_feature_protocol
-from vidssl.eval.report import EvalResults
+from vidssl.data.index import DATASETS, build_index
 from vidssl.errors import ConfigError
+from vidssl.eval.config import EvalConfig
+from vidssl.eval.features import extract_features, resolve_clip_settings, union_index
+from vidssl.eval.protocols import PROTOCOLS, EvalContext, EvalSplit, resolve_protocols
+from vidssl.eval.report import EvalResults
+from vidssl.provenance import records_hash
+from vidssl.runtime.device import resolve_device
 
 log = logging.getLogger("vidssl.eval")
 
-EVAL_DATASETS: tuple[str, ...] = ("synthetic", "ucf101", "hmdb51")
 MAX_SKIPPED_LISTED = 20
 
 
+def eval_datasets() -> list[str]:
+    """Registered datasets evaluation can use (official train/test splits)."""
+    return DATASETS.names(eval=True)
+
+
 def resolve_splits(dataset: str, splits: Sequence[int] | int | None) -> list[int]:
-    """``None`` -> (1, 2, 3); values must be positive (1-3 for UCF101/HMDB51), no repeats."""
+    """``None`` -> (1, 2, 3); values must be positive (up to the dataset's ``max_split``), no repeats."""
     if splits is None:
         return [1, 2, 3]
     values = [splits] if isinstance(splits, int) else list(splits)
     if not values:
         raise ConfigError("no split given")
+    top = DATASETS.info(dataset)["max_split"]
     out = []
     for s in values:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
             raise ConfigError(f"split must be a positive integer, got {s!r}")
-        if dataset in ("ucf101", "hmdb51") and s > 3:
-            raise ConfigError(f"{dataset} has splits 1, 2 and 3, got {s}")
+        if top is not None and s > top:
+            raise ConfigError(f"{dataset} has splits {', '.join(map(str, range(1, top)))} and {top}, got {s}")
         if int(s) not in out:
             out.append(int(s))
     return out
 
 
-def union_index(indexes: Sequence[VideoIndex], name: str) -> VideoIndex:
-    """One index holding every distinct path of ``indexes`` (the first occurrence's record)."""
-    rows: dict[str, tuple[VideoIndex, int]] = {}
-    for ix in indexes:
-        for i in range(len(ix)):
-            rows.setdefault(ix.path(i), (ix, i))
-    paths = list(rows)
-    col = lambda attr: [getattr(ix, attr)[i] for ix, i in rows.values()]  # noqa: E731
-    return VideoIndex(paths, col("labels"), col("num_frames"), col("fps"), col("groups"),
-                      indexes[0].class_names, indexes[0].group_names, name)
-
-
 def _notes(protocols: list[str], cfg: EvalConfig, settings: dict[str, Any]) -> list[str]:
     notes = []
-    if FEATURE_PROTOCOLS & set(protocols):
+    if any(PROTOCOLS.info(p)["features"] for p in protocols):
         crop = "centre crop" if settings["num_crops"] == 1 else "3 crops along the long side"
         notes.append(f"frozen features: {settings['num_clips']} evenly spaced clips of "
                      f"{settings['clip_len']} frames (stride {settings['stride']}) x {crop} of "
                      f"{settings['size']} px (short side {settings['resize_size']}), averaged")
-    if "linear" in protocols:
-        notes.append("linear: L-BFGS logistic regression on L2-normalised features; weight decay "
-                     "chosen on a group-aware validation part of train, refit on train")
-    if "knn" in protocols:
-        notes.append(f"knn: cosine, k={cfg.knn.k}, votes weighted by exp(s/{cfg.knn.temperature})")
-    if "retrieval" in protocols:
-        notes.append("retrieval: test queries the train gallery, cosine; features "
-                     + ("mean-centred (train mean)" if cfg.retrieval.center else "not mean-centred"))
-    if "diagnostics" in protocols:
-        notes.append("diagnostics on test features: alignment over adjacent clips, uniformity t=2, "
-                     "effective rank of the covariance; probe/* = linear probes per factor")
-    if "zeroshot" in protocols:
-        z = cfg.zeroshot
-        notes.append(f"zeroshot: CLIP text classifier, {len(z.templates) or 'vidssl video'} template(s)"
-                     + (f" + attributes ({z.attributes})" if z.attributes else "")
-                     + f", multi-clip video embedding, logits x{z.logit_scale:g}; test lists only")
-    if "finetune" in protocols:
-        f = cfg.finetune
-        notes.append(f"finetune: {f.epochs} epoch(s), AdamW lr {f.lr:g} wd {f.weight_decay:g}, "
-                     f"cosine; test {f.test_clips} clips x {f.test_crops} crops")
+    for p in protocols:
+        note = PROTOCOLS.info(p).get("note")
+        if note is not None:
+            notes.append(note(cfg))
     return notes
 
 
-def _zeroshot_setup(encoder: nn.Module, spec: Any, indexes: dict, key: str, feats: FeatureSet | None,
-                    cfg: EvalConfig, dev, progress: bool, info: dict[str, Any]) -> dict[str, Any]:
-    """Text classifier weights and test-video embeddings in CLIP space for ``zeroshot``."""
-    from vidssl.eval.zeroshot import ZeroShotEncoder, class_weights, zeroshot_spec_from_encoder
-
-    spec = spec or zeroshot_spec_from_encoder(encoder)
-    t0 = time.perf_counter()
-    class_names = list(next(iter(indexes.values()))[1].class_names)
-    weights = class_weights(class_names, spec, templates=list(cfg.zeroshot.templates),
-                            attributes=cfg.zeroshot.attributes, vocabulary=key, device=dev)
-    if isinstance(spec.head, nn.Identity) and feats is not None:
-        zs_feats = feats                       # the encoder already embeds in CLIP space
-    else:
-        fc = cfg.features
-        tests = union_index([pair[1] for pair in indexes.values()], f"{key}/test")
-        model = ZeroShotEncoder(encoder, spec.head, int(weights.shape[0]))
-        zs_feats = extract_features(
-            model, tests, num_clips=fc.num_clips, num_crops=fc.num_crops, clip_len=fc.clip_len,
-            stride=fc.stride, size=fc.size, resize_size=fc.resize_size, batch_size=fc.batch_size,
-            num_workers=fc.num_workers, device=dev, decoder=fc.decoder, progress=progress, amp=fc.amp)
-    info["timings_s"]["zeroshot_setup"] = time.perf_counter() - t0
-    info["zeroshot"] = {"text_tower": f"{spec.clip_model}/{spec.clip_pretrained or 'random-init'}",
-                        "source": spec.source, "classes": len(class_names)}
-    return {"features": zs_feats, "weights": weights}
+def split_hash(pair, root) -> str:
+    """:func:`~vidssl.provenance.records_hash` of a split's train and test records (paths relative
+    to the dataset root): the videos this evaluation actually used, comparable across machines."""
+    return records_hash([(f"{sub}:{os.path.relpath(p, root)}", int(label))
+                         for sub, ix in zip(("train", "test"), pair) for p, label in zip(ix.paths, ix.labels)])
 
 
 def evaluate(
@@ -136,11 +94,12 @@ def evaluate(
 
     Args:
         encoder: a vidssl encoder (``num_features``, ``preprocess``, ``forward_features``).
-        dataset: ``"synthetic"``, ``"ucf101"`` or ``"hmdb51"`` (read with ``build_index``).
+        dataset: a registered dataset with official splits (``synthetic``, ``ucf101``,
+            ``hmdb51``: :func:`eval_datasets`), read with ``build_index``.
         root: the dataset folder.
         splits: default (1, 2, 3).
-        protocols: ``"all"`` (all but zeroshot) or names from ``linear knn retrieval finetune
-            diagnostics zeroshot``.
+        protocols: ``"all"`` (all but zeroshot) or names of :data:`~vidssl.eval.protocols.PROTOCOLS`
+            (``linear knn retrieval finetune diagnostics zeroshot``).
         config: :class:`~vidssl.eval.config.EvalConfig` (defaults documented there).
         device: overrides ``config.device`` (``"auto"``: CUDA when present).
         index_kwargs: extra ``build_index`` arguments (``annotations=``, ``cache=``, ...).
@@ -151,9 +110,10 @@ def evaluate(
         :class:`~vidssl.eval.report.EvalResults` with per-split and mean numbers.
     """
     cfg = (config or EvalConfig()).validate()
-    key = str(dataset).strip().lower()
-    if key not in EVAL_DATASETS:
-        raise ConfigError(f"evaluation dataset must be one of {list(EVAL_DATASETS)}, got {dataset!r}")
+    key = DATASETS.key(str(dataset).strip().lower())
+    if not DATASETS.info(key)["eval"]:
+        raise ConfigError(f"evaluation needs a dataset with official train/test splits, one of "
+                          f"{eval_datasets()}; got {dataset!r}")
     names = resolve_protocols(protocols)
     split_ids = resolve_splits(key, splits)
     dev = resolve_device(device or cfg.device)
@@ -162,15 +122,17 @@ def evaluate(
     indexes = {s: tuple(build_index(key, root, split=s, subset=sub, **kw) for sub in ("train", "test"))
                for s in split_ids}
     info: dict[str, Any] = {"config": dataclasses.asdict(cfg), "device": str(dev), "root": os.fspath(root),
-                            "timings_s": {}, "videos": {}, "skipped": []}
-    feats: FeatureSet | None = None
+                            "timings_s": {}, "videos": {}, "skipped": [],
+                            "split_hash": {str(s): split_hash(pair, root) for s, pair in indexes.items()}}
+    ctx = EvalContext(encoder, key, indexes, cfg, dev, progress, zeroshot=zeroshot, info=info,
+                      root=os.fspath(root) if DATASETS.info(key).get("factors") else None)
     fc = cfg.features
     settings = {"num_clips": fc.num_clips, "num_crops": fc.num_crops,
                 **resolve_clip_settings(encoder, fc.clip_len, fc.stride, fc.size, fc.resize_size)}
-    if FEATURE_PROTOCOLS & set(names):
+    if any(PROTOCOLS.info(n)["features"] for n in names):
         all_videos = union_index([ix for pair in indexes.values() for ix in pair], f"{key}/all")
         t0 = time.perf_counter()
-        feats = extract_features(
+        ctx.features = feats = extract_features(
             encoder, all_videos, num_clips=fc.num_clips, num_crops=fc.num_crops,
             clip_len=fc.clip_len, stride=fc.stride, size=fc.size, resize_size=fc.resize_size,
             batch_size=fc.batch_size, num_workers=fc.num_workers, device=dev, decoder=fc.decoder,
@@ -180,40 +142,26 @@ def evaluate(
         info["skipped_count"] = len(feats.skipped)
         log.info("features: %d videos x %d dims in %.1f s (%d skipped)", len(feats),
                  feats.features.shape[1], info["timings_s"]["features"], len(feats.skipped))
-    zs = None
-    if "zeroshot" in names:
-        zs = _zeroshot_setup(encoder, zeroshot, indexes, key, feats, cfg, dev, progress, info)
+    for name in names:
+        setup = PROTOCOLS.info(name).get("setup")
+        if setup is not None:
+            ctx.shared[name] = setup(ctx)
     per_split: dict[int, dict[str, dict[str, float]]] = {}
     for s, (train_ix, test_ix) in indexes.items():
         per_split[s] = {}
-        counts: dict[str, int] = {"train": len(train_ix), "test": len(test_ix)}
-        train_fs = test_fs = None
-        if feats is not None:
-            train_fs, test_fs = feats.select(train_ix), feats.select(test_ix)
-            counts.update(train_used=len(train_fs), test_used=len(test_fs))
+        split = EvalSplit(ctx, s, train_ix, test_ix, counts={"train": len(train_ix), "test": len(test_ix)})
+        if ctx.features is not None:
+            split.train_features, split.test_features = ctx.features.select(train_ix), ctx.features.select(test_ix)
+            split.counts.update(train_used=len(split.train_features), test_used=len(split.test_features))
         for name in names:
             t0 = time.perf_counter()
-            if name == "zeroshot":
-                from vidssl.eval.zeroshot import zeroshot_classify
-
-                test_zs = zs["features"].select(test_ix)
-                metrics = zeroshot_classify(test_zs.features, test_zs.labels, zs["weights"],
-                                            cfg.zeroshot.logit_scale)
-                counts["zeroshot_test_used"] = len(test_zs)
-            elif name == "finetune":
-                res = finetune(encoder, train_ix, test_ix, config=cfg.finetune, device=dev,
-                               progress=progress)
-                metrics = res.metrics()
-                counts["finetune_test_skipped"] = len(res.skipped_test)
-            else:
-                metrics = run_feature_protocol(name, train_fs, test_fs, cfg, device=dev,
-                                               root=root if key == "synthetic" else None)
+            metrics = PROTOCOLS[name](split)
             per_split[s][name] = metrics
             dt = time.perf_counter() - t0
             info["timings_s"][f"split{s}/{name}"] = dt
             log.info("split %d %s (%.1f s): %s", s, name, dt,
                      ", ".join(f"{m}={v:.4g}" for m, v in metrics.items()))
-        info["videos"][str(s)] = counts
+        info["videos"][str(s)] = split.counts
     info["timings_s"]["total"] = time.perf_counter() - t_start
     info["notes"] = _notes(names, cfg, settings)
     if info.get("skipped_count"):

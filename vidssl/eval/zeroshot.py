@@ -78,23 +78,23 @@ def zeroshot_spec_from_encoder(encoder: nn.Module) -> ZeroShotSpec:
 def zeroshot_spec_from_checkpoint(path: str) -> ZeroShotSpec:
     """The projection head and text tower of an LSS checkpoint (or a CLIP-temporal encoder's own)."""
     from vidssl.methods import method_params
-    from vidssl.methods.lss import projection_head
-    from vidssl.train.checkpoint import load_checkpoint, load_encoder
+    from vidssl.models.checkpoint import load_checkpoint, load_encoder, submodule_state
+    from vidssl.models.heads import concept_head
 
     state = load_checkpoint(path)
     method = ((state.get("config") or {}).get("method") or {})
     if method.get("name") != "lss":
         return zeroshot_spec_from_encoder(load_encoder(path))
     p = method_params("lss", method.get("params") or {})
-    head_state = {k[len("head."):]: v for k, v in state["model"].items() if k.startswith("head.")}
+    head_state = submodule_state(state["model"], "head")
     concepts = state["model"].get("concepts")
     if concepts is None:
         raise VidsslError(f"checkpoint {path} has no concept vectors (not an LSS checkpoint?)")
     spec = state.get("encoder_spec") or {}
     in_dim = load_encoder(path).num_features
     # training's `auto` choice is in the checkpoint: no head weights = identity
-    head = projection_head(p.head, int(in_dim), concepts.shape[1], p.head_hidden_dim, p.head_layers,
-                           same_space=not head_state)
+    head = concept_head(p.head, int(in_dim), concepts.shape[1], p.head_hidden_dim, p.head_layers,
+                        same_space=not head_state)
     try:
         head.load_state_dict(head_state)
     except RuntimeError as err:

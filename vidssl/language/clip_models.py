@@ -12,16 +12,19 @@ Missing weights (offline, unknown tag) become one :class:`~vidssl.errors.VidsslE
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 from importlib import resources
 from typing import Optional
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from vidssl.errors import MissingDependencyError, VidsslError
+from vidssl.offline import host_reachable, offline_mode, require_download
 
 TINY_CLIP = "vidssl-tiny-clip"
 _REGISTERED = False
@@ -68,9 +71,18 @@ def load_clip(model: str, pretrained: Optional[str] = None, *, init_seed: int = 
     tag = pretrained or None
     if tag is not None and model == TINY_CLIP and not os.path.isfile(str(tag)):
         raise VidsslError(f"{TINY_CLIP} has no published weights; use pretrained=None or a weights file")
+    offline_cache = False
+    if tag is not None and not os.path.isfile(str(tag)):
+        source, cached = _weights_source(open_clip, model, tag)
+        if source and not cached:  # fail in seconds, not after a minute of hub retries
+            require_download(f"open_clip weights {tag!r} for {model}", source,
+                             hint=f"for a run without weights (tests, smoke runs): --model {TINY_CLIP} "
+                                  f"--pretrained none")
+        offline_cache = bool(source and cached) and (offline_mode() or not host_reachable(
+            urlparse(source).hostname or source))
     previous = logging.root.manager.disable
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _hub_offline(offline_cache):
             torch.manual_seed(init_seed)
             if tag is None:  # open_clip warns on root that no weights were loaded: that is the point
                 logging.disable(max(previous, logging.WARNING))
@@ -85,6 +97,44 @@ def load_clip(model: str, pretrained: Optional[str] = None, *, init_seed: int = 
                           f"on an offline machine put them in the Hugging Face cache or pass a "
                           f"local file as the pretrained tag") from None
     return clip.eval()
+
+
+def _weights_source(open_clip, model: str, tag: str) -> tuple[str | None, bool]:
+    """Where open_clip would download ``tag``'s weights from (a URL) and whether a local cache
+    already holds them; ``(None, False)`` when open_clip does not know the tag (it then raises
+    its own error)."""
+    cfg = open_clip.get_pretrained_cfg(model, tag) or {}
+    hub = cfg.get("hf_hub")
+    try:
+        import huggingface_hub
+    except ImportError:
+        huggingface_hub, hub = None, None
+    if hub:  # "org/name/" (open_clip's default file name) or "org/name/file"
+        repo, filename = os.path.split(hub)
+        filename = filename or "open_clip_pytorch_model.bin"
+        names = (filename.rsplit(".", 1)[0] + ".safetensors", filename)  # open_clip tries the first
+        cached = any(isinstance(huggingface_hub.try_to_load_from_cache(repo, n), str) for n in names)
+        return f"https://huggingface.co/{repo}", cached
+    if cfg.get("url"):
+        url = cfg["url"]
+        return url, os.path.isfile(os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url)))
+    return None, False
+
+
+@contextlib.contextmanager
+def _hub_offline(enabled: bool):
+    """huggingface_hub in offline mode for the call (cached weights, no host): no retries."""
+    if not enabled:
+        yield
+        return
+    from huggingface_hub import constants
+
+    old = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = old
 
 
 def clip_tokenizer(model: str):

@@ -177,3 +177,26 @@ def build_concept_space(class_names: Sequence[str], *, attributes: Optional[dict
         atomic_write_bytes(path, buf.getvalue())
         space.meta["cache"] = path
     return space
+
+
+def vocabulary_concept_space(vocabulary: str, attributes: Optional[str] = "curated", *, mode: str = "separate",
+                             model: str = "ViT-B-16", pretrained: Optional[str] = "openai", init_seed: int = 0,
+                             cache_dir: str | os.PathLike | None = None,
+                             device: str | torch.device = "cpu") -> ConceptSpace:
+    """The concept space of a vocabulary (a shipped name, ``"synthetic"`` or a class-list file)
+    and its attributes (``"curated"``: the vocabulary's shipped file; a path; ``None``), as LSS's
+    parameters describe it; the attributes are checked against the classes."""
+    from vidssl.language.attributes import VOCABULARIES, load_attributes, resolve_vocabulary, validate_attributes
+
+    classes = resolve_vocabulary(vocabulary)
+    attrs = None
+    if attributes and mode != "classes":
+        if attributes == "curated" and vocabulary not in VOCABULARIES:
+            raise ConfigError(f"method.params.attributes: 'curated' needs a shipped vocabulary {VOCABULARIES}; "
+                              f"for {vocabulary!r} pass an attribute file (vidssl concepts generate)")
+        source = vocabulary if attributes == "curated" else attributes
+        doc = load_attributes(source)
+        validate_attributes(doc, classes, where=f"attributes of {source}")
+        attrs = doc["classes"]
+    return build_concept_space(classes, attributes=attrs, mode=mode, model=model, pretrained=pretrained,
+                               init_seed=init_seed, cache_dir=cache_dir, device=device)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.losses.info_nce import check_temperature, gather_batch
-from vidssl.train import dist
+from vidssl.runtime import dist
 
 __all__ = ["DenseContrastiveLoss", "SIMILARITIES"]
 

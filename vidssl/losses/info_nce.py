@@ -17,7 +17,7 @@ the sum of the two directional means (``reduction="sum"``, the TF SimCLR / CVRL 
 ``loss_a + loss_b``, exactly twice the mean).
 
 Under DDP each rank computes the loss of its own anchors against the gathered candidates;
-:func:`~vidssl.train.dist.gather_with_grad` sends the candidates' gradients back to their rank,
+:func:`~vidssl.runtime.dist.gather_with_grad` sends the candidates' gradients back to their rank,
 so DDP's gradient average equals the gradient of the loss of the whole global batch.
 """
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidssl.train import dist
+from vidssl.runtime import dist
 
 __all__ = ["InfoNCELoss", "nt_xent", "nt_xent_logits", "gather_batch", "REDUCTIONS"]
 

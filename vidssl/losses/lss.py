@@ -25,12 +25,22 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from vidssl.runtime import dist
+
 ALIGNMENT_FORMS: tuple[str, ...] = ("class_attribute", "entropy", "none")
 
 
 def teacher_distribution(sims: torch.Tensor, center: torch.Tensor, temperature: float) -> torch.Tensor:
     """``softmax((sims - center) / temperature)`` without gradient. Shape: ``(B, K)``, center ``(K,)``."""
     return F.softmax((sims.detach() - center) / temperature, dim=-1)
+
+
+@torch.no_grad()
+def update_center(center: torch.Tensor, teacher_sims: torch.Tensor, momentum: float) -> None:
+    """DINO's centre, in place: ``center = m * center + (1 - m) * mean(teacher_sims)``, the mean
+    over the global batch (every rank). Shape: center ``(K,)``, teacher_sims ``(N, K)``."""
+    mean = dist.all_reduce_mean(teacher_sims.mean(dim=0))
+    center.mul_(momentum).add_(mean, alpha=1 - momentum)
 
 
 def concept_distillation(teacher_sims: Sequence[torch.Tensor], student_sims: Sequence[torch.Tensor],
@@ -77,9 +87,39 @@ def class_attribute_alignment(student_sims: torch.Tensor, teacher_sims: torch.Te
     return (-(p_t * pooled.clamp_min(1e-8).log()).sum(dim=-1)).mean()
 
 
+def mean_entropy(p: torch.Tensor) -> torch.Tensor:
+    """``mean_b H(p_b)`` of distributions ``(B, K)`` (``log`` clamped at 1e-8)."""
+    return -(p * p.clamp_min(1e-8).log()).sum(dim=-1).mean()
+
+
 def entropy_alignment(student_sims: torch.Tensor, student_temp: float = 0.1) -> torch.Tensor:
     """``mean_b H(p_b) - H(mean_b p_b)`` with ``p = softmax(sims / student_temp)``. Shape ``(B, K)``."""
     p = F.softmax(student_sims / student_temp, dim=-1)
-    h = -(p * p.clamp_min(1e-8).log()).sum(dim=-1).mean()
+    h = mean_entropy(p)
     m = p.mean(dim=0)
     return h + (m * m.clamp_min(1e-8).log()).sum()
+
+
+def concept_alignment(form: str, student_sims: Sequence[torch.Tensor], teacher_sims: Sequence[torch.Tensor],
+                      class_index: torch.Tensor, num_classes: int, center: torch.Tensor,
+                      teacher_temp: float = 0.04, student_temp: float = 0.1) -> torch.Tensor:
+    """The alignment term of ``form`` (:data:`ALIGNMENT_FORMS`) over a step's views.
+
+    ``"class_attribute"``: :func:`class_attribute_alignment` of student view ``j`` toward teacher
+    view ``i``, averaged over the pairs ``i != j`` of the ``G`` teacher (global) views (the one
+    pair ``(0, 0)`` when ``G = 1``). ``"entropy"``: :func:`entropy_alignment` averaged over the
+    student views. ``"none"``: 0.
+
+    Shape: sims ``(B, K)`` each (students: globals then locals; teachers: the globals).
+    """
+    g = len(teacher_sims)
+    if form == "class_attribute":
+        total = sum(class_attribute_alignment(student_sims[j], teacher_sims[i], class_index, num_classes, center,
+                                              teacher_temp, student_temp)
+                    for i in range(g) for j in range(g) if i != j or g == 1)
+        return total / max(1, g * (g - 1))
+    if form == "entropy":
+        return sum(entropy_alignment(s, student_temp) for s in student_sims) / len(student_sims)
+    if form == "none":
+        return torch.zeros((), device=center.device)
+    raise ValueError(f"alignment must be one of {ALIGNMENT_FORMS}, got {form!r}")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.losses.info_nce import check_temperature, gather_batch, nt_xent
-from vidssl.train import dist
+from vidssl.runtime import dist
 
 __all__ = ["TCLRInstanceLoss", "LocalLocalLoss", "GlobalLocalLoss", "LOCAL_PAIRS", "local_view_pairs"]
 

@@ -14,58 +14,48 @@ so unknown keys are errors). What the training engine relies on:
 - optional ``method.set_step(step: int, total_steps: int)``, called before each step with the
   0-based index of the step about to run (also the first one after ``--resume``): behaviour
   that follows the schedule (DPC's curriculum);
-- optional ``method.after_step(step: int, total_steps: int)`` for EMA / queue updates.
+- optional ``method.after_step(step: int, total_steps: int)`` for EMA / queue updates;
+- optional static ``stages(params) -> list[Stage]``: one config that runs as several stages
+  (CoCLR's alternation), as plain data the trainer expands (:func:`method_stages`).
 
-One method per file, no shared base class (see ``docs/architecture.md``).
+One method per file, no shared base class, discovered from this package: a new method is its
+file plus a config (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from torch import nn
 
 from vidssl.errors import ConfigError
+from vidssl.registry import Registry
 
-_METHODS: dict[str, tuple[type, type]] = {}
+#: Method classes by name (info: ``params``, the parameter dataclass). Every module of this
+#: package is imported on the first lookup and registers its class with
+#: :func:`register_method`: a new method is one file here plus one config.
+METHODS: Registry[type] = Registry("method", discover="vidssl.methods")
 
 
 def register_method(name: str, params: type) -> Callable[[type], type]:
     """Class decorator: register ``cls(encoder, params_instance)`` under ``name``."""
 
     def deco(cls: type) -> type:
-        if name in _METHODS and _METHODS[name][0] is not cls:
-            raise ConfigError(f"method name {name!r} is already registered")
-        _METHODS[name] = (cls, params)
-        return cls
+        return METHODS.register(name, cls, params=params)
 
     return deco
 
 
-def _load_builtin() -> None:
-    import vidssl.methods.cvrl  # noqa: F401
-    import vidssl.methods.tclr  # noqa: F401
-    import vidssl.methods.supervised  # noqa: F401
-    import vidssl.methods.vcop  # noqa: F401
-    import vidssl.methods.o3n  # noqa: F401
-    import vidssl.methods.dpc  # noqa: F401
-    import vidssl.methods.coclr  # noqa: F401
-    import vidssl.methods.lss  # noqa: F401
-
-
 def list_methods() -> list[str]:
-    _load_builtin()
-    return sorted(_METHODS)
+    return METHODS.names()
 
 
 def method_class(name: str) -> type:
     """The registered class of method ``name`` (``ConfigError`` if unknown)."""
-    _load_builtin()
-    if name not in _METHODS:
-        raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(_METHODS))}")
-    return _METHODS[name][0]
+    return METHODS[name]
 
 
 def method_params(name: str, params: dict[str, Any] | None = None) -> Any:
@@ -77,10 +67,7 @@ def method_params(name: str, params: dict[str, Any] | None = None) -> Any:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    _load_builtin()
-    if name not in _METHODS:
-        raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(_METHODS))}")
-    schema = _METHODS[name][1]
+    schema = METHODS.info(name)["params"]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(params or {})))
         return OmegaConf.to_object(merged)
@@ -91,7 +78,30 @@ def method_params(name: str, params: dict[str, Any] | None = None) -> Any:
 def create_method(name: str, encoder: nn.Module, params: dict[str, Any] | None = None) -> nn.Module:
     """Build method ``name`` around ``encoder`` (see the module docstring for the contract)."""
     p = method_params(name, params)
-    return _METHODS[name][0](encoder, p)
+    return METHODS[name](encoder, p)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One run of a multi-stage method, as plain data the trainer expands into a config.
+
+    Attributes:
+        name: the stage's folder under the run's ``out_dir``.
+        params: method parameters that replace the run's own for this stage.
+        checkpoints: parameters that take an earlier stage's checkpoint, ``param -> stage name``
+            (the trainer fills in ``OUT_DIR/<stage name>/checkpoints/last.pt``).
+    """
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    checkpoints: dict[str, str] = field(default_factory=dict)
+
+
+def method_stages(name: str, params: dict[str, Any] | None = None) -> list[Stage]:
+    """The stages a method's parameters expand into (``[]``: one ordinary run). A method class
+    declares them with a static ``stages(params_dataclass) -> list[Stage]``."""
+    fn = getattr(METHODS[name], "stages", None)
+    return list(fn(method_params(name, params))) if fn is not None else []
 
 
 def params_dict(p: Any) -> dict[str, Any]:
@@ -113,6 +123,22 @@ def check_ints(method: str, params: Any, minimums: dict[str, int]) -> None:
         value = getattr(params, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise param_error(method, name, f"must be an int >= {minimum}, got {value!r}")
+
+
+_RANGES: dict[str, Callable[[Any], bool]] = {
+    "[0, 1]": lambda v: 0.0 <= v <= 1.0, "[0, 1)": lambda v: 0.0 <= v < 1.0,
+    "> 0": lambda v: v > 0, ">= 0": lambda v: v >= 0,
+}
+
+
+def check_range(method: str, params: Any, bounds: dict[str, str]) -> None:
+    """Every ``params.<name>`` lies in ``bounds[name]``: ``"[0, 1]"``, ``"[0, 1)"``, ``"> 0"`` or
+    ``">= 0"`` (NaN never does)."""
+    for name, bound in bounds.items():
+        value = getattr(params, name)
+        if not _RANGES[bound](value):
+            where = "in " if bound.startswith("[") else ""
+            raise param_error(method, name, f"must be {where}{bound}, got {value!r}")
 
 
 def check_choice(method: str, key: str, value: Any, options: Sequence[Any]) -> None:

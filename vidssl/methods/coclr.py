@@ -17,21 +17,17 @@ for the keys (``m = 0.999``), a queue of past keys (2048, 128-d), ``tau = 0.07``
 - ``stage: cotrain``: the other modality's network, frozen (``other_checkpoint``, from its own
   InfoNCE stage), embeds the same clips; its embeddings of the queued keys sit in a second queue.
   The ``topk`` (5) queue entries most similar *in the other modality* to the query's clip join
-  the true key as positives; multi-instance InfoNCE
-  ``-log sum_{p in P} exp(q.p / tau) / sum_n exp(q.n / tau)``. Nothing is updated until the
-  queue is full (the step returns ``skip_update`` and only enqueues).
+  the true key as positives (:func:`~vidssl.losses.coclr.mine_positives`), multi-instance
+  InfoNCE (:func:`~vidssl.losses.coclr.multi_positive_nce`). Nothing is updated until the queue
+  is full (the step returns ``skip_update`` and only enqueues).
 
 ``schedule`` runs the paper's alternation from one config: e.g. ``["infonce:rgb",
-"infonce:residual", "cotrain:rgb", "cotrain:residual"]`` trains each stage for the config's
-``train`` budget into ``OUT_DIR/stageN_STAGE_MODALITY``; a co-training stage takes the latest
-checkpoint of the other modality from an earlier stage. ``vidssl pretrain --resume`` skips
-finished stages and resumes the interrupted one (:func:`stage_configs`,
-:func:`vidssl.train.stages.run_stages`).
-
+"infonce:residual", "cotrain:rgb", "cotrain:residual"]``. :func:`plan_stages` describes the
+stages as data (:class:`~vidssl.methods.Stage`); the trainer runs each for the config's
+``train`` budget into ``OUT_DIR/stageN_STAGE_MODALITY``, a co-training stage taking the latest
+checkpoint of the other modality from an earlier stage; ``--resume`` skips finished stages.
 Either stage can train the RGB network (``train_modality: rgb``, the exported ``encoder``) or
-the residual one (``train_modality: residual``; its encoder sees residual frames). The paper
-alternates: RGB-InfoNCE and Flow-InfoNCE, then co-training cycles, each loading the other's
-last checkpoint through ``other_checkpoint``.
+the second-modality one.
 
 Reference code: ``TengdaHan/CoCLR`` (model/pretrain.py ``InfoNCE``/``CoCLR``, main_coclr.py).
 See ``docs/methods.md``.
@@ -40,8 +36,6 @@ See ``docs/methods.md``.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -50,20 +44,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.data.samplers import CoTrainingPairSampler
-from vidssl.data.transforms import (
-    ColorJitter,
-    Compose,
-    Normalize,
-    RandomGrayscale,
-    RandomHorizontalFlip,
-    RandomResizedCrop,
-    ToModelLayout,
-)
+from vidssl.data.transforms import (ColorJitter, Compose, Normalize, RandomGrayscale, RandomHorizontalFlip,
+                                    RandomResizedCrop, ToModelLayout)
+from vidssl.data.transforms.functional import residual_frames
 from vidssl.errors import ConfigError
-from vidssl.methods import building_parts, check_choice, check_ints, param_error, register_method
-from vidssl.train import dist
+from vidssl.losses.coclr import mine_positives, multi_positive_nce, queue_positives
+from vidssl.methods import (Stage, building_parts, check_choice, check_ints, check_range, param_error,
+                            register_method)
+from vidssl.methods.common import ema_update, norm_kwargs
+from vidssl.models.checkpoint import load_checkpoint, load_encoder, load_submodule, submodule_state
+from vidssl.models.heads import moco_head
+from vidssl.runtime import dist
 
-__all__ = ["CoCLRParams", "CoCLR", "residual_frames", "multi_positive_nce", "mine_positives", "stage_configs"]
+__all__ = ["CoCLRParams", "CoCLR", "plan_stages"]
 
 SECOND_MODALITIES: tuple[str, ...] = ("residual", "flow", "flow_video")
 STAGES: tuple[str, ...] = ("infonce", "cotrain")
@@ -128,19 +121,8 @@ class CoCLRParams:
         check_choice("coclr", "queue_same_video", self.queue_same_video, SAME_VIDEO)
         check_choice("coclr", "stage", self.stage, STAGES)
         check_choice("coclr", "second_modality", self.second_modality, SECOND_MODALITIES)
-        modalities = ("rgb", self.second_modality)
-        trained: set[str] = set()
-        for i, entry in enumerate(self.schedule):
-            stage, _, modality = str(entry).partition(":")
-            if stage not in STAGES or modality not in modalities:
-                raise bad(f"schedule[{i}]", f"must be 'STAGE:MODALITY' with STAGE in {STAGES} and "
-                                            f"MODALITY in {modalities}, got {entry!r}")
-            other = self.second_modality if modality == "rgb" else "rgb"
-            if stage == "cotrain" and other not in trained and not self.other_checkpoint:
-                raise bad(f"schedule[{i}]", f"{entry!r} needs a trained {other} network: an earlier "
-                                            f"stage that trains it, or other_checkpoint")
-            trained.add(modality)
-        if self.train_modality not in modalities:
+        plan_stages(self)  # a schedule that cannot run is an error now, not at its stage
+        if self.train_modality not in ("rgb", self.second_modality):
             raise bad("train_modality", f"must be 'rgb' or the second modality "
                                         f"({self.second_modality!r}), got {self.train_modality!r}")
         if self.stage == "cotrain" and not self.other_checkpoint and not self.schedule:
@@ -149,12 +131,7 @@ class CoCLRParams:
         check_ints("coclr", self, {"crop_size": 1, "proj_dim": 1, "queue_size": 1, "topk": 1})
         if self.topk >= self.queue_size:
             raise bad("topk", f"must be smaller than queue_size ({self.queue_size}), got {self.topk}")
-        if not 0.0 <= self.self_positive_mask_prob <= 1.0:
-            raise bad("self_positive_mask_prob", f"must be in [0, 1], got {self.self_positive_mask_prob}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise bad("momentum", f"must be in [0, 1), got {self.momentum}")
-        if not self.temperature > 0:
-            raise bad("temperature", f"must be > 0, got {self.temperature}")
+        check_range("coclr", self, {"self_positive_mask_prob": "[0, 1]", "momentum": "[0, 1)", "temperature": "> 0"})
         with building_parts("coclr"):
             build_sampler(self)
             RandomResizedCrop(self.crop_size, scale=tuple(self.crop_scale))
@@ -165,38 +142,35 @@ def build_sampler(p: CoCLRParams) -> CoTrainingPairSampler:
                                  modality=p.second_modality, extra_frame=True, short_video=p.short_video)
 
 
-def residual_frames(x: torch.Tensor) -> torch.Tensor:
-    """Float ``(B, T + 1, C, H, W)`` frames in ``[0, 1]`` -> ``(B, T, C, H, W)`` differences
-    ``x[t + 1] - x[t]`` in ``[-1, 1]``."""
-    if x.ndim != 5 or x.shape[1] < 2:
-        raise ValueError(f"residual frames need (B, T + 1 >= 2, C, H, W), got {tuple(x.shape)}")
-    return x[:, 1:] - x[:, :-1]
-
-
-def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-    """``-log sum_{p in P} exp(l_p) / sum_n exp(l_n)`` per row, averaged.
-
-    Args:
-        logits: ``(N, M)`` similarities already divided by ``tau``.
-        positives: ``(N, M)`` bool, at least one ``True`` per row.
-    """
-    if positives.shape != logits.shape or not bool(positives.any(1).all()):
-        raise ValueError("positives must match logits and hold at least one positive per row")
-    pos = logits.masked_fill(~positives, float("-inf")).logsumexp(1)
-    return (logits.logsumexp(1) - pos).mean()
-
-
-def mine_positives(query_other: torch.Tensor, queue_other: torch.Tensor, k: int) -> torch.Tensor:
-    """Bool ``(N, Q)``: for each query, the ``k`` queue entries nearest in the other modality
-    (cosine; inputs L2-normalised)."""
-    idx = (query_other @ queue_other.T).topk(k, dim=1).indices
-    return torch.zeros(query_other.shape[0], queue_other.shape[0], dtype=torch.bool,
-                       device=query_other.device).scatter_(1, idx, True)
-
-
-def projection_head(in_dim: int, out_dim: int) -> nn.Module:
-    """MoCo v2's MLP (the authors' ``InfoNCE``): Linear D->D, ReLU, Linear D->out."""
-    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+def plan_stages(p: CoCLRParams) -> list[Stage]:
+    """The stages of ``p.schedule`` (none without one), each named ``stageN_STAGE_MODALITY``; a
+    co-training stage's ``other_checkpoint`` is the other modality's latest earlier stage (or
+    the given ``other_checkpoint``), and a modality trained before continues from its latest
+    checkpoint (``init_checkpoint``). A malformed entry, or a co-training stage with no trained
+    other network, is a one-line ``ConfigError`` naming ``schedule[i]``."""
+    other = {"rgb": p.second_modality, p.second_modality: "rgb"}
+    latest: dict[str, tuple[str, str]] = {}  # modality -> ("path", file) or ("stage", stage name)
+    if p.other_checkpoint and p.train_modality in other:
+        latest[other[p.train_modality]] = ("path", p.other_checkpoint)
+    stages = []
+    for i, entry in enumerate(p.schedule):
+        stage, _, modality = str(entry).partition(":")
+        if stage not in STAGES or modality not in other:
+            raise param_error("coclr", f"schedule[{i}]", f"must be 'STAGE:MODALITY' with STAGE in {STAGES} and "
+                                                         f"MODALITY in {tuple(other)}, got {entry!r}")
+        if stage == "cotrain" and other[modality] not in latest:
+            raise param_error("coclr", f"schedule[{i}]", f"{entry!r} needs a trained {other[modality]} network: "
+                                                         f"an earlier stage that trains it, or other_checkpoint")
+        name = f"stage{i + 1}_{stage}_{modality}"
+        params, refs = {"schedule": [], "stage": stage, "train_modality": modality}, {}
+        wanted = ([("other_checkpoint", other[modality])] if stage == "cotrain" else []) + (
+            [("init_checkpoint", modality)] if modality in latest else [])
+        for key, source in wanted:
+            kind, value = latest[source]
+            (params if kind == "path" else refs)[key] = value
+        stages.append(Stage(name, params, refs))
+        latest[modality] = ("stage", name)
+    return stages
 
 
 @register_method("coclr", CoCLRParams)
@@ -210,19 +184,19 @@ class CoCLR(nn.Module):
     ``after_step`` updates the momentum encoder and enqueues the step's keys.
     """
 
+    stages = staticmethod(plan_stages)
+
     def __init__(self, encoder: nn.Module, params: CoCLRParams):
         super().__init__()
         self.params = p = params
         self.encoder = encoder
         self.sampler = build_sampler(params)
-        self.head = projection_head(encoder.num_features, p.proj_dim)
+        self.head = moco_head(encoder.num_features, p.proj_dim)
         self.encoder_k = copy.deepcopy(encoder).requires_grad_(False)
         self.head_k = copy.deepcopy(self.head).requires_grad_(False)
-        pre = getattr(encoder, "preprocess", None)
-        norm = {} if pre is None else {"mean": tuple(pre.mean), "std": tuple(pre.std)}
         self.spatial = Compose([RandomResizedCrop(p.crop_size, scale=tuple(p.crop_scale)), RandomHorizontalFlip()])
         self.rgb_aug = Compose([ColorJitter(0.4, 0.4, 0.4, 0.1, p=p.color_jitter_prob), RandomGrayscale(p=0.2),
-                                Normalize(**norm), ToModelLayout()])
+                                Normalize(**norm_kwargs(encoder)), ToModelLayout()])
         self.layout = ToModelLayout()
         self.flow = None
         if p.second_modality == "flow":
@@ -230,20 +204,18 @@ class CoCLR(nn.Module):
 
             self.flow = load_raft(p.flow_model, p.flow_weights)
         self.other: Optional[nn.Module] = None
-        if p.stage == "cotrain":
-            from vidssl.train.checkpoint import load_checkpoint, load_encoder
-
-            other = load_encoder(p.other_checkpoint)
-            state = load_checkpoint(p.other_checkpoint)
-            head = projection_head(other.num_features, p.proj_dim)
-            head_state = {k[len("head."):]: v for k, v in state["model"].items() if k.startswith("head.")}
-            if head_state:
-                head.load_state_dict(head_state)
-            self.other = nn.Module()  # frozen: no gradient, BN in eval mode
-            self.other.encoder, self.other.head = other, head
+        if p.stage == "cotrain":  # the other modality's network, frozen: no gradient, BN in eval mode
+            self.other = nn.Module()
+            self.other.encoder = load_encoder(p.other_checkpoint)
+            self.other.head = moco_head(self.other.encoder.num_features, p.proj_dim)
+            model_state = load_checkpoint(p.other_checkpoint)["model"]
+            if submodule_state(model_state, "head"):
+                self.other.head.load_state_dict(submodule_state(model_state, "head"))
             self.other.requires_grad_(False).eval()
         if p.init_checkpoint:
-            self._init_from(p.init_checkpoint)
+            state = load_checkpoint(p.init_checkpoint)["model"]
+            for name in ("encoder", "head", "encoder_k", "head_k"):
+                load_submodule(getattr(self, name), state, name, f"init_checkpoint {p.init_checkpoint}")
         self.register_buffer("queue", F.normalize(torch.randn(p.queue_size, p.proj_dim), dim=1))
         self.register_buffer("queue_other", torch.zeros(p.queue_size, p.proj_dim))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
@@ -251,19 +223,6 @@ class CoCLR(nn.Module):
         self.register_buffer("queue_video", torch.full((p.queue_size,), -2, dtype=torch.long))
         self.register_buffer("queue_group", torch.full((p.queue_size,), -2, dtype=torch.long))
         self._pending: Optional[tuple] = None
-
-    def _init_from(self, path: str) -> None:
-        from vidssl.errors import VidsslError
-        from vidssl.train.checkpoint import load_checkpoint
-
-        state = load_checkpoint(path)["model"]
-        for name in ("encoder", "head", "encoder_k", "head_k"):
-            part = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
-            try:
-                getattr(self, name).load_state_dict(part)
-            except RuntimeError as err:
-                raise VidsslError(f"init_checkpoint {path}: its {name} does not fit this network: "
-                                  f"{' '.join(str(err).split())[:160]}") from None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -315,14 +274,8 @@ class CoCLR(nn.Module):
         full = int(self.queue_count) >= p.queue_size
         q = self.embed(self.encoder, self.head, m0[own])
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.T], 1) / p.temperature
-        positives = torch.zeros_like(logits, dtype=torch.bool)
-        positives[:, 0] = True
-        same_video = torch.zeros_like(positives)
-        same_video[:, 1:] = (video[:, None] == self.queue_video[None, :]) & (video[:, None] >= 0)
-        if p.queue_same_video == "positive":
-            positives |= same_video
-        if p.group_positives:
-            positives[:, 1:] |= (group[:, None] == self.queue_group[None, :]) & (group[:, None] >= 0)
+        positives, same_video = queue_positives(video, self.queue_video, group, self.queue_group,
+                                                same_video=p.queue_same_video, group_positives=p.group_positives)
         out: dict[str, torch.Tensor] = {}
         if self.other is not None:
             if full:
@@ -347,12 +300,7 @@ class CoCLR(nn.Module):
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
         """Momentum update of the key encoder, then enqueue the last forward's keys."""
-        m = self.params.momentum
-        for q_part, k_part in ((self.encoder, self.encoder_k), (self.head, self.head_k)):
-            for pq, pk in zip(q_part.parameters(), k_part.parameters()):
-                pk.mul_(m).add_(pq.detach(), alpha=1 - m)
-            for bq, bk in zip(q_part.buffers(), k_part.buffers()):
-                bk.copy_(bq)
+        ema_update([(self.encoder, self.encoder_k), (self.head, self.head_k)], self.params.momentum)
         if self._pending is None:
             return
         keys, keys_other, video, group = self._pending
@@ -375,33 +323,3 @@ def _gather(z: torch.Tensor) -> torch.Tensor:
     if dist.world_size() == 1:
         return z
     return dist.gather_with_grad(z).detach()
-
-
-def stage_configs(cfg) -> list:
-    """``[(name, PretrainConfig)]`` of the stages of ``cfg.method.params.schedule`` (empty when
-    there is no schedule). Each stage writes to ``OUT_DIR/stageN_STAGE_MODALITY``; co-training
-    stages get ``other_checkpoint`` = the other modality's latest earlier stage."""
-    from vidssl.methods import method_params
-    from vidssl.train.config import MethodConfig
-
-    p = method_params("coclr", cfg.method.params)
-    latest: dict[str, str] = {}
-    if p.other_checkpoint:
-        latest[p.second_modality if p.train_modality == "rgb" else "rgb"] = p.other_checkpoint
-    stages = []
-    for i, entry in enumerate(p.schedule):
-        stage, _, modality = entry.partition(":")
-        name = f"stage{i + 1}_{stage}_{modality}"
-        out_dir = os.path.join(cfg.train.out_dir, name)
-        params = {**dict(cfg.method.params), "schedule": [], "stage": stage, "train_modality": modality}
-        if stage == "cotrain":
-            params["other_checkpoint"] = latest[p.second_modality if modality == "rgb" else "rgb"]
-        if modality in latest:  # continue this modality's network
-            params["init_checkpoint"] = latest[modality]
-        stages.append((name, dataclasses.replace(cfg, method=MethodConfig("coclr", params),
-                                                 train=dataclasses.replace(cfg.train, out_dir=out_dir))))
-        latest[modality] = os.path.join(out_dir, "checkpoints", "last.pt")
-    return stages
-
-
-CoCLR.stage_configs = staticmethod(stage_configs)  # what vidssl.train.stages looks for

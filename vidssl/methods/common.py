@@ -1,4 +1,5 @@
-"""Small pieces more than one method uses (functions, not a base class)."""
+"""Small pieces more than one method uses (functions, not a base class): augmenting and encoding
+the elements of a tuple question, the encoder's normalisation, the momentum (EMA) update."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from torch import nn
 
 from vidssl.data.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToModelLayout
 
-__all__ = ["encode_elements", "crop_flip_augment"]
+__all__ = ["encode_elements", "crop_flip_augment", "norm_kwargs", "ema_update"]
 
 
 def encode_elements(encoder: nn.Module, augment: nn.Module, views: Sequence[torch.Tensor], *,
@@ -36,11 +37,28 @@ def encode_elements(encoder: nn.Module, augment: nn.Module, views: Sequence[torc
     return encoder.forward_features(x).view(n, b, -1).transpose(0, 1)
 
 
+def norm_kwargs(encoder: nn.Module | None) -> dict:
+    """``{"mean": ..., "std": ...}`` of the encoder's ``preprocess`` (``{}`` without one: the
+    pipelines then normalise with Kinetics' statistics)."""
+    pre = getattr(encoder, "preprocess", None)
+    return {} if pre is None else {"mean": tuple(pre.mean), "std": tuple(pre.std)}
+
+
+@torch.no_grad()
+def ema_update(pairs: Sequence[tuple[nn.Module, nn.Module]], momentum: float) -> None:
+    """For each ``(source, target)``: ``target = momentum * target + (1 - momentum) * source``
+    over parameters, and the source's buffers copied (BatchNorm statistics): a momentum
+    encoder's update (MoCo, DINO)."""
+    for src, dst in pairs:
+        for ps, pt in zip(src.parameters(), dst.parameters()):
+            pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
+        for bs, bt in zip(src.buffers(), dst.buffers()):
+            bt.copy_(bs)
+
+
 def crop_flip_augment(p, encoder: nn.Module | None = None) -> Compose:
     """Random resized crop (``p.crop_size``, ``p.crop_scale``, ``p.crop_ratio``), horizontal flip
     (``p.flip_prob``), normalisation with the encoder's statistics (Kinetics' without one),
     model layout: the augmentation of VCOP and O3N."""
-    pre = getattr(encoder, "preprocess", None)
-    norm = {} if pre is None else {"mean": tuple(pre.mean), "std": tuple(pre.std)}
     return Compose([RandomResizedCrop(p.crop_size, scale=tuple(p.crop_scale), ratio=tuple(p.crop_ratio)),
-                    RandomHorizontalFlip(p=p.flip_prob), Normalize(**norm), ToModelLayout()])
+                    RandomHorizontalFlip(p=p.flip_prob), Normalize(**norm_kwargs(encoder)), ToModelLayout()])

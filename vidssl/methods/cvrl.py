@@ -20,20 +20,10 @@ import torch
 from torch import nn
 
 from vidssl.data.samplers import CVRLIntervalSampler
-from vidssl.data.transforms import (
-    ColorJitter,
-    Compose,
-    GaussianBlur,
-    Normalize,
-    RandomGrayscale,
-    RandomHorizontalFlip,
-    RandomResizedCrop,
-    RandomSolarize,
-    ToModelLayout,
-    blur_kernel_size,
-)
+from vidssl.data.transforms import Compose, cvrl_augment
 from vidssl.losses import InfoNCELoss
 from vidssl.methods import building_parts, check_ints, register_method
+from vidssl.methods.common import norm_kwargs
 from vidssl.models.heads import CVRLProjectionHead
 
 __all__ = ["CVRLParams", "CVRL", "cvrl_view_augment"]
@@ -106,27 +96,14 @@ def cvrl_view_augment(
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
 ) -> Compose:
-    """View ``view``'s clip-consistent pipeline: uint8 ``(B, T, C, H, W)`` -> float ``(B, C, T, S, S)``.
-
-    With the default parameters this is :func:`vidssl.data.transforms.cvrl_augment` (same steps,
-    same random draws). ``mean``/``std`` default to the Kinetics statistics.
-    """
-    for name, pair in (("blur_prob", p.blur_prob), ("solarize_prob", p.solarize_prob)):
-        if len(pair) != 2:
-            raise ValueError(f"{name} must hold one probability per view, got {pair!r}")
-    b, c, s, h = p.color_jitter
-    steps = [
-        RandomResizedCrop(p.crop_size, scale=tuple(p.crop_scale), ratio=tuple(p.crop_ratio)),
-        RandomHorizontalFlip(p=p.flip_prob),
-        ColorJitter(b, c, s, h, p=p.color_jitter_prob),
-        RandomGrayscale(p=p.grayscale_prob),
-        GaussianBlur(blur_kernel_size(p.crop_size), sigma=(0.1, 2.0), p=p.blur_prob[view]),
-    ]
-    if p.solarize_prob[view] > 0 or view == 1:  # view 1 always draws it, like cvrl_augment
-        steps.append(RandomSolarize(threshold=0.5, p=p.solarize_prob[view]))
+    """View ``view``'s clip-consistent pipeline: uint8 ``(B, T, C, H, W)`` -> float ``(B, C, T, S, S)``:
+    :func:`vidssl.data.transforms.cvrl_augment` with ``p``'s sizes and probabilities (the
+    defaults are the paper's). ``mean``/``std`` default to the Kinetics statistics."""
     norm = {} if mean is None else {"mean": mean, "std": std}
-    steps += [Normalize(**norm), ToModelLayout()]
-    return Compose(steps)
+    return cvrl_augment(p.crop_size, view, crop_scale=p.crop_scale, crop_ratio=p.crop_ratio,
+                        flip_prob=p.flip_prob, color_jitter=p.color_jitter,
+                        color_jitter_prob=p.color_jitter_prob, grayscale_prob=p.grayscale_prob,
+                        blur_prob=p.blur_prob, solarize_prob=p.solarize_prob, **norm)
 
 
 @register_method("cvrl", CVRLParams)
@@ -145,9 +122,7 @@ class CVRL(nn.Module):
         self.params = params
         self.encoder = encoder
         self.sampler = build_sampler(params)
-        pre = getattr(encoder, "preprocess", None)
-        mean, std = (pre.mean, pre.std) if pre is not None else (None, None)
-        self.augment = nn.ModuleList([cvrl_view_augment(params, v, mean, std) for v in (0, 1)])
+        self.augment = nn.ModuleList([cvrl_view_augment(params, v, **norm_kwargs(encoder)) for v in (0, 1)])
         self.head = CVRLProjectionHead(encoder.num_features, params.hidden_dim, params.proj_dim,
                                        params.num_hidden_layers)
         self.criterion = InfoNCELoss(params.temperature, gather_distributed=params.gather_negatives,

@@ -30,7 +30,8 @@ from vidssl.data.transforms import dpc_augment
 from vidssl.errors import ConfigError
 from vidssl.losses.dpc import SIMILARITIES, DenseContrastiveLoss
 from vidssl.methods import building_parts, check_choice, check_ints, param_error, register_method
-from vidssl.models.heads import ConvGRU
+from vidssl.methods.common import norm_kwargs
+from vidssl.models.heads import ConvGRU, dense_predictor
 
 __all__ = ["DPCParams", "DPC"]
 
@@ -107,12 +108,10 @@ class DPC(nn.Module):
         self.params = params
         self.encoder = encoder
         self.sampler = build_sampler(params)
-        pre = getattr(encoder, "preprocess", None)
-        kw = {} if pre is None else {"mean": tuple(pre.mean), "std": tuple(pre.std)}
-        self.augment = dpc_augment(params.crop_size, **kw)
+        self.augment = dpc_augment(params.crop_size, **norm_kwargs(encoder))
         d = encoder.num_features
         self.agg = ConvGRU(d, d, params.gru_kernel, params.gru_dropout)
-        self.head = nn.Sequential(nn.Conv2d(d, d, 1), nn.ReLU(inplace=True), nn.Conv2d(d, d, 1))  # predictor
+        self.head = dense_predictor(d)
         self.criterion = DenseContrastiveLoss(params.similarity, params.temperature, params.gather_negatives)
         self.pred_steps = params.pred_steps
 

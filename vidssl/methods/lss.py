@@ -6,11 +6,10 @@ named parameter (``docs/language.md`` has the confirmed-vs-chosen table).
 - **Views** (:class:`~vidssl.data.samplers.GlobalLocalSampler`): ``num_global`` global clips and
   ``num_local`` local clips per video, each at its own random time; global crops cover 40-100%
   of the frame, local crops 5-40% (SVT / DINO's recipe), colour jitter, grayscale, flip.
-- **Student / teacher**: the encoder (any registered one) + a projection head to the CLIP text
-  width ``E`` (``head``: ``"mlp"`` (DINO-style, GELU), ``"linear"``, ``"identity"`` when the
-  encoder already outputs CLIP's joint space, e.g. CLIP-temporal; ``"auto"`` picks identity when
-  the widths agree, else the MLP), L2-normalised. The teacher is an EMA of the student, momentum
-  ``momentum`` -> 1 on a cosine schedule; it sees the global views only.
+- **Student / teacher**: the encoder (any registered one) + a head into the CLIP text width ``E``
+  (:func:`~vidssl.models.heads.concept_head`: an MLP, a Linear, or identity when the encoder
+  already embeds in CLIP's joint space, e.g. CLIP-temporal), L2-normalised. The teacher is an
+  EMA of the student, momentum ``momentum`` -> 1 on a cosine schedule; it sees the globals only.
 - **Concept space** (:mod:`vidssl.language.concept_space`): frozen CLIP text embeddings of the
   vocabulary's classes and their attributes (curated file or a generated one), a buffer of the
   method (saved in checkpoints). Visual embeddings are projected onto it: ``s = z C^T``.
@@ -34,23 +33,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.data.samplers import GlobalLocalSampler
-from vidssl.data.transforms import (
-    ColorJitter,
-    Compose,
-    Normalize,
-    RandomGrayscale,
-    RandomHorizontalFlip,
-    RandomResizedCrop,
-    ToModelLayout,
-)
+from vidssl.data.transforms import RandomResizedCrop, dino_augment
 from vidssl.errors import ConfigError
-from vidssl.losses.lss import ALIGNMENT_FORMS, class_attribute_alignment, concept_distillation, entropy_alignment
-from vidssl.methods import building_parts, check_choice, check_ints, param_error, register_method
-from vidssl.train import dist
+from vidssl.language.concept_space import MODES, vocabulary_concept_space
+from vidssl.losses.lss import (ALIGNMENT_FORMS, concept_alignment, concept_distillation, mean_entropy,
+                               teacher_distribution, update_center)
+from vidssl.methods import building_parts, check_choice, check_ints, check_range, param_error, register_method
+from vidssl.methods.common import ema_update, norm_kwargs
+from vidssl.models.heads import HEAD_KINDS, concept_head
 
-__all__ = ["LSSParams", "LSS", "build_concept_space_for", "projection_head"]
-
-HEADS: tuple[str, ...] = ("auto", "mlp", "linear", "identity")
+__all__ = ["LSSParams", "LSS"]
 
 
 @dataclass
@@ -106,8 +98,6 @@ class LSSParams:
         def bad(key: str, msg: str) -> ConfigError:
             return param_error("lss", key, msg)
 
-        from vidssl.language.concept_space import MODES
-
         check_choice("lss", "concept_mode", self.concept_mode, MODES)
         check_choice("lss", "alignment", self.alignment, ALIGNMENT_FORMS)
         if self.alignment == "class_attribute" and self.concept_mode != "separate":
@@ -115,16 +105,12 @@ class LSSParams:
         if self.concept_mode != "classes" and not self.attributes:
             raise bad("attributes", f"concept_mode {self.concept_mode!r} needs attributes; "
                                     f"use concept_mode 'classes' without")
-        check_choice("lss", "head", self.head, HEADS)
+        check_choice("lss", "head", self.head, HEAD_KINDS)
         check_ints("lss", self, {"crop_size": 1, "head_hidden_dim": 1, "head_layers": 1})
         if self.num_global + self.num_local < 2:
             raise bad("num_local", "distillation needs at least two views in all")
-        for name in ("teacher_temp", "student_temp"):
-            if not getattr(self, name) > 0:
-                raise bad(name, f"must be > 0, got {getattr(self, name)}")
-        for name in ("momentum", "center_momentum"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise bad(name, f"must be in [0, 1], got {getattr(self, name)}")
+        check_range("lss", self, {"teacher_temp": "> 0", "student_temp": "> 0", "momentum": "[0, 1]",
+                                  "center_momentum": "[0, 1]"})
         with building_parts("lss"):
             build_sampler(self)
             RandomResizedCrop(self.crop_size, scale=tuple(self.global_scale))
@@ -135,56 +121,6 @@ def build_sampler(p: LSSParams) -> GlobalLocalSampler:
     return GlobalLocalSampler(num_global=p.num_global, global_frames=p.global_frames, global_stride=p.global_stride,
                               num_local=p.num_local, local_frames=p.local_frames, local_stride=p.local_stride,
                               short_video=p.short_video)
-
-
-def build_concept_space_for(p: LSSParams, device: str | torch.device = "cpu"):
-    """The :class:`~vidssl.language.concept_space.ConceptSpace` an LSS config describes."""
-    from vidssl.language.attributes import load_attributes, resolve_vocabulary, validate_attributes
-    from vidssl.language.concept_space import build_concept_space
-
-    classes = resolve_vocabulary(p.vocabulary)
-    attributes = None
-    if p.attributes and p.concept_mode != "classes":
-        from vidssl.language.attributes import VOCABULARIES
-
-        if p.attributes == "curated" and p.vocabulary not in VOCABULARIES:
-            raise ConfigError(f"method.params.attributes: 'curated' needs a shipped vocabulary {VOCABULARIES}; "
-                              f"for {p.vocabulary!r} pass an attribute file (vidssl concepts generate)")
-        source = p.vocabulary if p.attributes == "curated" else p.attributes
-        doc = load_attributes(source)
-        validate_attributes(doc, classes, where=f"attributes of {source}")
-        attributes = doc["classes"]
-    return build_concept_space(classes, attributes=attributes, mode=p.concept_mode, model=p.clip_model,
-                               pretrained=p.clip_pretrained, init_seed=p.clip_init_seed,
-                               cache_dir=p.concept_cache_dir, device=device)
-
-
-def projection_head(kind: str, in_dim: int, out_dim: int, hidden_dim: int = 2048, layers: int = 3, *,
-                    same_space: bool = False) -> nn.Module:
-    """Encoder feature ``(B, D)`` -> ``(B, E)`` (not normalised). ``mlp``: ``layers`` Linear
-    layers with GELU between (DINO's head without its weight-normalised last layer). ``auto``:
-    identity when the encoder's features already live in the concept space (``same_space``: a
-    CLIP-temporal encoder of the concept space's own CLIP model), an MLP otherwise, even when the
-    widths happen to match (R3D-18's 512 = ViT-B's text width)."""
-    if kind == "auto":
-        kind = "identity" if same_space else "mlp"
-    if kind == "identity":
-        if in_dim != out_dim:
-            raise ConfigError(f"head 'identity' needs the encoder width ({in_dim}) to equal the concept width ({out_dim})")
-        return nn.Identity()
-    if kind == "linear" or layers == 1:
-        return nn.Linear(in_dim, out_dim)
-    mods: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.GELU()]
-    for _ in range(layers - 2):
-        mods += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
-    mods.append(nn.Linear(hidden_dim, out_dim))
-    return nn.Sequential(*mods)
-
-
-def _augment(size: int, scale, jitter_p: float, norm: dict) -> Compose:
-    return Compose([RandomResizedCrop(size, scale=tuple(scale)), RandomHorizontalFlip(),
-                    ColorJitter(0.4, 0.4, 0.2, 0.1, p=jitter_p), RandomGrayscale(p=0.2),
-                    Normalize(**norm), ToModelLayout()])
 
 
 @register_method("lss", LSSParams)
@@ -202,20 +138,21 @@ class LSS(nn.Module):
         self.params = p = params
         self.encoder = encoder
         self.sampler = build_sampler(p)
-        space = concepts if concepts is not None else build_concept_space_for(p)
+        space = concepts if concepts is not None else vocabulary_concept_space(
+            p.vocabulary, p.attributes, mode=p.concept_mode, model=p.clip_model, pretrained=p.clip_pretrained,
+            init_seed=p.clip_init_seed, cache_dir=p.concept_cache_dir)
         self.num_classes = len(space.class_names)
         self.concept_names = list(space.names)
         self.register_buffer("concepts", space.vectors.float().clone())
         self.register_buffer("class_index", space.class_index.clone())
         self.register_buffer("center", torch.zeros(len(space)))
-        self.head = projection_head(p.head, encoder.num_features, space.dim, p.head_hidden_dim, p.head_layers,
-                                    same_space=getattr(encoder, "clip_model", None) == p.clip_model)
+        self.head = concept_head(p.head, encoder.num_features, space.dim, p.head_hidden_dim, p.head_layers,
+                                 same_space=getattr(encoder, "clip_model", None) == p.clip_model)
         self.encoder_t = copy.deepcopy(encoder).requires_grad_(False)
         self.head_t = copy.deepcopy(self.head).requires_grad_(False)
-        pre = getattr(encoder, "preprocess", None)
-        norm = {} if pre is None else {"mean": tuple(pre.mean), "std": tuple(pre.std)}
-        self.global_aug = _augment(p.crop_size, p.global_scale, p.color_jitter_prob, norm)
-        self.local_aug = _augment(p.local_crop_size or p.crop_size, p.local_scale, p.color_jitter_prob, norm)
+        norm = norm_kwargs(encoder)
+        self.global_aug = dino_augment(p.crop_size, p.global_scale, p.color_jitter_prob, **norm)
+        self.local_aug = dino_augment(p.local_crop_size or p.crop_size, p.local_scale, p.color_jitter_prob, **norm)
         self._momentum = p.momentum
 
     def embed(self, x: torch.Tensor, teacher: bool = False) -> torch.Tensor:
@@ -228,15 +165,9 @@ class LSS(nn.Module):
         frac = step / max(1, total_steps)
         self._momentum = 1.0 - (1.0 - self.params.momentum) * (math.cos(math.pi * frac) + 1) / 2
 
-    @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA update of the teacher from the student."""
-        m = self._momentum
-        for src, dst in ((self.encoder, self.encoder_t), (self.head, self.head_t)):
-            for ps, pt in zip(src.parameters(), dst.parameters()):
-                pt.mul_(m).add_(ps.detach(), alpha=1 - m)
-            for bs, bt in zip(src.buffers(), dst.buffers()):
-                bt.copy_(bs)
+        ema_update([(self.encoder, self.encoder_t), (self.head, self.head_t)], self._momentum)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         p = self.params
@@ -246,8 +177,7 @@ class LSS(nn.Module):
         with torch.no_grad():
             globals_ = [self.global_aug(v) for v in views[: p.num_global]]
             locals_ = [self.local_aug(v) for v in views[p.num_global:]]
-        b = views[0].shape[0]
-        c = self.concepts
+        b, c = views[0].shape[0], self.concepts
         # student: globals in one call, locals in another (equal shapes within each group)
         z_g = self.embed(torch.cat(globals_))
         s_student = list((z_g @ c.T).split(b))
@@ -257,23 +187,14 @@ class LSS(nn.Module):
         with torch.no_grad():
             s_teacher = list((self.embed(torch.cat(globals_), teacher=True) @ c.T).split(b))
         distill = concept_distillation(s_teacher, s_student, self.center, p.teacher_temp, p.student_temp)
-        if p.alignment == "class_attribute":
-            align = sum(class_attribute_alignment(s_student[j], s_teacher[i], self.class_index, self.num_classes,
-                                                  self.center, p.teacher_temp, p.student_temp)
-                        for i in range(p.num_global) for j in range(p.num_global) if i != j or p.num_global == 1)
-            align = align / max(1, p.num_global * (p.num_global - 1))
-        elif p.alignment == "entropy":
-            align = sum(entropy_alignment(s, p.student_temp) for s in s_student) / len(s_student)
-        else:
-            align = torch.zeros((), device=c.device)
+        align = concept_alignment(p.alignment, s_student, s_teacher, self.class_index, self.num_classes,
+                                  self.center, p.teacher_temp, p.student_temp)
         loss = p.distill_weight * distill + p.align_weight * align
         with torch.no_grad():
             t_all = torch.cat(s_teacher)
-            probs = F.softmax((t_all - self.center) / p.teacher_temp, dim=-1)
-            entropy = -(probs * probs.clamp_min(1e-8).log()).sum(-1).mean()
+            entropy = mean_entropy(teacher_distribution(t_all, self.center, p.teacher_temp))
             agree = (s_student[0].argmax(-1) == s_teacher[-1].argmax(-1)).float().mean()
-            mean = dist.all_reduce_mean(t_all.mean(dim=0))
-            self.center.mul_(p.center_momentum).add_(mean, alpha=1 - p.center_momentum)
+            update_center(self.center, t_all, p.center_momentum)
         return {"loss": loss, "loss_distill": distill.detach(), "loss_align": align.detach(),
                 "teacher_entropy": entropy, "agreement": agree,
                 "momentum": torch.tensor(self._momentum, device=c.device)}

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from vidssl.data.samplers import RandomClipSampler
 from vidssl.data.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToModelLayout
 from vidssl.methods import register_method
+from vidssl.models.heads import classifier_head
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Supervised(nn.Module):
         self.augment = Compose([RandomResizedCrop(p.crop_size, scale=(p.min_crop_area, 1.0)),
                                 RandomHorizontalFlip(), Normalize(pre.mean, pre.std),
                                 ToModelLayout()])
-        self.head = nn.Sequential(nn.Dropout(p.dropout), nn.Linear(encoder.num_features, p.num_classes))
+        self.head = classifier_head(encoder.num_features, p.num_classes, p.dropout)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         x = self.augment(batch["views"][0])

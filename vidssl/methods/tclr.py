@@ -29,30 +29,20 @@ dl_tclr.py, contrastive_loss/). See ``docs/methods.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import nn
 
 from vidssl.data.samplers import TCLRSampler
-from vidssl.data.transforms import (
-    ColorJitter,
-    Compose,
-    Normalize,
-    RandomGrayscale,
-    RandomHorizontalFlip,
-    RandomResizedCrop,
-    ToModelLayout,
-    VideoTransform,
-    cvrl_augment,
-)
+from vidssl.data.transforms import cvrl_augment, tclr_augment
 from vidssl.errors import ConfigError
-from vidssl.losses import GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss
-from vidssl.losses.tclr import LOCAL_PAIRS
-from vidssl.methods import building_parts, check_choice, check_ints, param_error, register_method
+from vidssl.losses.tclr import LOCAL_PAIRS, GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss
+from vidssl.methods import building_parts, check_choice, check_ints, check_range, param_error, register_method
+from vidssl.methods.common import norm_kwargs
 from vidssl.models.heads import TCLRProjectionHead
 
-__all__ = ["TCLRParams", "TCLR", "tclr_augment", "RandomChannelDrop", "RandomErase"]
+__all__ = ["TCLRParams", "TCLR", "temporal_slices"]
 
 AUGMENTS: tuple[str, ...] = ("tclr", "cvrl")
 
@@ -111,9 +101,7 @@ class TCLRParams:
             raise bad("num_local", f"the local-local and global-local losses need >= 2 local clips, got {self.num_local}")
         check_choice("tclr", "augment", self.augment, AUGMENTS)
         check_choice("tclr", "ic_local_pairs", self.ic_local_pairs, LOCAL_PAIRS)
-        for name in ("ic_weight", "ll_weight", "gl_weight"):
-            if not getattr(self, name) >= 0:
-                raise bad(name, f"must be >= 0, got {getattr(self, name)!r}")
+        check_range("tclr", self, {"ic_weight": ">= 0", "ll_weight": ">= 0", "gl_weight": ">= 0"})
         with building_parts("tclr"):
             build_sampler(self)
             tclr_augment(self.crop_size, tuple(self.crop_scale), tuple(self.crop_ratio))
@@ -123,105 +111,6 @@ class TCLRParams:
 def build_sampler(p: TCLRParams) -> TCLRSampler:
     return TCLRSampler(num_frames=p.num_frames, global_stride=p.global_stride, num_local=p.num_local,
                        local_len=p.local_len, short_video=p.short_video)
-
-
-class RandomChannelDrop(VideoTransform):
-    """Zero one random RGB channel of a clip with probability ``p`` (TCLR's colour drop).
-
-    Works on ``[0, 1]`` floats before normalisation (0 is black, as in the authors' code).
-    """
-
-    def __init__(self, p: float = 0.125, generator: torch.Generator | None = None):
-        super().__init__(generator)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"probability p must be in [0, 1], got {p}")
-        self.p = float(p)
-
-    def sample_params(self, shape: Sequence[int], generator: torch.Generator | None = None) -> dict:
-        b = shape[0]
-        return {"applied": torch.rand(b, generator=generator) < self.p,
-                "channel": torch.randint(0, 3, (b,), generator=generator)}
-
-    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
-        if not bool(params["applied"].any()):
-            return x
-        keep = torch.ones(x.shape[0], 1, x.shape[2], 1, 1, dtype=x.dtype)
-        rows = params["applied"].nonzero().flatten()
-        keep[rows, 0, params["channel"][rows]] = 0.0
-        return x * keep.to(x.device, non_blocking=True)
-
-
-class RandomErase(VideoTransform):
-    """Black out one box per clip (same box on every frame) with probability ``p``.
-
-    The authors erase a ``h x w`` box, ``h, w`` uniform integers in ``[9, 18]`` on a 112-px crop,
-    at a uniform top-left corner anywhere in the frame (the box is clipped at the border).
-    ``size`` gives that range as fractions of the frame side, so it scales with the crop.
-    """
-
-    def __init__(self, p: float = 0.5, size: tuple[float, float] = (9 / 112, 19 / 112),
-                 generator: torch.Generator | None = None):
-        super().__init__(generator)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"probability p must be in [0, 1], got {p}")
-        if not 0.0 < size[0] <= size[1] <= 1.0:
-            raise ValueError(f"size must satisfy 0 < min <= max <= 1, got {size}")
-        self.p, self.size = float(p), (float(size[0]), float(size[1]))
-
-    def sample_params(self, shape: Sequence[int], generator: torch.Generator | None = None) -> dict:
-        b, h, w = shape[0], shape[-2], shape[-1]
-        u = torch.rand(b, 5, generator=generator)
-        lo, hi = self.size
-        return {"applied": u[:, 0] < self.p,
-                "box": torch.stack([(u[:, 1] * h).floor(), (u[:, 2] * w).floor(),
-                                    (lo + (hi - lo) * u[:, 3]) * h, (lo + (hi - lo) * u[:, 4]) * w], 1)}
-
-    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
-        if not bool(params["applied"].any()):
-            return x
-        h, w = x.shape[-2:]
-        top, left, bh, bw = params["box"].to(x.device, non_blocking=True).unbind(1)
-        rows = torch.arange(h, device=x.device, dtype=top.dtype)
-        cols = torch.arange(w, device=x.device, dtype=top.dtype)
-        in_rows = (rows[None] >= top[:, None]) & (rows[None] < top[:, None] + bh.floor()[:, None])
-        in_cols = (cols[None] >= left[:, None]) & (cols[None] < left[:, None] + bw.floor()[:, None])
-        box = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
-        box &= params["applied"].to(x.device, non_blocking=True)[:, None, None]
-        return x.masked_fill(box[:, None, None], 0.0)
-
-
-def tclr_augment(
-    size: int,
-    crop_scale: tuple[float, float] = (0.36, 1.0),
-    crop_ratio: tuple[float, float] = (1.0, 1.0),
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> Compose:
-    """The authors' per-clip augmentation (``dl_tclr.py``), clip-consistent and batched.
-
-    Square random crop resized to ``size``; contrast (0.75-1.25) p=0.25, hue (+-0.1) p=0.3,
-    saturation (0.75-1.25) p=0.3, brightness (0.75-1.25) p=0.3, each drawn independently;
-    grayscale p=0.175; channel drop p=0.125; horizontal flip p=0.5; erase a 9-18 px box (at 112
-    px) p=0.5; normalise; permute. Differences from the authors: the crop area (not its side) is
-    uniform, the gamma change after grayscale is left out, grayscale and channel drop are
-    independent (the authors make them exclusive), frames are RGB (theirs BGR) and normalised.
-    """
-    norm = {} if mean is None else {"mean": tuple(mean), "std": tuple(std)}
-    return Compose([
-        RandomResizedCrop(size, scale=crop_scale, ratio=crop_ratio),
-        ColorJitter(contrast=0.25, p=0.25),
-        ColorJitter(hue=0.1, p=0.3),
-        ColorJitter(saturation=0.25, p=0.3),
-        ColorJitter(brightness=0.25, p=0.3),
-        RandomGrayscale(p=0.175),
-        RandomChannelDrop(p=0.125),
-        RandomHorizontalFlip(p=0.5),
-        RandomErase(p=0.5),
-        Normalize(**norm),
-        ToModelLayout(),
-    ])
 
 
 def temporal_slices(feature_map: torch.Tensor, num_slices: int) -> torch.Tensor:
@@ -259,14 +148,12 @@ class TCLR(nn.Module):
         self.params = params
         self.encoder = encoder
         self.sampler = build_sampler(params)
-        pre = getattr(encoder, "preprocess", None)
-        mean, std = (pre.mean, pre.std) if pre is not None else (None, None)
+        norm = norm_kwargs(encoder)
         if params.augment == "tclr":
-            aug = tclr_augment(params.crop_size, tuple(params.crop_scale), tuple(params.crop_ratio), mean, std)
+            aug = tclr_augment(params.crop_size, tuple(params.crop_scale), tuple(params.crop_ratio), **norm)
             self.augment = nn.ModuleList([aug, aug])
         else:
-            kw = {} if mean is None else {"mean": mean, "std": std}
-            self.augment = nn.ModuleList([cvrl_augment(params.crop_size, v, **kw) for v in (0, 1)])
+            self.augment = nn.ModuleList([cvrl_augment(params.crop_size, v, **norm) for v in (0, 1)])
         self.head = TCLRProjectionHead(encoder.num_features, params.head_hidden_dim, params.proj_dim)
         self.instance_loss = TCLRInstanceLoss(params.temperature, params.ic_local_pairs, params.gather_negatives)
         self.local_local_loss = LocalLocalLoss(params.temperature)
@@ -304,14 +191,6 @@ class TCLR(nn.Module):
         p = self.params
         loss_ic = ic_global + ic_local
         loss = p.ic_weight * loss_ic + p.ll_weight * loss_ll + p.gl_weight * loss_gl
-        return {
-            "loss": loss,
-            "loss_ic": loss_ic.detach(),
-            "loss_ic_global": ic_global.detach(),
-            "loss_ic_local": ic_local.detach(),
-            "loss_ll": loss_ll.detach(),
-            "loss_gl": loss_gl.detach(),
-            **stats,
-            "acc_ll": stats_ll["acc"],
-            "acc_gl": stats_gl["acc"],
-        }
+        return {"loss": loss, "loss_ic": loss_ic.detach(), "loss_ic_global": ic_global.detach(),
+                "loss_ic_local": ic_local.detach(), "loss_ll": loss_ll.detach(), "loss_gl": loss_gl.detach(),
+                **stats, "acc_ll": stats_ll["acc"], "acc_gl": stats_gl["acc"]}

@@ -103,8 +103,9 @@ def precompute_flow_videos(root: str, out: str, *, model: str = "raft_small", we
     import numpy as np
 
     from vidssl.data.decoders import open_video
-    from vidssl.data.synthetic.generate import encode_video
+    from vidssl.data.video_io import encode_video
     from vidssl.errors import VideoDecodeError
+    from vidssl.runtime.progress import progress_bar
 
     if not os.path.isdir(root):
         raise VidsslError(f"video root {root} does not exist")
@@ -114,14 +115,7 @@ def precompute_flow_videos(root: str, out: str, *, model: str = "raft_small", we
         raise VidsslError(f"no {'/'.join(VIDEO_EXTS)} videos under {root}")
     raft = load_raft(model, weights).to(device)
     summary: dict = {"written": 0, "kept": 0, "failed": []}
-    bar = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress()
-        bar.start()
-        task = bar.add_task("optical flow", total=len(paths))
-    try:
+    with progress_bar(progress, len(paths), "optical flow") as advance:
         for path in paths:
             target = os.path.join(out, os.path.relpath(path, root))
             if os.path.exists(target) and not overwrite:
@@ -145,9 +139,5 @@ def precompute_flow_videos(root: str, out: str, *, model: str = "raft_small", we
                     summary["written"] += 1
                 except VideoDecodeError as err:
                     summary["failed"].append((err.path, err.reason))
-            if bar is not None:
-                bar.advance(task)
-    finally:
-        if bar is not None:
-            bar.stop()
+            advance(1)
     return summary

@@ -354,7 +354,7 @@ def build_adapter(encoder: nn.Module | str | None = None, *, pixels: bool = Fals
         tag = f"{encoder}" + ("-imagenet" if pretrained else "")
         return AppearanceAdapter("resnet2d", trunk, IMAGENET_MEAN, IMAGENET_STD, name=tag, **kw)
     if checkpoint is not None:
-        from vidssl.train.checkpoint import load_encoder
+        from vidssl.models.checkpoint import load_encoder
 
         module, name = load_encoder(checkpoint, map_location="cpu"), os.path.basename(checkpoint)
     elif isinstance(encoder, str):

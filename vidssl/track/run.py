@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from vidssl.errors import ConfigError
+from vidssl.runtime.device import resolve_device
+from vidssl.runtime.progress import progress_bar
 from vidssl.track.adapter import AppearanceAdapter, build_adapter
 from vidssl.track.association import AssociationConfig, AssociationTracker, roi_features
 from vidssl.track.datasets import resolve_dataset, write_mot_results
@@ -201,6 +203,7 @@ def _visualize(task: str, name: str, payload: Any, out: str, count: int) -> str:
 def run_tracking(task: str, data: str, *, encoder: str | nn.Module | None = None,
                  checkpoint: str | None = None, pixels: bool = False,
                  pretrained: str | None = None, out: str | None = None,
+                 provenance: dict | None = None,
                  config: TrackConfig | None = None, progress: bool = False) -> dict:
     """Run ``task`` (``vos``, ``sot`` or ``mot``) on every sequence under ``data``.
 
@@ -217,8 +220,6 @@ def run_tracking(task: str, data: str, *, encoder: str | nn.Module | None = None
         The results dict written to ``results.json``: ``summary`` (J&F / AUC / MOTA, IDF1),
         ``sequences``, ``appearance``, ``speed`` (frames/s including feature extraction).
     """
-    from vidssl.eval.features import progress_bar, resolve_device
-
     if task not in TASKS:
         raise ConfigError(f"unknown tracking task {task!r}; expected one of {', '.join(TASKS)}")
     cfg = (config or TrackConfig()).validate()
@@ -273,7 +274,7 @@ def run_tracking(task: str, data: str, *, encoder: str | nn.Module | None = None
                   "frames_per_s": frames_done / elapsed if elapsed > 0 else float("nan"),
                   "device": str(device)},
         "visualizations": pictures, "config": dataclasses.asdict(cfg),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__), "provenance": provenance,
     }
     if out:
         os.makedirs(out, exist_ok=True)

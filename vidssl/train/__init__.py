@@ -1,1 +1,2 @@
-"""Training engine: loop, distributed helpers, checkpoints, schedules, logging."""
+"""Training: ``run`` (the one door, stages), ``loop`` (one run), ``state`` (checkpointed position),
+``components`` (what a run is built from), ``signals``, ``monitor``, ``config``."""

@@ -1,7 +1,9 @@
 """The pretraining config schema (``vidssl pretrain --config configs/pretrain/X.yaml``).
 
 YAML files are merged over these defaults by :func:`vidssl.config.load_config`; unknown keys
-are errors. ``method.params`` is validated by the method's own dataclass.
+are errors. ``method.params`` is validated by the method's own dataclass, ``data.kwargs`` by
+the dataset builder's signature, ``encoder.kwargs`` by the encoder factory's. ``optim`` is
+:class:`vidssl.runtime.optim.OptimConfig` (finetuning uses the same optimiser builder).
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from vidssl.runtime.optim import OptimConfig
+
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthetic"        # build_index name: synthetic | ucf101 | hmdb51 | folder | kinetics_csv
+    dataset: str = "synthetic"        # a registered dataset: synthetic | ucf101 | hmdb51 | folder | kinetics_csv
     root: str = "data/synthetic"
-    split: int = 1
+    split: int = 1                    # datasets with official splits (synthetic, ucf101, hmdb51)
     subset: str = "train"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # the dataset builder's own arguments, e.g.
+                                      # {csv: train.csv, subset: train} for kinetics_csv
     decoder: str = "torchcodec"       # a backend (vidssl.data.decoders) or auto: timed on the first clips
     fallback_decoder: Optional[str] = None  # reads files the decoder cannot (GPU decoders: torchcodec)
     loader: str = "auto"              # workers (DataLoader processes) | device (DeviceLoader, needed by
@@ -45,16 +51,16 @@ class MethodConfig:
 
 
 @dataclass
-class OptimConfig:
-    name: str = "adamw"               # adamw | sgd
-    lr: float = 1e-3                  # for the global batch
-    weight_decay: float = 0.05
-    momentum: float = 0.9             # sgd only
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0         # cosine floor, as a fraction of lr
-    clip_grad: Optional[float] = 1.0  # max global grad norm; None = off
-    fused: Optional[bool] = None      # fused AdamW/SGD kernels; None = on for CUDA, off elsewhere
+class WandbConfig:
+    """Weights & Biases logging next to TensorBoard (``pip install wandb``): the same scalars
+    (``train/<name>`` per step) and the same resolved config reach both."""
+
+    enabled: bool = False
+    project: str = "vidssl"
+    entity: Optional[str] = None
+    name: Optional[str] = None        # default: the run directory's name
+    mode: Optional[str] = None        # online | offline | disabled; None: WANDB_MODE, else online
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -71,7 +77,9 @@ class TrainConfig:
     log_every: int = 10
     ckpt_every: int = 0               # steps; 0 = end of every epoch only
     out_dir: str = "runs/pretrain"
+    if_exists: str = "version"        # out_dir holds another run: version (-> OUT_v2) | error | overwrite
     tensorboard: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     progress: bool = True
 
 
@@ -82,3 +90,23 @@ class PretrainConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def recipe_name(method: str) -> str:
+    """The shipped config holding ``method``'s small-scale recipe: ``pretrain/<method>_synthetic``."""
+    return f"pretrain/{method}_synthetic"
+
+
+def has_recipe(method: str) -> bool:
+    from vidssl.config import list_shipped_configs
+
+    return recipe_name(method) + ".yaml" in list_shipped_configs()
+
+
+def load_recipe(method: str) -> PretrainConfig:
+    """``method``'s small-scale recipe (``configs/pretrain/<method>_synthetic.yaml``): the one
+    home of its synthetic-dataset sizes, read by ``vidssl pretrain``, the demo and ``vidssl
+    compare`` alike."""
+    from vidssl.config import load_config
+
+    return load_config(PretrainConfig, recipe_name(method))

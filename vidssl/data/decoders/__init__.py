@@ -1,6 +1,7 @@
 """Video decoders behind one protocol: frame indices in, ``uint8 (T, C, H, W)`` out."""
 
 from vidssl.data.decoders.base import (
+    DECODERS,
     DEFAULT_BACKEND,
     DEFAULT_MAX_FRAME_PIXELS,
     FrameDecodeError,
@@ -16,6 +17,7 @@ from vidssl.data.decoders.base import (
 )
 
 __all__ = [
+    "DECODERS",
     "DEFAULT_BACKEND",
     "DEFAULT_MAX_FRAME_PIXELS",
     "FrameDecodeError",

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from vidssl.errors import VideoDecodeError, VidsslError
+from vidssl.registry import Registry
 
 
 class FrameDecodeError(VideoDecodeError):
@@ -86,10 +87,10 @@ class VideoDecoder(Protocol):
 
 DecoderFactory = Callable[..., VideoDecoder]
 
-# name -> (module path, class name, pip package, extra); imported on first use.
-_BACKENDS: dict[str, tuple[str, str, str, str]] = {}
-# name -> where its frames come out ("cpu" or "cuda").
-_DEVICES: dict[str, str] = {}
+#: Backends by name, registered by import location (``lazy``) so that importing vidssl never
+#: imports a decoding library; info: ``package`` / ``extra`` (the install hint) and ``device``
+#: (where its frames come out: ``"cpu"`` or ``"cuda"``).
+DECODERS: Registry[type] = Registry("decoder backend")
 
 
 def register_decoder(name: str, module: str, cls: str, package: str, extra: str,
@@ -97,8 +98,7 @@ def register_decoder(name: str, module: str, cls: str, package: str, extra: str,
     """Register a backend by import location so that importing vidssl never imports it.
     ``device``: where its frames come out (``"cuda"`` backends are never used inside DataLoader
     worker processes; see ``vidssl.data.device_loader``)."""
-    _BACKENDS[name] = (module, cls, package, extra)
-    _DEVICES[name] = device
+    DECODERS.register(name, lazy=f"{module}:{cls}", package=package, extra=extra, device=device)
 
 
 register_decoder("torchcodec", "vidssl.data.decoders.torchcodec_backend", "TorchCodecDecoder",
@@ -122,29 +122,22 @@ DEFAULT_MAX_FRAME_PIXELS = 8192 * 4320
 def list_decoders(device: str | None = None) -> list[str]:
     """Names of the registered backends (installed or not); ``device``: only those whose frames
     come out there (``"cpu"`` or ``"cuda"``)."""
-    return sorted(n for n in _BACKENDS if device is None or _DEVICES[n] == device)
+    return DECODERS.names() if device is None else DECODERS.names(device=device)
 
 
 def decoder_device(name: str) -> str:
     """``"cpu"`` or ``"cuda"``: where backend ``name`` returns frames."""
-    if name not in _BACKENDS:
-        raise VidsslError(f"unknown decoder backend {name!r}; choose one of {list_decoders()}")
-    return _DEVICES[name]
+    return DECODERS.info(name)["device"]
 
 
 def decoder_class(name: str) -> type:
     """Import and return the backend class for ``name``.
 
     Raises:
-        VidsslError: unknown backend name.
+        ConfigError: unknown backend name.
         MissingDependencyError: the backend's package is not installed.
     """
-    import importlib
-
-    if name not in _BACKENDS:
-        raise VidsslError(f"unknown decoder backend {name!r}; choose one of {list_decoders()}")
-    module, cls, _package, _extra = _BACKENDS[name]
-    return getattr(importlib.import_module(module), cls)
+    return DECODERS[name]
 
 
 def available_decoders(device: str = "cpu") -> list[str]:

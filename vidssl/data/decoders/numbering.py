@@ -17,7 +17,8 @@ presentation order. Two numberings follow:
 
 :func:`frame_numbering` tells them apart without a library-specific rule: a timestamped container
 is recognised from its first bytes; anything else is decoded from its start (with torchcodec's
-demuxer and packet decoder, a core dependency) until up to :data:`CHECK_FRAMES` frames come out,
+demuxer and packet decoder, torchcodec >= 0.17; with an older torchcodec such files are counted
+when PyAV reports B-frames or cannot tell) until up to :data:`CHECK_FRAMES` frames come out,
 and numbered ``"pts"`` only if every one of those frames carries exactly the timestamp its
 position in the packet scan predicts. The answer is memoised per (path, size, mtime) in the
 process, so a DataLoader worker decides once per file. :func:`reorders` answers the narrower
@@ -109,9 +110,36 @@ def _numbering(key: _Key) -> tuple[str, int | None]:
     return (PTS, None) if on_time else (COUNT, delay)
 
 
+def blocks_available() -> bool:
+    """Whether torchcodec has its demuxer / packet-decoder blocks (torchcodec >= 0.17)."""
+    try:
+        from torchcodec.decoders import ColorConverter, Demuxer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pyav_reorders(path: str) -> bool:
+    """Without torchcodec's blocks: whether the stream has B-frames, as PyAV's codec context
+    reports it (a codec property, the same whatever FFmpeg decodes it); ``True`` (the safe
+    answer) when PyAV is missing or cannot tell. Timestamps are not compared here: PyAV bundles
+    another FFmpeg than the system's (FFmpeg 8 stamps unpacked MPEG-4 B-frames in AVI right,
+    5.1 does not), so its frames cannot stand in for torchcodec's."""
+    try:
+        import av
+
+        with av.open(path, metadata_errors="ignore") as container:
+            stream = container.streams.best("video") or container.streams.video[0]
+            return bool(stream.codec_context.has_b_frames)
+    except Exception:  # noqa: BLE001
+        return True
+
+
 def _first_frames(path: str) -> tuple[bool, int | None]:
     """Decode the stream's first frames and compare their timestamps with the packet scan:
     ``(all on time, constant release delay or None)``."""
+    if not blocks_available():  # no B-frames: nothing to reorder, timestamps hold
+        return not _pyav_reorders(path), None
     try:
         from torchcodec.decoders import Demuxer
 
@@ -145,6 +173,8 @@ def _first_frames(path: str) -> tuple[bool, int | None]:
 
 @functools.lru_cache(maxsize=65536)
 def _reorders(key: _Key) -> bool:
+    if not blocks_available():
+        return _pyav_reorders(key.path)
     try:
         from torchcodec.decoders import Demuxer
 

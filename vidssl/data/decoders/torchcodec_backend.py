@@ -42,8 +42,8 @@ from vidssl.data.decoders.base import (
     one_line,
     plan_indices,
 )
-from vidssl.data.decoders.numbering import (COUNT, file_token, frame_numbering, release_delay,
-                                             reorders)
+from vidssl.data.decoders.numbering import (COUNT, blocks_available, file_token, frame_numbering,
+                                             release_delay, reorders)
 from vidssl.errors import MissingDependencyError, VideoDecodeError
 
 # "count" files of these codecs may be read from a keyframe (``_from_keyframe``): MPEG-4 part 2
@@ -150,6 +150,11 @@ class TorchCodecDecoder:
         """Open torchcodec's demuxer, packet decoder and colour converter (kept for the reads).
         The frame count is the packet scan's (the frames the container lists), the size the
         displayed one (rotation applied), as the frames come out."""
+        if not blocks_available():
+            raise VideoDecodeError(
+                self.path, "its frames are numbered by counting from the start (an AVI whose "
+                "decoder reorders frames), which needs torchcodec >= 0.17 (pip install -U "
+                "'torchcodec>=0.17') or the pyav backend")
         from torchcodec.decoders import ColorConverter, Demuxer
 
         self._demuxer = Demuxer(self.path)
@@ -185,7 +190,7 @@ class TorchCodecDecoder:
             try:
                 frames = self._dec.get_frames_at(uniq).data
             except Exception as err:  # noqa: BLE001 - a rejected packet: go packet by packet
-                if self.device != "cpu":  # the packet-by-packet path is CPU only
+                if self.device != "cpu" or not blocks_available():  # that path: CPU, >= 0.17
                     raise FrameDecodeError(self.path, one_line(err)) from None
                 frames = self._decode_by_timestamp(uniq)
         return gather(frames, inverse)
@@ -271,6 +276,8 @@ class TorchCodecDecoder:
         HEVC in MP4, frame 48 for 45), every scanned timestamp is on that grid (from 0) and the
         header's frame count is the scan's. :func:`file_token` if so."""
         if self.seek_mode != "exact" or reorders(self.path):
+            return 0
+        if not blocks_available():
             return 0
         try:
             from torchcodec.decoders import Demuxer

@@ -20,15 +20,53 @@ from vidssl.data.index.metadata import (
     probe_files,
 )
 from vidssl.errors import ConfigError
+from vidssl.registry import Registry
 
-DATASETS: dict[str, Callable[..., VideoIndex]] = {
-    "ucf101": ucf101,
-    "hmdb51": hmdb51,
-    "kinetics_csv": kinetics_csv,
-    "folder": folder,
-    "synthetic": synthetic,
-}
-_ALIASES = {"kinetics": "kinetics_csv", "csv": "kinetics_csv"}
+
+def _normalize(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+#: Dataset builders by name, with the capabilities each declares:
+#: ``splits`` (official train/test splits: ``data.split`` / ``data.subset`` are passed),
+#: ``max_split`` (highest split number, ``None``: any positive), ``eval`` (``vidssl eval`` can use
+#: it), ``factors`` (per-video factor metadata for the diagnostics' probes). The builder's own further arguments (``annotations``, ``csv``, ``extensions``, ...) are
+#: its keyword parameters (:func:`dataset_arguments`); configs pass them in ``data.kwargs``.
+DATASETS: Registry[Callable[..., VideoIndex]] = Registry(
+    "dataset", aliases={"kinetics": "kinetics_csv", "csv": "kinetics_csv"}, normalize=_normalize)
+DATASETS.register("ucf101", ucf101, splits=True, max_split=3, eval=True)
+DATASETS.register("hmdb51", hmdb51, splits=True, max_split=3, eval=True)
+DATASETS.register("synthetic", synthetic, splits=True, max_split=None, eval=True, factors=True)
+DATASETS.register("kinetics_csv", kinetics_csv, splits=False, max_split=None, eval=False)
+DATASETS.register("folder", folder, splits=False, max_split=None, eval=False)
+
+#: Arguments a caller supplies for every dataset (how to probe files), not dataset settings.
+PROBE_ARGUMENTS: tuple[str, ...] = ("backend", "cache", "workers", "pool", "progress")
+
+
+def dataset_arguments(dataset: str) -> dict[str, object]:
+    """The builder's keyword arguments besides ``root`` and their defaults
+    (``inspect.Parameter.empty`` for a required one)."""
+    params = inspect.signature(DATASETS[dataset]).parameters
+    return {k: p.default for k, p in params.items() if k != "root"}
+
+
+def check_dataset_arguments(dataset: str, kwargs: dict) -> str:
+    """Validate ``kwargs`` for ``dataset`` without reading anything; returns the registered name.
+
+    Raises:
+        ConfigError: unknown dataset name, unknown or missing keyword argument.
+    """
+    key = DATASETS.key(dataset)
+    accepted = dataset_arguments(key)
+    unknown = sorted(k for k in kwargs if k not in accepted)
+    if unknown:
+        raise ConfigError(f"unknown argument(s) {unknown} for dataset {key!r}; "
+                          f"accepted: {list(accepted)}")
+    absent = [k for k, d in accepted.items() if d is inspect.Parameter.empty and k not in kwargs]
+    if absent:
+        raise ConfigError(f"dataset {key!r} needs argument(s) {absent}")
+    return key
 
 
 def build_index(dataset: str, root: str | os.PathLike, **kwargs) -> VideoIndex:
@@ -38,26 +76,13 @@ def build_index(dataset: str, root: str | os.PathLike, **kwargs) -> VideoIndex:
         ConfigError: unknown dataset name, unknown or missing keyword argument, bad value.
         DatasetError: bad root, missing/malformed annotations, no usable video.
     """
-    key = str(dataset).strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in DATASETS:
-        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
-    builder = DATASETS[key]
-    params = inspect.signature(builder).parameters
-    unknown = sorted(k for k in kwargs if k not in params or k == "root")
-    if unknown:
-        accepted = [p for p in params if p != "root"]
-        raise ConfigError(f"unknown argument(s) {unknown} for dataset {key!r}; "
-                          f"accepted: {accepted}")
-    absent = [p.name for p in params.values() if p.default is inspect.Parameter.empty
-              and p.name != "root" and p.name not in kwargs]
-    if absent:
-        raise ConfigError(f"dataset {key!r} needs argument(s) {absent}")
-    return builder(root, **kwargs)
+    key = check_dataset_arguments(dataset, kwargs)
+    return DATASETS[key](root, **kwargs)
 
 
 __all__ = [
     "DATASETS",
+    "PROBE_ARGUMENTS",
     "VIDEO_EXTENSIONS",
     "Failure",
     "IndexReport",
@@ -66,6 +91,8 @@ __all__ = [
     "VideoIndex",
     "VideoRecord",
     "build_index",
+    "check_dataset_arguments",
+    "dataset_arguments",
     "default_cache_path",
     "folder",
     "hmdb51",

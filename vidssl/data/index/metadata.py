@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence, Union
 
 from vidssl.data.decoders.base import (
+    DECODERS,
     DEFAULT_BACKEND,
     VideoMeta,
     decoder_class,
-    list_decoders,
     one_line,
     probe_video,
 )
@@ -298,8 +298,7 @@ def default_workers() -> int:
 
 
 def check_backend(backend: str) -> None:
-    if backend not in list_decoders():
-        raise ConfigError(f"unknown decoder backend {backend!r}; choose one of {list_decoders()}")
+    DECODERS.key(backend)  # the registry's one-line ConfigError for an unknown name
 
 
 def probe_files(

@@ -31,19 +31,16 @@ from vidssl.data.samplers.order import (
 )
 from vidssl.data.samplers.short_video import SHORT_VIDEO_RULES, apply_short_video_rule
 from vidssl.errors import ConfigError
+from vidssl.registry import Registry
 
-SAMPLERS: dict[str, type] = {
-    "random_clip": RandomClipSampler,
-    "uniform_multi_clip": UniformMultiClipSampler,
-    "cvrl": CVRLIntervalSampler,
-    "tclr": TCLRSampler,
-    "vcop": VCOPSampler,
-    "shuffle_learn": ShuffleLearnSampler,
-    "o3n": OddOneOutSampler,
-    "dpc": DPCBlockSampler,
-    "cotrain": CoTrainingPairSampler,
-    "global_local": GlobalLocalSampler,
-}
+#: Sampler classes by name (:func:`create_sampler`); a plugin adds its own with
+#: ``SAMPLERS.register(name, cls)`` (or :func:`register_sampler`).
+SAMPLERS: Registry[type] = Registry("sampler")
+for _name, _cls in (("random_clip", RandomClipSampler), ("uniform_multi_clip", UniformMultiClipSampler),
+                    ("cvrl", CVRLIntervalSampler), ("tclr", TCLRSampler), ("vcop", VCOPSampler),
+                    ("shuffle_learn", ShuffleLearnSampler), ("o3n", OddOneOutSampler), ("dpc", DPCBlockSampler),
+                    ("cotrain", CoTrainingPairSampler), ("global_local", GlobalLocalSampler)):
+    SAMPLERS.register(_name, _cls)
 
 
 def register_sampler(name: str, cls: type) -> type:
@@ -52,16 +49,12 @@ def register_sampler(name: str, cls: type) -> type:
     Raises:
         ConfigError: ``name`` is already taken by another class.
     """
-    if name in SAMPLERS and SAMPLERS[name] is not cls:
-        taken = SAMPLERS[name].__name__
-        raise ConfigError(f"sampler name {name!r} is already registered to {taken}")
-    SAMPLERS[name] = cls
-    return cls
+    return SAMPLERS.register(name, cls)
 
 
 def list_samplers() -> list[str]:
     """Registered sampler names, sorted."""
-    return sorted(SAMPLERS)
+    return SAMPLERS.names()
 
 
 def create_sampler(name: str, **kwargs: Any) -> ClipSampler:
@@ -70,8 +63,6 @@ def create_sampler(name: str, **kwargs: Any) -> ClipSampler:
     Raises:
         ConfigError: unknown name, unknown argument, or a value the sampler rejects (one line).
     """
-    if name not in SAMPLERS:
-        raise ConfigError(f"unknown sampler {name!r}; choose one of: {', '.join(list_samplers())}")
     cls = SAMPLERS[name]
     if dataclasses.is_dataclass(cls):
         allowed = [f.name for f in dataclasses.fields(cls) if f.init]

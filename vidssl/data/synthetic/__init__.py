@@ -15,7 +15,7 @@ from vidssl.data.synthetic.classes import (
     RenderedClip,
     render_clip,
 )
-from vidssl.data.synthetic.generate import SyntheticSummary, encode_video, make_synthetic
+from vidssl.data.synthetic.generate import SyntheticSummary, make_synthetic
 
 __all__ = [
     "SYNTHETIC_CLASSES",
@@ -24,7 +24,6 @@ __all__ = [
     "RenderedClip",
     "SyntheticSummary",
     "clip_appearance",
-    "encode_video",
     "make_synthetic",
     "render_clip",
 ]

@@ -18,7 +18,6 @@ of generation change nothing.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -31,11 +30,12 @@ import numpy as np
 
 from vidssl.data.synthetic.appearance import STREAM_DYNAMICS, clip_appearance
 from vidssl.data.synthetic.classes import SYNTHETIC_CLASSES, render_clip
+from vidssl.data.video_io import encode_video
 from vidssl.errors import ConfigError, DatasetError
+from vidssl.runtime.progress import progress_bar
 
 FORMAT_VERSION = 1
 CONTAINERS = ("avi", "mp4", "mixed")
-CODECS = {"avi": "mpeg4", "mp4": "libx264"}  # FFmpeg encoder per container
 STREAM_CODECS = {"avi": "mpeg4", "mp4": "h264"}  # what decoders report
 NUM_SPLITS = 3
 OUTPUTS = ("videos", "splits", "tracking", "metadata.jsonl", "synthetic.json")
@@ -88,33 +88,6 @@ class SyntheticSummary:
             lines.append(f"  tracking: {self.num_tracking_sequences} sequences in "
                          f"{self.tracking_dir} (DAVIS + MOT layouts)")
         return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------ encoding --
-
-def encode_video(frames: np.ndarray, path: str | os.PathLike, fps: float) -> None:
-    """Encode uint8 ``(T, H, W, 3)`` frames to ``path``: ``.mp4`` -> H.264 (crf 18), ``.avi`` ->
-    MPEG-4 part 2 (quantiser 2-4), both yuv420p (so H and W must be even).
-
-    Single-threaded and reproducible: the same frames always give the same bytes."""
-    import torch
-    from torchcodec.encoders import VideoEncoder
-
-    ext = os.path.splitext(str(path))[1].lower().lstrip(".")
-    if ext not in CODECS:
-        raise ConfigError(f"cannot encode {path}: extension must be .avi or .mp4")
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    tchw = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
-    encoder = VideoEncoder(tchw, frame_rate=float(fps))
-    if ext == "mp4":
-        # mbtree off: with it, torchcodec+libx264 output depends on the process's history
-        # (measured: same frames, different bytes after other encodes); without it, bit-exact.
-        encoder.to_file(str(path), codec="libx264", pixel_format="yuv420p", crf=18,
-                        extra_options={"threads": 1, "x264-params": "mbtree=0"})
-    else:  # "qscale" is an ffmpeg CLI alias, not an encoder option; qmin/qmax bound it instead
-        encoder.to_file(str(path), codec="mpeg4", pixel_format="yuv420p",
-                        extra_options={"qmin": 2, "qmax": 4, "threads": 1})
 
 
 # ------------------------------------------------------------------------------------ naming --
@@ -176,17 +149,8 @@ def _worker_init() -> None:
 
 
 def _execute(jobs: list[dict], workers: int, progress: bool) -> list[tuple[str, int, dict]]:
-    bar = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
-
-        bar = Progress(TextColumn("make-synthetic"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), console=Console(stderr=True), transient=False)
     results = []
-    with bar if bar is not None else contextlib.nullcontext():
-        task = bar.add_task("videos", total=len(jobs)) if bar is not None else None
+    with progress_bar(progress, len(jobs), "make-synthetic", stderr=True) as advance:
         if workers <= 1 or len(jobs) <= 1:
             it = map(_run_job, jobs)
             pool = None
@@ -202,8 +166,7 @@ def _execute(jobs: list[dict], workers: int, progress: bool) -> list[tuple[str, 
         try:
             for res in it:
                 results.append(res)
-                if bar is not None:
-                    bar.advance(task)
+                advance(1)
         finally:
             if pool is not None:
                 pool.terminate()

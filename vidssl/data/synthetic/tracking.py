@@ -42,6 +42,7 @@ from vidssl.data.synthetic.appearance import (
 )
 from vidssl.data.synthetic.classes import TRACKING_CLASSES, class_motion, clip_times, scaled
 from vidssl.data.synthetic.render import Scene, amodal_masks, make_background, render_scene
+from vidssl.data.video_io import encode_video
 
 TRACKING_SCALE = 2  # tracking frames are TRACKING_SCALE * size pixels square
 OBJECT_SCALE = 0.65  # objects are smaller than in the action clips (several share a frame)
@@ -142,8 +143,6 @@ def write_tracking_sequence(tracking_dir: str | os.PathLike, seq_index: int, see
                             num_frames: int, size: int, fps: float) -> dict:
     """Render sequence ``seq_index`` and write it in every layout; returns its description."""
     from PIL import Image
-
-    from vidssl.data.synthetic.generate import encode_video
 
     name = sequence_name(seq_index)
     side = TRACKING_SCALE * size

@@ -6,9 +6,11 @@ Batches are uint8 ``(B, T, C, H, W)``; pipelines end in float ``(B, C, T, H, W)`
 
 from vidssl.data.transforms import functional
 from vidssl.data.transforms.clip import ResizeClip, clip_transform
-from vidssl.data.transforms.photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize
-from vidssl.data.transforms.presets import blur_kernel_size, cvrl_augment, dpc_augment, eval_transform
-from vidssl.data.transforms.spatial import CenterCrop, RandomHorizontalFlip, RandomResizedCrop, Resize
+from vidssl.data.transforms.photometric import (ColorJitter, GaussianBlur, RandomChannelDrop, RandomGrayscale,
+                                                RandomSolarize)
+from vidssl.data.transforms.presets import (blur_kernel_size, cvrl_augment, dino_augment, dpc_augment,
+                                            eval_transform, tclr_augment)
+from vidssl.data.transforms.spatial import CenterCrop, RandomErase, RandomHorizontalFlip, RandomResizedCrop, Resize
 from vidssl.data.transforms.video import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -36,10 +38,14 @@ __all__ = [
     "RandomGrayscale",
     "GaussianBlur",
     "RandomSolarize",
+    "RandomChannelDrop",
+    "RandomErase",
     "Normalize",
     "ToModelLayout",
     "cvrl_augment",
     "dpc_augment",
+    "tclr_augment",
+    "dino_augment",
     "eval_transform",
     "blur_kernel_size",
     "KINETICS_MEAN",

@@ -32,6 +32,7 @@ __all__ = [
     "gaussian_kernel1d",
     "gaussian_blur",
     "resized_crop",
+    "residual_frames",
 ]
 
 
@@ -183,3 +184,11 @@ def resized_crop(
         x.reshape(b, t * c, h, w), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
     return out.view(b, t, c, size[0], size[1])
+
+
+def residual_frames(x: torch.Tensor) -> torch.Tensor:
+    """Float ``(B, T + 1, C, H, W)`` frames in ``[0, 1]`` -> ``(B, T, C, H, W)`` differences
+    ``x[t + 1] - x[t]`` in ``[-1, 1]`` (CoCLR's residual modality)."""
+    if x.ndim != 5 or x.shape[1] < 2:
+        raise ValueError(f"residual frames need (B, T + 1 >= 2, C, H, W), got {tuple(x.shape)}")
+    return x[:, 1:] - x[:, :-1]

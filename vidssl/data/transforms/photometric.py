@@ -1,4 +1,4 @@
-"""Photometric steps: colour jitter, grayscale, Gaussian blur and solarize.
+"""Photometric steps: colour jitter, grayscale, Gaussian blur, solarize and channel drop.
 
 Parameters are drawn per clip (shape ``(B,)``) and broadcast over its frames; ``ColorJitter`` and
 ``RandomGrayscale`` take ``per_frame=True`` to draw them per ``(clip, frame)`` (DPC). All of them
@@ -16,7 +16,7 @@ import torchvision.transforms.v2.functional as TF
 from vidssl.data.transforms import functional as F
 from vidssl.data.transforms.video import Params, VideoTransform, _check_p, _coin, _mask, _uniform
 
-__all__ = ["ColorJitter", "RandomGrayscale", "GaussianBlur", "RandomSolarize"]
+__all__ = ["ColorJitter", "RandomGrayscale", "GaussianBlur", "RandomSolarize", "RandomChannelDrop"]
 
 
 # ColorJitter op codes: index into the stacked factors (brightness, contrast, saturation, hue).
@@ -243,3 +243,30 @@ class RandomSolarize(VideoTransform):
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, p={self.p}"
+
+
+class RandomChannelDrop(VideoTransform):
+    """Zero one random RGB channel of a clip with probability ``p`` (TCLR's colour drop).
+
+    Works on ``[0, 1]`` floats before normalisation (0 is black, as in the authors' code).
+    """
+
+    def __init__(self, p: float = 0.125, generator: torch.Generator | None = None):
+        super().__init__(generator)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"probability p must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def sample_params(self, shape: Sequence[int], generator: torch.Generator | None = None) -> dict:
+        b = shape[0]
+        return {"applied": torch.rand(b, generator=generator) < self.p,
+                "channel": torch.randint(0, 3, (b,), generator=generator)}
+
+    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        if not bool(params["applied"].any()):
+            return x
+        keep = torch.ones(x.shape[0], 1, x.shape[2], 1, 1, dtype=x.dtype)
+        rows = params["applied"].nonzero().flatten()
+        keep[rows, 0, params["channel"][rows]] = 0.0
+        return x * keep.to(x.device, non_blocking=True)

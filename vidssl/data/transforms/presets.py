@@ -1,4 +1,5 @@
-"""Ready-made pipelines: CVRL's two views, DPC's per-frame colour jitter, and evaluation.
+"""Ready-made pipelines: CVRL's two views, DPC's per-frame colour jitter, TCLR's per-clip recipe,
+a DINO-style view (LSS), and evaluation.
 
 Each returns a :class:`~vidssl.data.transforms.video.Compose` taking uint8 ``(B, T, C, H, W)``
 (on any device) and returning normalised float32 ``(B, C, T, H, W)``.
@@ -10,11 +11,12 @@ from typing import Sequence
 
 import torch
 
-from vidssl.data.transforms.photometric import ColorJitter, GaussianBlur, RandomGrayscale, RandomSolarize
-from vidssl.data.transforms.spatial import CenterCrop, RandomHorizontalFlip, RandomResizedCrop, Resize
+from vidssl.data.transforms.photometric import (ColorJitter, GaussianBlur, RandomChannelDrop, RandomGrayscale,
+                                                RandomSolarize)
+from vidssl.data.transforms.spatial import CenterCrop, RandomErase, RandomHorizontalFlip, RandomResizedCrop, Resize
 from vidssl.data.transforms.video import KINETICS_MEAN, KINETICS_STD, Compose, Normalize, ToModelLayout
 
-__all__ = ["cvrl_augment", "dpc_augment", "eval_transform", "blur_kernel_size"]
+__all__ = ["cvrl_augment", "dpc_augment", "tclr_augment", "dino_augment", "eval_transform", "blur_kernel_size"]
 
 
 def blur_kernel_size(size: int) -> int:
@@ -26,29 +28,43 @@ def cvrl_augment(
     size: int,
     view: int,
     *,
+    crop_scale: Sequence[float] = (0.3, 1.0),
+    crop_ratio: Sequence[float] = (0.5, 2.0),
+    flip_prob: float = 0.5,
+    color_jitter: Sequence[float] = (0.8, 0.8, 0.8, 0.2),
+    color_jitter_prob: float = 0.8,
+    grayscale_prob: float = 0.2,
+    blur_prob: Sequence[float] = (1.0, 0.1),
+    solarize_prob: Sequence[float] = (0.0, 0.2),
     mean: Sequence[float] = KINETICS_MEAN,
     std: Sequence[float] = KINETICS_STD,
     generator: torch.Generator | None = None,
 ) -> Compose:
     """CVRL's clip-consistent augmentation for view ``0`` or ``1`` (Qian et al., 2021).
 
-    Random resized crop (area 0.3-1, aspect 0.5-2), horizontal flip p=0.5, colour jitter
-    (0.8, 0.8, 0.8, 0.2) p=0.8 in random order, grayscale p=0.2, Gaussian blur (kernel
-    :func:`blur_kernel_size`, sigma 0.1-2) with p=1 for view 0 and p=0.1 for view 1, solarize
-    (threshold 0.5) p=0.2 on view 1 only; then normalise and permute to ``(B, C, T, H, W)``.
-    Every parameter is drawn once per clip.
+    With the defaults (the paper's): random resized crop (area 0.3-1, aspect 0.5-2), horizontal
+    flip p=0.5, colour jitter (0.8, 0.8, 0.8, 0.2) p=0.8 in random order, grayscale p=0.2,
+    Gaussian blur (kernel :func:`blur_kernel_size`, sigma 0.1-2) with p=1 for view 0 and p=0.1
+    for view 1, solarize (threshold 0.5) p=0.2 on view 1 only; then normalise and permute to
+    ``(B, C, T, H, W)``. Every parameter is drawn once per clip. ``blur_prob`` and
+    ``solarize_prob`` hold one probability per view; view 1 always has its solarize step (view 0
+    only when its probability is positive), so the random draws follow the paper's pipeline.
     """
     if view not in (0, 1):
         raise ValueError(f"CVRL has views 0 and 1, got view={view}")
+    for name, pair in (("blur_prob", blur_prob), ("solarize_prob", solarize_prob)):
+        if len(pair) != 2:
+            raise ValueError(f"{name} must hold one probability per view, got {pair!r}")
+    b, c, s, h = color_jitter
     steps = [
-        RandomResizedCrop(size, scale=(0.3, 1.0), ratio=(0.5, 2.0)),
-        RandomHorizontalFlip(p=0.5),
-        ColorJitter(0.8, 0.8, 0.8, 0.2, p=0.8),
-        RandomGrayscale(p=0.2),
-        GaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0), p=1.0 if view == 0 else 0.1),
+        RandomResizedCrop(size, scale=tuple(crop_scale), ratio=tuple(crop_ratio)),
+        RandomHorizontalFlip(p=flip_prob),
+        ColorJitter(b, c, s, h, p=color_jitter_prob),
+        RandomGrayscale(p=grayscale_prob),
+        GaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0), p=blur_prob[view]),
     ]
-    if view == 1:
-        steps.append(RandomSolarize(threshold=0.5, p=0.2))
+    if solarize_prob[view] > 0 or view == 1:
+        steps.append(RandomSolarize(threshold=0.5, p=solarize_prob[view]))
     steps += [Normalize(mean, std), ToModelLayout()]
     return Compose(steps, generator=generator)
 
@@ -75,6 +91,53 @@ def dpc_augment(
         ToModelLayout(),
     ]
     return Compose(steps, generator=generator)
+
+
+def tclr_augment(
+    size: int,
+    crop_scale: tuple[float, float] = (0.36, 1.0),
+    crop_ratio: tuple[float, float] = (1.0, 1.0),
+    mean: Sequence[float] = KINETICS_MEAN,
+    std: Sequence[float] = KINETICS_STD,
+) -> Compose:
+    """The authors' per-clip augmentation (``dl_tclr.py``), clip-consistent and batched.
+
+    Square random crop resized to ``size``; contrast (0.75-1.25) p=0.25, hue (+-0.1) p=0.3,
+    saturation (0.75-1.25) p=0.3, brightness (0.75-1.25) p=0.3, each drawn independently;
+    grayscale p=0.175; channel drop p=0.125; horizontal flip p=0.5; erase a 9-18 px box (at 112
+    px) p=0.5; normalise; permute. Differences from the authors: the crop area (not its side) is
+    uniform, the gamma change after grayscale is left out, grayscale and channel drop are
+    independent (the authors make them exclusive), frames are RGB (theirs BGR) and normalised.
+    """
+    return Compose([
+        RandomResizedCrop(size, scale=crop_scale, ratio=crop_ratio),
+        ColorJitter(contrast=0.25, p=0.25),
+        ColorJitter(hue=0.1, p=0.3),
+        ColorJitter(saturation=0.25, p=0.3),
+        ColorJitter(brightness=0.25, p=0.3),
+        RandomGrayscale(p=0.175),
+        RandomChannelDrop(p=0.125),
+        RandomHorizontalFlip(p=0.5),
+        RandomErase(p=0.5),
+        Normalize(mean, std),
+        ToModelLayout(),
+    ])
+
+
+def dino_augment(
+    size: int,
+    crop_scale: Sequence[float],
+    color_jitter_prob: float = 0.8,
+    *,
+    mean: Sequence[float] = KINETICS_MEAN,
+    std: Sequence[float] = KINETICS_STD,
+) -> Compose:
+    """A DINO / SVT-style view (LSS's global and local views): random resized crop of area
+    ``crop_scale`` to ``size``, horizontal flip p=0.5, colour jitter (0.4, 0.4, 0.2, 0.1) with
+    ``color_jitter_prob``, grayscale p=0.2, normalise, permute; drawn once per clip."""
+    return Compose([RandomResizedCrop(size, scale=tuple(crop_scale)), RandomHorizontalFlip(),
+                    ColorJitter(0.4, 0.4, 0.2, 0.1, p=color_jitter_prob), RandomGrayscale(p=0.2),
+                    Normalize(mean, std), ToModelLayout()])
 
 
 def eval_transform(

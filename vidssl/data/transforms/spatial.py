@@ -1,4 +1,4 @@
-"""Spatial steps: resize, centre crop, random resized crop and horizontal flip.
+"""Spatial steps: resize, centre crop, random resized crop, horizontal flip and box erasing.
 
 Random boxes and flips are drawn once per clip and shared by all its frames. See
 :mod:`vidssl.data.transforms.video` for the step protocol, parameters and dtype policy.
@@ -24,7 +24,7 @@ from vidssl.data.transforms.video import (
     _uniform,
 )
 
-__all__ = ["Resize", "CenterCrop", "RandomResizedCrop", "RandomHorizontalFlip"]
+__all__ = ["Resize", "CenterCrop", "RandomResizedCrop", "RandomHorizontalFlip", "RandomErase"]
 
 
 class Resize(VideoTransform):
@@ -166,3 +166,43 @@ class RandomHorizontalFlip(VideoTransform):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class RandomErase(VideoTransform):
+    """Black out one box per clip (same box on every frame) with probability ``p``.
+
+    The authors erase a ``h x w`` box, ``h, w`` uniform integers in ``[9, 18]`` on a 112-px crop,
+    at a uniform top-left corner anywhere in the frame (the box is clipped at the border).
+    ``size`` gives that range as fractions of the frame side, so it scales with the crop.
+    """
+
+    def __init__(self, p: float = 0.5, size: tuple[float, float] = (9 / 112, 19 / 112),
+                 generator: torch.Generator | None = None):
+        super().__init__(generator)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"probability p must be in [0, 1], got {p}")
+        if not 0.0 < size[0] <= size[1] <= 1.0:
+            raise ValueError(f"size must satisfy 0 < min <= max <= 1, got {size}")
+        self.p, self.size = float(p), (float(size[0]), float(size[1]))
+
+    def sample_params(self, shape: Sequence[int], generator: torch.Generator | None = None) -> dict:
+        b, h, w = shape[0], shape[-2], shape[-1]
+        u = torch.rand(b, 5, generator=generator)
+        lo, hi = self.size
+        return {"applied": u[:, 0] < self.p,
+                "box": torch.stack([(u[:, 1] * h).floor(), (u[:, 2] * w).floor(),
+                                    (lo + (hi - lo) * u[:, 3]) * h, (lo + (hi - lo) * u[:, 4]) * w], 1)}
+
+    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        if not bool(params["applied"].any()):
+            return x
+        h, w = x.shape[-2:]
+        top, left, bh, bw = params["box"].to(x.device, non_blocking=True).unbind(1)
+        rows = torch.arange(h, device=x.device, dtype=top.dtype)
+        cols = torch.arange(w, device=x.device, dtype=top.dtype)
+        in_rows = (rows[None] >= top[:, None]) & (rows[None] < top[:, None] + bh.floor()[:, None])
+        in_cols = (cols[None] >= left[:, None]) & (cols[None] < left[:, None] + bw.floor()[:, None])
+        box = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W)
+        box &= params["applied"].to(x.device, non_blocking=True)[:, None, None]
+        return x.masked_fill(box[:, None, None], 0.0)

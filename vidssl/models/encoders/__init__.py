@@ -5,6 +5,7 @@
     enc = create_encoder("r3d_tiny")                          # random init, CPU demo size
     enc = create_encoder("r3d_18", pretrained="default")      # torchvision Kinetics-400 weights
     enc = create_encoder("r3d_18", pretrained="run/last.pt")  # vidssl checkpoint / state dict
+    enc = create_encoder("r3d_18", pretrained="exports/mine")  # vidssl export (or hf:org/name)
     spec = encoder_spec(enc)            # {"name": "r3d_18", "kwargs": {...}}, YAML/JSON-safe
     same = create_encoder(spec["name"], **spec["kwargs"])   # same architecture, random init
 
@@ -18,18 +19,19 @@ names against its signature, so an unknown argument is a :class:`~vidssl.errors.
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
-from collections.abc import Mapping, Sequence
 from typing import Any, Callable, TypeVar
 
 from torch import nn
 
+from vidssl.config import plain_data
 from vidssl.errors import ConfigError
 from vidssl.models.encoders.base import Preprocess, VideoEncoder
 from vidssl.models.encoders.weights import Pretrained
+from vidssl.registry import Registry
 
 __all__ = [
+    "ENCODERS",
     "Preprocess",
     "VideoEncoder",
     "register_encoder",
@@ -41,7 +43,9 @@ __all__ = [
 
 Factory = TypeVar("Factory", bound=Callable[..., nn.Module])
 
-_ENCODERS: dict[str, Callable[..., nn.Module]] = {}
+#: Encoder factories by name; the modules of this package are imported on the first lookup
+#: (each registers its factories with :func:`register_encoder`), so a new encoder is one file.
+ENCODERS: Registry[Callable[..., nn.Module]] = Registry("encoder", discover="vidssl.models.encoders")
 _SPEC_ATTR = "_vidssl_encoder_spec"
 
 
@@ -49,36 +53,20 @@ def register_encoder(name: str) -> Callable[[Factory], Factory]:
     """Decorator: register ``fn(*, pretrained=None, **arch_kwargs) -> nn.Module`` as ``name``."""
 
     def deco(fn: Factory) -> Factory:
-        if name in _ENCODERS and _ENCODERS[name] is not fn:
-            raise ConfigError(f"encoder name {name!r} is already registered")
-        params = inspect.signature(fn).parameters
-        if "pretrained" not in params:
+        if "pretrained" not in inspect.signature(fn).parameters:
             raise ConfigError(f"encoder factory {fn.__qualname__} must accept 'pretrained'")
-        _ENCODERS[name] = fn
-        return fn
+        return ENCODERS.register(name, fn)
 
     return deco
 
 
-def _load_builtin() -> None:
-    import vidssl.models.encoders.resnet3d  # noqa: F401
-    import vidssl.models.encoders.s3d  # noqa: F401
-    import vidssl.models.encoders.video_vit  # noqa: F401  (transformers imported lazily)
-    import vidssl.models.encoders.clip_temporal  # noqa: F401  (open_clip imported lazily)
-
-
 def list_encoders(pattern: str | None = None) -> list[str]:
     """Registered names, sorted; ``pattern`` is a shell glob such as ``"*_tiny"``."""
-    _load_builtin()
-    names = sorted(_ENCODERS)
-    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+    return ENCODERS.names(pattern)
 
 
 def _factory(name: str) -> Callable[..., nn.Module]:
-    _load_builtin()
-    if name not in _ENCODERS:
-        raise ConfigError(f"unknown encoder {name!r}; known: {', '.join(sorted(_ENCODERS))}")
-    return _ENCODERS[name]
+    return ENCODERS[name]
 
 
 def encoder_defaults(name: str) -> dict[str, Any]:
@@ -87,24 +75,16 @@ def encoder_defaults(name: str) -> dict[str, Any]:
     return {k: p.default for k, p in params.items() if k != "pretrained"}
 
 
-def _plain(value: Any) -> Any:
-    """Tuples (and OmegaConf containers) become lists / dicts, so a spec survives YAML, JSON and
-    ``torch.load(weights_only=True)``."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def create_encoder(name: str, pretrained: Pretrained = None, **kwargs: Any) -> nn.Module:
     """Build encoder ``name`` with architecture arguments ``kwargs``.
 
     Args:
         name: a registered name (see :func:`list_encoders`).
         pretrained: ``None`` (random init), ``True``/``"default"`` (the encoder's published
-            weights; the ViT encoders also take a Hugging Face hub id or a local directory) or a
-            path to a state dict / vidssl checkpoint (its ``"encoder"`` entry), loaded strictly.
+            weights; the ViT encoders also take a Hugging Face hub id or a local directory), a
+            path to a state dict / ``.safetensors`` file / vidssl checkpoint (its ``"encoder"``
+            entry), or a folder written by ``vidssl export`` / ``hf:ORG/NAME`` (checked against
+            ``name`` and ``kwargs``: :mod:`vidssl.models.hub`), loaded strictly.
         **kwargs: the factory's architecture arguments (see :func:`encoder_defaults`).
 
     Raises:
@@ -120,9 +100,12 @@ def create_encoder(name: str, pretrained: Pretrained = None, **kwargs: Any) -> n
     if unknown:
         raise ConfigError(f"unknown argument(s) {', '.join(map(repr, unknown))} for encoder "
                           f"{name!r}; accepted: {', '.join(defaults) or 'none'}")
-    model = factory(pretrained=pretrained, **kwargs)
     resolved = {**defaults, **kwargs}
-    setattr(model, _SPEC_ATTR, {"name": name, "kwargs": _plain(resolved)})
+    from vidssl.models.hub import resolve_pretrained
+
+    pretrained = resolve_pretrained(name, resolved, pretrained)  # exported folder, hf:ORG/NAME
+    model = factory(pretrained=pretrained, **kwargs)
+    setattr(model, _SPEC_ATTR, {"name": name, "kwargs": plain_data(resolved)})
     model.encoder_name = name
     return model
 
@@ -138,4 +121,4 @@ def encoder_spec(module: nn.Module) -> dict[str, Any]:
     if spec is None:
         raise ConfigError(f"{type(module).__name__} was not built by create_encoder; "
                           f"no encoder spec to save")
-    return {"name": spec["name"], "kwargs": _plain(spec["kwargs"])}
+    return {"name": spec["name"], "kwargs": plain_data(spec["kwargs"])}

@@ -15,7 +15,8 @@ from torch import nn
 from vidssl.errors import ConfigError, VidsslError
 
 # ``pretrained`` accepts: None/False (random init), True/"default" (the published weights of the
-# encoder) or a path to a state dict / vidssl checkpoint.
+# encoder), a path to a state dict / .safetensors file / vidssl checkpoint, or a folder written by
+# ``vidssl export`` / ``hf:ORG/NAME`` (resolved by vidssl.models.hub before the factory runs).
 Pretrained = str | os.PathLike | bool | None
 
 DEFAULT_WEIGHTS = "default"
@@ -42,7 +43,7 @@ def no_pretrained_weights(name: str, pretrained: Pretrained) -> None:
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from ``path`` with ``torch.load(weights_only=True)``.
 
-    Accepts a plain state dict (``{name: tensor}``, e.g. torchvision's published ``.pth`` files),
+    Accepts a ``.safetensors`` file, a plain state dict (``{name: tensor}``, e.g. torchvision's published ``.pth`` files),
     a vidssl checkpoint (a dict whose ``"encoder"`` key holds the encoder's state dict) or a dict
     with a ``"state_dict"`` key. A ``module.`` prefix (DDP) on every key is removed.
 
@@ -51,8 +52,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise VidsslError(f"pretrained weights file not found: {path} "
-                          f"(pretrained accepts None, 'default' or a path to a state dict)")
+        raise VidsslError(f"pretrained weights file not found: {path} (pretrained accepts None, "
+                          f"'default', a state dict file, an exported folder or hf:ORG/NAME)")
+    if path.endswith(".safetensors"):
+        from vidssl.models.hub import read_safetensors
+
+        return read_safetensors(path)
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - zip/pickle/unsafe-global errors of many kinds
@@ -107,6 +112,13 @@ def download_state_dict(url: str, what: str) -> dict[str, torch.Tensor]:
         VidsslError: the download failed (no network, proxy, hash mismatch); the message names
             the weights, the URL and how to pass a local copy instead.
     """
+    from urllib.parse import urlparse
+
+    from vidssl.offline import require_download
+
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
+    if not os.path.isfile(cached):
+        require_download(what, url, hint=f"or put the file in {os.path.dirname(cached)}/")
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False,
                                                   check_hash=True, weights_only=True)

@@ -1,4 +1,8 @@
-"""Checkpoints: one file per save, written atomically, loadable with ``weights_only=True``.
+"""Checkpoint files: one file per save, written atomically, loadable with ``weights_only=True``;
+and rebuilding what they hold (:func:`load_encoder`, :func:`load_module_state`).
+
+Beside the models so that evaluation, tracking, CoCLR's frozen network, the demo and the
+comparison read checkpoints without importing the trainer.
 
 A checkpoint is a dict of tensors and plain Python values::
 
@@ -18,7 +22,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Any
+import zipfile
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -100,29 +105,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise VidsslError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch.save format
+        what = "an empty file" if not head else "not a torch.save file"
+        raise VidsslError(f"{path} is not a checkpoint ({what}); vidssl checkpoints are "
+                          f"OUT_DIR/checkpoints/last.pt of a vidssl pretrain run")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - pickle/zip errors of many kinds
-        reason = " ".join(str(err).split())[:200]
+    except Exception as err:  # noqa: BLE001 - truncated zip, IO errors of many kinds
+        if type(err).__name__ == "UnpicklingError":  # safe loading refused a Python object
+            raise VidsslError(f"{path} holds Python objects that safe loading refuses: it is not a "
+                              f"vidssl checkpoint (vidssl writes tensors and plain values only)") from None
+        reason = " ".join(str(err).split()).split(". ")[0][:200]
         raise VidsslError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise VidsslError(f"{path} is not a vidssl checkpoint (expected format {FORMAT!r})")
     return state
-
-
-def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore :func:`rng_state`'s streams. The states may have been loaded onto a GPU with the
-    rest of a checkpoint; torch only accepts them as CPU byte tensors."""
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -140,3 +139,33 @@ def load_encoder(path: str | os.PathLike, map_location: str | torch.device = "cp
         raise VidsslError(f"checkpoint {os.fspath(path)} does not fit encoder {spec['name']!r}: "
                           f"{' '.join(str(err).split())[:200]}") from None
     return encoder.to(map_location)
+
+
+def submodule_state(model_state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a method's state dict (a checkpoint's ``model``) under ``prefix.``, with
+    the prefix removed: what ``method.<prefix>.load_state_dict`` takes."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in model_state.items() if k.startswith(prefix + ".")}
+
+
+def load_submodule(module: nn.Module, model_state: Mapping[str, torch.Tensor], prefix: str, where: str) -> None:
+    """Load :func:`submodule_state` into ``module`` strictly; a mismatch is one line naming
+    ``where`` (e.g. ``init_checkpoint PATH``) and the part."""
+    try:
+        module.load_state_dict(submodule_state(model_state, prefix))
+    except RuntimeError as err:
+        raise VidsslError(f"{where}: its {prefix} does not fit this network: "
+                          f"{' '.join(str(err).split())[:160]}") from None
+
+
+def checkpoint_origin(path: str | os.PathLike) -> dict[str, Any]:
+    """Where a checkpoint comes from, for naming and labelling what is made from it: ``run``
+    (its run folder's name; ``<run>/<stage>`` for a stage of a multi-stage run), ``step``,
+    ``method``, ``dataset``, and the training run's ``provenance`` when it was recorded."""
+    state = load_checkpoint(path)
+    cfg = state.get("config") or {}
+    out_dir = (cfg.get("train") or {}).get("out_dir") or os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    parts = os.path.normpath(out_dir).split(os.sep)
+    run = "/".join(parts[-2:]) if parts[-1].startswith("stage") and len(parts) > 1 else parts[-1]
+    return {"run": run, "step": state.get("step"), "method": (cfg.get("method") or {}).get("name"),
+            "dataset": (cfg.get("data") or {}).get("dataset"), "provenance": state.get("provenance")}
