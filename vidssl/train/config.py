@@ -26,7 +26,8 @@ class DataConfig:
     fallback_decoder: Optional[str] = None  # reads files the decoder cannot (GPU decoders: torchcodec)
     loader: str = "auto"              # workers (DataLoader processes) | device (DeviceLoader, needed by
                                       # GPU decoders) | auto: device for GPU decoders, else workers
-    resize: Optional[int] = None      # short side resized per clip on the CPU (mixed-size datasets)
+    resize: Optional[int] = None      # short side resized per clip on the CPU (default: data.crop)
+    crop: Optional[int] = None        # centre crop x crop after the resize: any mix of sizes batches
     batch_size: int = 16              # global batch: divided by the world size under torchrun
     num_workers: int = 2
     drop_last: bool = True

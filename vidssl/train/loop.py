@@ -26,7 +26,7 @@ from vidssl.config import to_yaml
 from vidssl.data.dataset import ClipDataset, SkipCounter, batch_to_device, build_loader, set_loader_epoch
 from vidssl.data.decoders import decoder_device
 from vidssl.data.device_loader import DeviceLoader
-from vidssl.data.transforms import ResizeClip
+from vidssl.data.transforms import clip_transform
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.methods import create_method, method_stages
 from vidssl.models.encoders import create_encoder
@@ -94,7 +94,7 @@ def build_components(cfg: PretrainConfig, device: torch.device):
 
     def make_dataset(decoder: str) -> ClipDataset:
         return ClipDataset(index, method.sampler, decoder=decoder, seed=cfg.train.seed,
-                           transform=ResizeClip(data.resize) if data.resize else None,
+                           transform=clip_transform(data.resize, data.crop),
                            paired=(data.root, data.paired_root) if data.paired_root else None,
                            decode_timeout_s=data.decode_timeout_s,
                            max_frame_pixels=data.max_frame_pixels,
@@ -253,6 +253,7 @@ def _pretrain(cfg: PretrainConfig, resume: str | bool | None, device: torch.devi
     result.clips_per_s = clips / busy if busy else math.nan
     result.data_wait = waits / busy if busy else math.nan
     result.skipped = state.skipped_everywhere()
-    if result.skipped.count and is_main:
+    result.skipped.index_dropped = SkipCounter.for_index(index).index_dropped  # apart from these
+    if result.skipped.nonempty() and is_main:
         log.warning("pretrain: %s", result.skipped.summary())
     return result
