@@ -119,6 +119,17 @@ def blocks_available() -> bool:
     return True
 
 
+def open_av(av, path: str):
+    """``av.open(path)`` that tolerates metadata strings which are not UTF-8: PyAV up to 18
+    raises on them unless ``metadata_errors="ignore"``; PyAV 19 removed that argument."""
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except TypeError as err:
+        if "metadata_errors" not in str(err):
+            raise
+        return av.open(path)
+
+
 def _pyav_reorders(path: str) -> bool:
     """Without torchcodec's blocks: whether the stream has B-frames, as PyAV's codec context
     reports it (a codec property, the same whatever FFmpeg decodes it); ``True`` (the safe
@@ -128,7 +139,7 @@ def _pyav_reorders(path: str) -> bool:
     try:
         import av
 
-        with av.open(path, metadata_errors="ignore") as container:
+        with open_av(av, path) as container:
             stream = container.streams.best("video") or container.streams.video[0]
             return bool(stream.codec_context.has_b_frames)
     except Exception:  # noqa: BLE001

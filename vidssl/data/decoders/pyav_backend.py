@@ -36,7 +36,7 @@ from vidssl.data.decoders.base import (
     one_line,
     plan_indices,
 )
-from vidssl.data.decoders.numbering import COUNT, frame_numbering
+from vidssl.data.decoders.numbering import COUNT, frame_numbering, open_av
 from vidssl.errors import MissingDependencyError, VideoDecodeError
 
 
@@ -85,7 +85,7 @@ class PyAVDecoder:
         self._container = None
         self._graphs: dict[tuple, object] = {}
         try:
-            self._container = av.open(path, metadata_errors="ignore")
+            self._container = open_av(av, path)
             if not self._container.streams.video:
                 raise VideoDecodeError(path, NO_VIDEO_STREAM)
             self._stream = self._container.streams.best("video") or self._container.streams.video[0]
