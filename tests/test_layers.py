@@ -18,7 +18,8 @@ PACKAGE = ROOT / "vidssl"
 #: Floors, bottom up: a module may import modules of a lower floor or of its own package.
 #: Packages on one floor never import each other.
 FLOORS: list[tuple[str, ...]] = [
-    ("vidssl", "vidssl.errors", "vidssl.security", "vidssl.config", "vidssl.registry", "vidssl.offline"),
+    ("vidssl", "vidssl.errors", "vidssl.security", "vidssl.config", "vidssl.registry", "vidssl.offline",
+     "vidssl.provenance"),
     ("vidssl.runtime",),
     ("vidssl.data",),
     ("vidssl.language",),

@@ -24,6 +24,7 @@ import dataclasses
 import inspect
 import logging
 import os
+import re
 import sys
 import time
 from typing import Sequence
@@ -278,7 +279,7 @@ def export_card(checkpoint: dict, checkpoint_path: str, results: str | None) -> 
     method, data, train = cfg.get("method") or {}, cfg.get("data") or {}, cfg.get("train") or {}
     run_dir = os.path.dirname(os.path.dirname(os.path.abspath(checkpoint_path)))
     saved = os.path.join(run_dir, "config.yaml")
-    command = checkpoint.get("command") or (
+    command = (checkpoint.get("provenance") or {}).get("command") or (
         f"vidssl pretrain --config {saved}" if os.path.isfile(saved) else None)
     card = {
         "method": method.get("name"), "method_params": method.get("params") or {},
@@ -335,18 +336,35 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from vidssl.train.config import PretrainConfig
     from vidssl.train.run import run
 
-    cfg = load_config(PretrainConfig, args.config, args.overrides)
+    overrides = list(args.overrides) + (["train.if_exists=overwrite"] if args.overwrite else [])
+    cfg = load_config(PretrainConfig, args.config, overrides)
     result = run(cfg, resume=args.resume if args.resume != "last" else True)
-
     if dist.is_main():
-        last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
-        _console().print(
-            f"pretrained {result.steps} steps: last loss {last}, {result.clips_per_s:.1f} clips/s, "
-            f"data wait {100 * result.data_wait:.0f}%\ncheckpoint: {result.checkpoint}\n"
-            f"skipped: {result.skipped.summary()}")
+        _console().print(pretrain_summary(result), markup=False)
     if result.stopped_by:  # pre-emption: a clean exit, but not a success (schedulers requeue)
         return 143 if result.stopped_by == "SIGTERM" else 130
     return 0
+
+
+def pretrain_summary(result) -> str:
+    """What a run did, without numbers it did not measure: per stage for multi-stage runs,
+    updates vs steps when some steps made none, 'nothing to do' for a finished run."""
+    def one(r, label: str) -> str:
+        done = r.steps - r.start_step
+        if done == 0:
+            return (f"{label}nothing to do: finished at step {r.steps} of {r.total or r.steps} "
+                    f"(raise train.max_steps or train.epochs to continue)")
+        updates = f" ({r.updates} updated the weights)" if r.updates != done else ""
+        loss = (f"last optimised loss {r.last_update_loss:.4f}" if r.updates else
+                "no step updated the weights (e.g. CoCLR's queue still filling)")
+        resumed = f", resumed at step {r.start_step}" if r.start_step else ""
+        return (f"{label}{done} steps{updates}{resumed}, now at step {r.steps} of {r.total}: {loss}; "
+                f"{r.clips_per_s:.1f} clips/s, data wait {100 * r.data_wait:.0f}%")
+
+    stages = result.stages or [result]
+    lines = [one(r, f"stage {r.name}: " if result.stages else "pretrained ") for r in stages]
+    lines += [f"checkpoint: {result.checkpoint}", f"skipped: {result.skipped.summary()}"]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- parser
@@ -382,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_SYNTHETIC_ROOT, help="output folder (%(default)s)")
     p.add_argument("--config", help="YAML file of settings (see configs/synthetic.yaml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes (default: min(2, CPU cores); the files do not depend on it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help=f"settings: {', '.join(f.name for f in dataclasses.fields(SyntheticOptions))}")
@@ -435,10 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "key=value overrides use dotted keys, e.g. optim.lr=0.01 "
                                    "train.max_steps=100. Under torchrun, runs DDP.")
     p.add_argument("--config", help="YAML config (see configs/pretrain/)")
-    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
-                   help="continue from CHECKPOINT (default: OUT_DIR/checkpoints/last.pt); "
-                        "'auto': from OUT_DIR/checkpoints/last.pt if it exists, else start "
-                        "(for torchrun --max-restarts and requeued jobs)")
+    p.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT|auto",
+                   help="continue a run: from CHECKPOINT, or (no value) from "
+                        "OUT_DIR/checkpoints/last.pt; 'auto': from that file if it exists, else "
+                        "start (torchrun --max-restarts, requeued jobs). KEY=VALUE after it stays "
+                        "an override")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in train.out_dir (default: a new "
+                        "versioned folder OUT_DIR_v2, ...; train.if_exists=error refuses)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=cmd_pretrain)
 
@@ -549,10 +572,49 @@ def _version() -> str:
     return f"vidssl {__version__}"
 
 
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w:-]*(\.[\w:-]+)*=")
+
+
+def _one_value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Option strings (of every sub-command) that take exactly one value."""
+    out: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _one_value_options(sub)
+        elif action.option_strings and action.nargs in (None, 1):
+            out.update(action.option_strings)
+    return out
+
+
+def split_overrides(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(arguments, KEY=VALUE overrides)``: an override may stand anywhere after the sub-command
+    (after ``--splits 1``, after a bare ``--resume``, after ``--``); a token is left alone only
+    when it is the value of an option that takes exactly one value (``--root a=b``)."""
+    takes_one = _one_value_options(parser)
+    rest, overrides, prev = [], [], None
+    for token in argv:
+        if token != "--" and _OVERRIDE.match(token) and prev not in takes_one:
+            overrides.append(token)
+        elif token != "--":
+            rest.append(token)
+        prev = token
+    return rest, overrides
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    rest, overrides = split_overrides(parser, argv)
+    args = parser.parse_args(rest)
+    if overrides:
+        if not hasattr(args, "overrides"):
+            parser.error(f"vidssl {args.command} takes no KEY=VALUE settings ({overrides[0]!r})")
+        args.overrides = list(args.overrides) + overrides
     args.argv = argv
+    from vidssl.provenance import set_command
+
+    previous = set_command(argv)
     _setup_logging(args.verbose)
     try:
         return args.func(args)
@@ -564,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"vidssl {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        set_command(previous[1:] if previous else None)  # main() called from Python: restore
 
 
 if __name__ == "__main__":

@@ -157,7 +157,17 @@ def _clips_per_s(out_dir: str) -> float:
 
 
 def run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
-    """Pretrain and evaluate every entry; write the table, JSON and report; return the summary."""
+    """Pretrain and evaluate every entry; write the table, JSON and report; return the summary.
+
+    Writes into ``cfg.out_dir``, or the next free ``<out_dir>_vN`` when that folder holds an earlier
+    comparison (:func:`~vidssl.runtime.rundir.claim_run_dir`; locked while it runs)."""
+    from vidssl.runtime.rundir import claim_run_dir
+
+    with claim_run_dir(cfg.out_dir, what="comparison") as out:
+        return _run_compare(root, dataclasses.replace(cfg, out_dir=out), console=console, quiet=quiet)
+
+
+def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
     from vidssl.models.checkpoint import load_encoder
     from vidssl.models.encoders import create_encoder
     from vidssl.report import write_report

@@ -262,7 +262,17 @@ def retrieval_examples(encoder, root: str, cfg: DemoConfig, *, queries: int = 4,
 
 
 def run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
-    """Steps 3-6 of the module docstring (the dataset must exist); returns the summary dict."""
+    """Steps 3-6 of the module docstring (the dataset must exist); returns the summary dict.
+
+    Writes into ``cfg.out_dir``, or the next free ``<out_dir>_vN`` when that folder holds an earlier
+    demo (:func:`~vidssl.runtime.rundir.claim_run_dir`; locked while it runs)."""
+    from vidssl.runtime.rundir import claim_run_dir
+
+    with claim_run_dir(cfg.out_dir, what="demo") as out:
+        return _run_demo(root, dataclasses.replace(cfg, out_dir=out), console=console, quiet=quiet)
+
+
+def _run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
     from vidssl.models.checkpoint import load_encoder
     from vidssl.models.encoders import create_encoder
     from vidssl.report import print_summary, write_report

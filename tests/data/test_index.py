@@ -219,10 +219,22 @@ def test_ucf101_real_probe_small_tree_and_save_load(tmp_path, clips, probes):
     train.save(tmp_path / "index.npz")
     loaded = VideoIndex.load(tmp_path / "index.npz")
     assert loaded.paths == train.paths and loaded.name == train.name
-    for col in ("labels", "num_frames", "fps", "groups"):
+    for col in ("labels", "num_frames", "fps", "groups", "seek_tokens"):
         np.testing.assert_array_equal(getattr(loaded, col), getattr(train, col))
     assert loaded.class_names == train.class_names and loaded.group_names == train.group_names
     assert list(loaded) == list(train)
+
+
+def test_seek_tokens_are_kept_by_subset_save_and_load_and_default_to_zero(tmp_path):
+    index = VideoIndex(["/a.avi", "/b.avi", "/c.mp4"], [0, 1, 0], [10, 20, 30], [25.0] * 3,
+                       seek_tokens=[7, 0, 9])
+    assert index.subset([2, 0]).seek_tokens.tolist() == [9, 7]
+    index.save(tmp_path / "i.npz")
+    assert VideoIndex.load(tmp_path / "i.npz").seek_tokens.tolist() == [7, 0, 9]
+    with np.load(tmp_path / "i.npz", allow_pickle=False) as z:  # an index saved before tokens
+        np.savez(tmp_path / "old.npz", **{k: z[k] for k in z.files if k != "seek_tokens"})
+    assert VideoIndex.load(tmp_path / "old.npz").seek_tokens.tolist() == [0, 0, 0]
+    assert VideoIndex(["/a.avi"], [0], [1], [1.0]).seek_tokens.tolist() == [0]
 
 
 def test_ucf101_mp4_tree_with_avi_lists_and_ucf101_subfolder(tmp_path, clips, probes):

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-import vidssl.eval.command as command
 from tests.eval.conftest import make_tiny_encoder
 from vidssl.eval.command import add_eval_parser, cmd_eval
 from vidssl.errors import ConfigError, VidsslError
@@ -25,7 +24,7 @@ def test_parse_arguments():
                                 "--protocol", "retrieval", "--splits", "1", "3"])
     assert args.func is cmd_eval and args.encoder == "r3d_tiny" and args.checkpoint is None
     assert args.protocol == ["linear,knn", "retrieval"] and args.splits == [1, 3]
-    assert args.overrides == ["knn.k=10"] and args.out.endswith("eval")
+    assert args.overrides == ["knn.k=10"] and args.out is None and args.seed == 0
     args = parser().parse_args(["eval", "--checkpoint", "c.pt", "--dataset", "synthetic",
                                 "--root", "r", "--splits", "2", "--", "features.num_crops=3"])
     assert args.checkpoint == "c.pt" and args.overrides == ["features.num_crops=3"]
@@ -82,7 +81,7 @@ def test_one_line_errors(small_synthetic, tmp_path):
 def test_preset_shorthand_reaches_the_preset(small_synthetic, tmp_path, monkeypatch):
     import vidssl.models.checkpoint as checkpoint
 
-    (tmp_path / "c.pt").write_bytes(b"placeholder")
+    checkpoint.save_checkpoint({"step": 3, "config": {"train": {"out_dir": str(tmp_path / "run")}}}, tmp_path / "c.pt")
     monkeypatch.setattr(checkpoint, "load_encoder", lambda path, map_location="cpu": make_tiny_encoder())
     args = parser().parse_args(["eval", "--checkpoint", str(tmp_path / "c.pt"), "--dataset", "synthetic",
                                 "--root", str(small_synthetic), "--out", str(tmp_path / "out"), "--quiet",
@@ -105,7 +104,10 @@ def test_preset_shorthand_reaches_the_preset(small_synthetic, tmp_path, monkeypa
 def test_checkpoint_run_writes_results(small_synthetic, tmp_path, monkeypatch, capsys):
     import vidssl.models.checkpoint as checkpoint
 
-    (tmp_path / "c.pt").write_bytes(b"placeholder")
+    from vidssl.models.checkpoint import save_checkpoint
+
+    save_checkpoint({"step": 7, "config": {"train": {"out_dir": str(tmp_path / "runs" / "cvrl_x")},
+                                           "method": {"name": "cvrl"}}}, tmp_path / "c.pt")
     seen = []
 
     def fake_load_encoder(path, map_location="cpu"):
@@ -117,9 +119,13 @@ def test_checkpoint_run_writes_results(small_synthetic, tmp_path, monkeypatch, c
     assert seen == [(str(tmp_path / "c.pt"), "cpu")]
     out = tmp_path / "out"
     data = json.loads((out / "results.json").read_text())
-    assert data["encoder"] == "c.pt" and data["protocols"] == ["knn", "retrieval"]
+    assert data["encoder"] == "cvrl_x_step7" and data["protocols"] == ["knn", "retrieval"]
+    prov = data["info"]["provenance"]
+    assert prov["run"] == "cvrl_x" and prov["checkpoint_step"] == 7 and prov["seed"] == 0
+    assert prov["vidssl"] and prov["torch"] and set(prov["split_hash"]) == {"1"}
     assert data["info"]["config"]["features"]["num_clips"] == 2
     md = (out / "results.md").read_text()
+    assert "run cvrl_x, step 7" in md and "split hash 1:" in md
     assert "| knn | top1 (%) |" in md and md.strip() in capsys.readouterr().out.replace("\r", "")
 
 
@@ -160,3 +166,18 @@ def test_classify_with_published_weights_on_a_folder_dataset(small_synthetic, tm
                                "--index-arg", "nope=1", "--protocol", "classify"])
     with pytest.raises(ConfigError, match="nope"):
         cmd_eval(bad)
+
+
+def test_random_init_eval_repeats_names_its_folder_and_never_overwrites(small_synthetic, tmp_path, monkeypatch):
+    from vidssl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["eval", "--encoder", "r3d_tiny", "--dataset", "synthetic", "--root", str(small_synthetic), "--quiet",
+            "--protocol", "knn", "--device", "cpu", "--splits", "1", "features.num_clips=2",
+            "features.clip_len=4", "features.size=32", "features.resize_size=32", "features.num_workers=0"]
+    assert main(args) == 0 and main(args) == 0
+    runs = tmp_path / "runs" / "eval"
+    a, b = (json.loads((runs / n / "results.json").read_text()) for n in ("r3d_tiny_seed0", "r3d_tiny_seed0_v2"))
+    assert a["per_split"] == b["per_split"]  # seeded random init: the same numbers
+    assert a["encoder"] == "r3d_tiny_seed0" and a["info"]["provenance"]["seed"] == 0
+    assert main([*args, "--overwrite"]) == 0 and not (runs / "r3d_tiny_seed0_v3").exists()

@@ -118,7 +118,7 @@ def test_export_cli_then_eval_with_the_folder_gives_identical_features(tiny_synt
     export = tmp_path / "export"
     assert main(["export", "--checkpoint", result.checkpoint, "--out", str(export)]) == 0
     card = (export / "README.md").read_text()
-    assert "`cvrl`" in card and "| steps | 2 |" in card and "vidssl pretrain --config" in card
+    assert "`cvrl`" in card and "| steps | 2 |" in card and "## How it was trained" in card
     index = build_index("synthetic", tiny_synthetic, split=1, subset="test", progress=False)
     kw = dict(num_clips=2, clip_len=4, size=32, resize_size=32, device="cpu", progress=False)
     a = extract_features(load_encoder(result.checkpoint), index, **kw)

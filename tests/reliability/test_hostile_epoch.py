@@ -132,3 +132,36 @@ def test_pretrain_survives_hostile_files_and_reports_them(hostile, tiny_syntheti
     assert result.skipped.count >= 1
     assert set(result.skipped.paths) <= {str(hostile[k]) for k in BAD}
     assert "unreadable files" in result.skipped.summary()
+
+
+def test_run_batch_abandons_only_the_file_that_overran():
+    """One hand-off per batch: the calls run in order on the helper thread; the file whose decode
+    overruns is reported (with its tag) and the calls from it on run again on a fresh thread."""
+    from vidssl.data.deadline import beat
+
+    deadline = DecodeDeadline(0.3, max_abandoned=2)
+    hung = {"b.mp4": True}
+    reported = []
+
+    def call(name):
+        def run():
+            beat(name, tag=name.upper())
+            if hung.pop(name, False):
+                time.sleep(5)  # the first time only: the re-run of this call then succeeds
+            return (name, threading.get_ident())
+        return run
+
+    results, after = deadline.run_batch(
+        [call("a.mp4"), call("b.mp4"), call("c.mp4")],
+        lambda k, err, tag: reported.append((k, err.path, tag, err.reason)),
+        then=lambda rs: [name for name, _ in rs])
+    assert [r[0] for r in results] == ["a.mp4", "b.mp4", "c.mp4"]
+    assert after == ["a.mp4", "b.mp4", "c.mp4"]  # ``then`` ran on every result
+    assert results[0][1] != threading.get_ident()  # ran on the helper
+    assert results[0][1] != results[2][1]  # the calls after the overrun: a fresh thread
+    assert [(k, p, t) for k, p, t, _ in reported] == [(1, "b.mp4", "B.MP4")]
+    assert "did not finish within 0.3 s" in reported[0][3]
+    inline = DecodeDeadline(None)
+    assert inline.run_batch([lambda: 1, lambda: 2], None, then=sum) == ([1, 2], 3)
+    with pytest.raises(ValueError, match="boom"):
+        deadline.run_batch([lambda: (_ for _ in ()).throw(ValueError("boom"))], None)

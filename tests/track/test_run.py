@@ -90,3 +90,20 @@ def test_vos_with_a_fixed_size_encoder(tiny_tracking, tmp_path, capsys):
     assert main(["track", "--task", "vos", "--encoder", "clip_temporal_tiny", "--data",
                  str(tiny_tracking), "--out", str(tmp_path), "--quiet", "max_sequences=1"]) == 0
     assert "J&F" in capsys.readouterr().out
+
+
+def test_random_init_tracking_repeats_and_never_overwrites(tiny_tracking, tmp_path, monkeypatch, capsys):
+    """The same `vidssl track` command with a random-init encoder gives the same numbers twice
+    (the init is seeded), writes each run to its own folder named after the encoder and seed,
+    and records provenance; another --seed gives another init."""
+    monkeypatch.chdir(tmp_path)
+    args = ["track", "--task", "vos", "--encoder", "r3d_tiny", "--data", str(tiny_tracking), "--quiet",
+            "max_sequences=1", "visualize=0"]
+    assert main(args) == 0 and main(args) == 0 and main([*args, "--seed", "1"]) == 0
+    first, second = (tmp_path / "runs" / "track" / n / "results.json" for n in ("vos_r3d_tiny_seed0",
+                                                                               "vos_r3d_tiny_seed0_v2"))
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    other = json.loads((tmp_path / "runs" / "track" / "vos_r3d_tiny_seed1" / "results.json").read_text())
+    assert a["summary"] == b["summary"] and a["provenance"]["seed"] == 0
+    assert a["provenance"]["command"].startswith("vidssl track --task vos")
+    assert other["summary"] != a["summary"]

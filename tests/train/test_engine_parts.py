@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import math
 import os
 
@@ -63,8 +65,22 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a zip file at all")
-    with pytest.raises(VidsslError, match="cannot read checkpoint") as err:
+    with pytest.raises(VidsslError, match="is not a checkpoint \\(not a torch.save file\\)") as err:
         load_checkpoint(garbage)
+    assert "\n" not in str(err.value)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(VidsslError, match="an empty file"):
+        load_checkpoint(tmp_path / "empty.pt")
+    pickled = tmp_path / "pickled.pt"  # a torch.save file holding an arbitrary Python object
+    torch.save({"args": argparse.Namespace(lr=0.1)}, pickled)
+    with pytest.raises(VidsslError, match="safe loading refuses") as err:
+        load_checkpoint(pickled)
+    assert "weights_only" not in str(err.value)  # never advise the unsafe switch
+    cut = tmp_path / "cut.pt"  # a real checkpoint cut short
+    save_checkpoint({"step": 1, "w": torch.zeros(1000)}, tmp_path / "whole.pt")
+    cut.write_bytes((tmp_path / "whole.pt").read_bytes()[:2000])
+    with pytest.raises(VidsslError, match="cut.pt") as err:
+        load_checkpoint(cut)
     assert "\n" not in str(err.value)
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)

@@ -1,15 +1,15 @@
 """``vidssl eval``: evaluate a checkpoint or a registered encoder, write results.json + results.md.
 
     vidssl eval --encoder r3d_tiny --dataset synthetic --root data/synthetic --protocol linear,knn
-    vidssl eval --checkpoint runs/cvrl/last.pt --dataset ucf101 --root /data/UCF101 --out runs/eval
+    vidssl eval --checkpoint runs/cvrl/checkpoints/last.pt --dataset ucf101 --root /data/UCF101   # -> runs/eval/cvrl_step<N>
     vidssl eval --encoder r3d_tiny --dataset synthetic --root data/synthetic knn.k=10 --splits 1
     vidssl eval --checkpoint runs/lss/checkpoints/last.pt --dataset ucf101 --root /data/UCF101 --protocol zeroshot
 
 Settings: ``--config X.yaml`` and ``KEY=VALUE`` overrides over :class:`EvalConfig` (sections
 ``features linear knn retrieval finetune diagnostics zeroshot bn intervals attentive presets``,
 plus ``device``); unknown keys are one-line errors. A preset's settings are overridden as
-``presets.linear:tclr.epochs=2`` or, shorter, ``linear:tclr.epochs=2``. Put overrides before
-``--splits`` (or after ``--``), which takes several values.
+``presets.linear:tclr.epochs=2`` or, shorter, ``linear:tclr.epochs=2``. Overrides may stand
+anywhere after ``eval`` (``--splits 1 knn.k=10`` works).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate an encoder on the train/test splits of a dataset and write "
                     "results.json and results.md to --out (the table is also printed; accuracies "
-                    "with 95%% bootstrap intervals over the test videos). KEY=VALUE overrides go "
-                    "before --splits, or after `--`.",
+                    "with 95%% bootstrap intervals over the test videos). KEY=VALUE overrides may "
+                    "stand anywhere after `eval`.",
         epilog=protocol_help())
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a vidssl training checkpoint (its encoder is evaluated)")
@@ -57,7 +57,13 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                         "kinetics_csv (repeat)")
     p.add_argument("--splits", type=int, nargs="+", default=None, metavar="N",
                    help="official splits to evaluate (default: 1 2 3)")
-    p.add_argument("--out", default=os.path.join("runs", "eval"), help="output folder (%(default)s)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: runs/eval/<run>_step<N> for a checkpoint, "
+                        "runs/eval/<encoder>[_<weights>]_seed<S> otherwise); a folder holding "
+                        "earlier results is never overwritten: the next free <out>_vN is used")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the random init of an encoder without weights (%(default)s)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's)")
     p.add_argument("--config", help="YAML file of EvalConfig settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -129,18 +135,28 @@ def load_eval_encoder(args: argparse.Namespace):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
     from rich.console import Console
 
     from vidssl.config import load_config
     from vidssl.eval.config import EvalConfig
     from vidssl.eval.run import evaluate
+    from vidssl.provenance import provenance
+    from vidssl.runtime.rundir import claim_run_dir, source_label
 
     cfg = load_config(EvalConfig, args.config, preset_overrides(list(args.overrides))).validate()
     if not os.path.isdir(args.root):
         raise VidsslError(f"dataset root {args.root} does not exist")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise VidsslError(f"--out {args.out} exists and is not a folder")
+    torch.manual_seed(args.seed)  # a random-init encoder is the same on every run of the command
     encoder, name = load_eval_encoder(args)
+    origin = None
+    if args.checkpoint:
+        from vidssl.models.checkpoint import checkpoint_origin
+
+        origin = checkpoint_origin(args.checkpoint)
+    label = source_label(origin=origin, encoder=args.encoder, pretrained=args.pretrained, seed=args.seed)
     from vidssl.eval.protocols import resolve_protocols
 
     protocols = resolve_protocols(args.protocol or "all")
@@ -159,16 +175,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from vidssl.data.index import check_dataset_arguments
 
         check_dataset_arguments(args.dataset, index_kwargs)
-    results = evaluate(encoder, dataset=args.dataset, root=args.root, splits=args.splits,
-                       protocols=protocols, config=cfg, device=args.device,
-                       progress=not args.quiet, encoder_name=name, zeroshot=zeroshot,
-                       index_kwargs=index_kwargs)
-    results.info["source"] = {"checkpoint": args.checkpoint, "encoder": args.encoder,
-                              "pretrained": args.pretrained}
-    json_path = results.to_json(os.path.join(args.out, "results.json"))
-    md_path = os.path.join(args.out, "results.md")
-    with open(md_path, "w", encoding="utf-8") as f:
-        f.write(results.to_markdown())
+    out = args.out or os.path.join("runs", "eval", label)
+    with claim_run_dir(out, if_exists="overwrite" if args.overwrite else "version",
+                       what="evaluation") as out:
+        results = evaluate(encoder, dataset=args.dataset, root=args.root, splits=args.splits,
+                           protocols=protocols, config=cfg, device=args.device,
+                           progress=not args.quiet, encoder_name=label, zeroshot=zeroshot,
+                           index_kwargs=index_kwargs)
+        results.info["source"] = {"checkpoint": args.checkpoint, "encoder": args.encoder,
+                                  "pretrained": args.pretrained, "seed": args.seed}
+        if index_kwargs:
+            results.info["source"]["index_args"] = index_kwargs
+        results.info["provenance"] = provenance(
+            run=origin["run"] if origin else None, checkpoint_step=origin["step"] if origin else None,
+            training=origin["provenance"] if origin else None, seed=args.seed, dataset=results.dataset,
+            split_hash=results.info.get("split_hash"))
+        json_path = results.to_json(os.path.join(out, "results.json"))
+        md_path = os.path.join(out, "results.md")
+        with open(md_path, "w", encoding="utf-8") as f:
+            f.write(results.to_markdown())
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     console.print(results.to_markdown(), markup=False, soft_wrap=True)  # no wrapped table rows
     console.print(f"wrote {json_path} and {md_path}", markup=False, soft_wrap=True)

@@ -195,8 +195,17 @@ class EvalResults:
         multi = len(self.splits) > 1
         head = ["protocol", "metric", *(f"split {s}" for s in self.splits),
                 "mean ± std [interval]" if multi else "mean"]
-        lines = [f"## {self.encoder} on {self.dataset}", "",
-                 "| " + " | ".join(head) + " |",
+        lines = [f"## {self.encoder} on {self.dataset}", ""]
+        prov = self.info.get("provenance")
+        if prov:  # which run, which code, which videos: a table that says what it is
+            from vidssl.provenance import versions_line
+
+            what = [f"run {prov['run']}, step {prov['checkpoint_step']}" if prov.get("run") else None,
+                    f"seed {prov.get('seed')}", versions_line(prov),
+                    "split hash " + ", ".join(f"{k}: {v}" for k, v in (prov.get("split_hash") or {}).items()),
+                    f"`{prov.get('command')}`"]
+            lines += [" · ".join(w for w in what if w), ""]
+        lines += ["| " + " | ".join(head) + " |",
                  "|---|---|" + "---:|" * (len(head) - 2)]
         mean, std = self.mean, self.std
 

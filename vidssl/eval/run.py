@@ -26,6 +26,7 @@ from vidssl.errors import ConfigError, VidsslError
 from vidssl.eval.config import EvalConfig
 from vidssl.eval.protocols import PROTOCOLS, EvalContext, EvalSplit, resolve_protocols
 from vidssl.eval.report import EvalResults
+from vidssl.provenance import records_hash
 from vidssl.runtime.device import resolve_device
 
 log = logging.getLogger("vidssl.eval")
@@ -91,6 +92,13 @@ def _relative(path: str, root: str) -> str:
     return path if rel.startswith("..") else rel
 
 
+def split_hash(pair, root) -> str:
+    """:func:`~vidssl.provenance.records_hash` of a split's train and test records (paths relative
+    to the dataset root): the videos this evaluation actually used, comparable across machines."""
+    return records_hash([(f"{sub}:{os.path.relpath(p, root)}", int(label))
+                         for sub, ix in zip(("train", "test"), pair) for p, label in zip(ix.paths, ix.labels)])
+
+
 def evaluate(
     encoder: nn.Module,
     *,
@@ -151,7 +159,8 @@ def evaluate(
         train = VideoIndex([], [], [], [], class_names=test.class_names, name=f"{test.name}/no-train")
         indexes = {1: (train, test)}
     info: dict[str, Any] = {"config": dataclasses.asdict(cfg), "device": str(dev), "root": os.fspath(root),
-                            "timings_s": {}, "videos": {}, "skipped": [], "per_video": {}}
+                            "timings_s": {}, "videos": {}, "skipped": [], "per_video": {},
+                            "split_hash": {str(s): split_hash(pair, root) for s, pair in indexes.items()}}
     ctx = EvalContext(encoder, key, indexes, cfg, dev, progress, zeroshot=zeroshot, info=info,
                       root=os.fspath(root) if DATASETS.info(key).get("factors") else None)
     ctx.cache = cache = FeatureCache(encoder, indexes, cfg, dev, progress, key)

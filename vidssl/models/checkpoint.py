@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zipfile
 from typing import Any, Mapping
 
 import torch
@@ -104,10 +105,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise VidsslError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch.save format
+        what = "an empty file" if not head else "not a torch.save file"
+        raise VidsslError(f"{path} is not a checkpoint ({what}); vidssl checkpoints are "
+                          f"OUT_DIR/checkpoints/last.pt of a vidssl pretrain run")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - pickle/zip errors of many kinds
-        reason = " ".join(str(err).split())[:200]
+    except Exception as err:  # noqa: BLE001 - truncated zip, IO errors of many kinds
+        if type(err).__name__ == "UnpicklingError":  # safe loading refused a Python object
+            raise VidsslError(f"{path} holds Python objects that safe loading refuses: it is not a "
+                              f"vidssl checkpoint (vidssl writes tensors and plain values only)") from None
+        reason = " ".join(str(err).split()).split(". ")[0][:200]
         raise VidsslError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise VidsslError(f"{path} is not a vidssl checkpoint (expected format {FORMAT!r})")
@@ -146,3 +156,16 @@ def load_submodule(module: nn.Module, model_state: Mapping[str, torch.Tensor], p
     except RuntimeError as err:
         raise VidsslError(f"{where}: its {prefix} does not fit this network: "
                           f"{' '.join(str(err).split())[:160]}") from None
+
+
+def checkpoint_origin(path: str | os.PathLike) -> dict[str, Any]:
+    """Where a checkpoint comes from, for naming and labelling what is made from it: ``run``
+    (its run folder's name; ``<run>/<stage>`` for a stage of a multi-stage run), ``step``,
+    ``method``, ``dataset``, and the training run's ``provenance`` when it was recorded."""
+    state = load_checkpoint(path)
+    cfg = state.get("config") or {}
+    out_dir = (cfg.get("train") or {}).get("out_dir") or os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    parts = os.path.normpath(out_dir).split(os.sep)
+    run = "/".join(parts[-2:]) if parts[-1].startswith("stage") and len(parts) > 1 else parts[-1]
+    return {"run": run, "step": state.get("step"), "method": (cfg.get("method") or {}).get("name"),
+            "dataset": (cfg.get("data") or {}).get("dataset"), "provenance": state.get("provenance")}

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import torch
 
 from vidssl.config import plain_data
-from vidssl.errors import ConfigError, MissingDependencyError, VidsslError
+from vidssl.errors import ConfigError, VidsslError
 
 EXPORT_FORMAT = "vidssl-encoder-1"
 HUB_PREFIX = "hf:"
@@ -80,11 +80,7 @@ def hub_snapshot(ref: str) -> str:
     repo, _, revision = repo.partition("@")
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise ConfigError(f"{ref!r}: expected hf:ORG/NAME or hf:ORG/NAME@REVISION")
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise MissingDependencyError("huggingface_hub is needed for hf: weights "
-                                     "(pip install huggingface_hub)") from None
+    import huggingface_hub
     from vidssl.offline import host_reachable, offline_mode
 
     # no host: the local cache only, at once (huggingface_hub would retry the host first)
@@ -136,11 +132,8 @@ def resolve_pretrained(name: str, kwargs: Mapping[str, Any], pretrained: Any) ->
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a ``.safetensors`` file (one-line errors)."""
-    try:
-        from safetensors.torch import load_file
-    except ImportError:
-        raise MissingDependencyError("safetensors is needed to read .safetensors weights "
-                                     "(pip install safetensors)") from None
+    from safetensors.torch import load_file
+
     try:
         return load_file(os.fspath(path), device="cpu")
     except Exception as err:  # noqa: BLE001 - header / IO errors

@@ -35,7 +35,13 @@ def add_track_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--pretrained", help="with --encoder: weights ('default', 'imagenet', a path)")
     p.add_argument("--data", required=True,
                    help="synthetic dataset root, or a DAVIS / MOT / OTB folder")
-    p.add_argument("--out", default=os.path.join("runs", "track"), help="output folder (%(default)s)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: runs/track/<task>_<run>_step<N> for a checkpoint, "
+                        "runs/track/<task>_<encoder>_seed<S> otherwise); never overwritten: a "
+                        "folder holding earlier results gives the next free <out>_vN")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the random init of an encoder without weights (%(default)s)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's)")
     p.add_argument("--config", help="YAML file of TrackConfig settings (see configs/track/)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -59,11 +65,31 @@ def cmd_track(args: argparse.Namespace) -> int:
         raise ConfigError("--pretrained goes with --encoder")
     if args.checkpoint and not os.path.isfile(args.checkpoint):
         raise VidsslError(f"checkpoint not found: {args.checkpoint}")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise VidsslError(f"--out {args.out} exists and is not a folder")
-    results = run_tracking(args.task, args.data, encoder=args.encoder, checkpoint=args.checkpoint,
-                           pixels=args.pixels, pretrained=args.pretrained, out=args.out,
-                           config=cfg, progress=not args.quiet)
+    import torch
+
+    from vidssl.provenance import provenance
+    from vidssl.runtime.rundir import claim_run_dir, source_label
+
+    torch.manual_seed(args.seed)  # a random-init encoder is the same on every run of the command
+    origin = None
+    if args.checkpoint:
+        from vidssl.models.checkpoint import checkpoint_origin
+
+        origin = checkpoint_origin(args.checkpoint)
+    label = "pixels" if args.pixels else source_label(origin=origin, encoder=args.encoder,
+                                                      pretrained=args.pretrained, seed=args.seed)
+    out = args.out or os.path.join("runs", "track", f"{args.task}_{label}")
+    with claim_run_dir(out, if_exists="overwrite" if args.overwrite else "version",
+                       what="tracking evaluation") as out:
+        prov = provenance(run=origin["run"] if origin else None,
+                          checkpoint_step=origin["step"] if origin else None,
+                          training=origin["provenance"] if origin else None, seed=args.seed)
+        results = run_tracking(args.task, args.data, encoder=args.encoder, checkpoint=args.checkpoint,
+                               pixels=args.pixels, pretrained=args.pretrained, out=out,
+                               config=cfg, progress=not args.quiet, provenance=prov)
+    args.out = out
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     console.print(summary_line(results), markup=False, soft_wrap=True)
     console.print(f"wrote {os.path.join(args.out, 'results.json')} and "

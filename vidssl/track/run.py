@@ -203,6 +203,7 @@ def _visualize(task: str, name: str, payload: Any, out: str, count: int) -> str:
 def run_tracking(task: str, data: str, *, encoder: str | nn.Module | None = None,
                  checkpoint: str | None = None, pixels: bool = False,
                  pretrained: str | None = None, out: str | None = None,
+                 provenance: dict | None = None,
                  config: TrackConfig | None = None, progress: bool = False) -> dict:
     """Run ``task`` (``vos``, ``sot`` or ``mot``) on every sequence under ``data``.
 
@@ -273,7 +274,7 @@ def run_tracking(task: str, data: str, *, encoder: str | nn.Module | None = None
                   "frames_per_s": frames_done / elapsed if elapsed > 0 else float("nan"),
                   "device": str(device)},
         "visualizations": pictures, "config": dataclasses.asdict(cfg),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__), "provenance": provenance,
     }
     if out:
         os.makedirs(out, exist_ok=True)

@@ -26,7 +26,8 @@ class DataConfig:
     fallback_decoder: Optional[str] = None  # reads files the decoder cannot (GPU decoders: torchcodec)
     loader: str = "auto"              # workers (DataLoader processes) | device (DeviceLoader, needed by
                                       # GPU decoders) | auto: device for GPU decoders, else workers
-    resize: Optional[int] = None      # short side resized per clip on the CPU (mixed-size datasets)
+    resize: Optional[int] = None      # short side resized per clip on the CPU (default: data.crop)
+    crop: Optional[int] = None        # centre crop x crop after the resize: any mix of sizes batches
     batch_size: int = 16              # global batch: divided by the world size under torchrun
     num_workers: int = 2
     drop_last: bool = True
@@ -50,6 +51,19 @@ class MethodConfig:
 
 
 @dataclass
+class WandbConfig:
+    """Weights & Biases logging next to TensorBoard (``pip install wandb``): the same scalars
+    (``train/<name>`` per step) and the same resolved config reach both."""
+
+    enabled: bool = False
+    project: str = "vidssl"
+    entity: Optional[str] = None
+    name: Optional[str] = None        # default: the run directory's name
+    mode: Optional[str] = None        # online | offline | disabled; None: WANDB_MODE, else online
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 1
     max_steps: Optional[int] = None   # stop early after this many optimizer steps
@@ -63,7 +77,9 @@ class TrainConfig:
     log_every: int = 10
     ckpt_every: int = 0               # steps; 0 = end of every epoch only
     out_dir: str = "runs/pretrain"
+    if_exists: str = "version"        # out_dir holds another run: version (-> OUT_v2) | error | overwrite
     tensorboard: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     progress: bool = True
 
 

@@ -10,6 +10,9 @@ training, which calls :func:`pretrain` once per stage.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import logging
 import math
 import os
@@ -23,13 +26,15 @@ from vidssl.config import to_yaml
 from vidssl.data.dataset import ClipDataset, SkipCounter, batch_to_device, build_loader, set_loader_epoch
 from vidssl.data.decoders import decoder_device
 from vidssl.data.device_loader import DeviceLoader
-from vidssl.data.transforms import ResizeClip
+from vidssl.data.transforms import clip_transform
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.methods import create_method, method_stages
 from vidssl.models.encoders import create_encoder
+from vidssl.provenance import provenance
 from vidssl.runtime import dist
 from vidssl.runtime.device import autocast, autocast_dtype, resolve_device
 from vidssl.runtime.optim import build_optimizer, build_scheduler, check_finite, optimizer_step
+from vidssl.runtime.rundir import claim_run_dir, remove_run_outputs
 from vidssl.train.components import (apply_step_options, build_training_index, index_arguments,
                                      resolve_decoder)
 from vidssl.train.config import PretrainConfig
@@ -52,6 +57,12 @@ class PretrainResult:
     data_wait: float = float("nan")                     # fraction of step time spent waiting
     skipped: SkipCounter = field(default_factory=SkipCounter)
     stopped_by: str | None = None                       # "SIGTERM" / "SIGINT" when asked to stop
+    start_step: int = 0                                 # where this process began (resume)
+    total: int = 0                                      # the run's planned optimizer steps
+    updates: int = 0                                    # steps of this process that updated weights
+    last_update_loss: float = float("nan")              # loss of the last step that updated them
+    stages: list["PretrainResult"] = field(default_factory=list)   # per stage (multi-stage runs)
+    name: str = ""                                      # the stage's name (multi-stage runs)
 
 
 def train_step(model: nn.Module, method: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
@@ -83,7 +94,7 @@ def build_components(cfg: PretrainConfig, device: torch.device):
 
     def make_dataset(decoder: str) -> ClipDataset:
         return ClipDataset(index, method.sampler, decoder=decoder, seed=cfg.train.seed,
-                           transform=ResizeClip(data.resize) if data.resize else None,
+                           transform=clip_transform(data.resize, data.crop),
                            paired=(data.root, data.paired_root) if data.paired_root else None,
                            decode_timeout_s=data.decode_timeout_s,
                            max_frame_pixels=data.max_frame_pixels,
@@ -105,6 +116,24 @@ def build_components(cfg: PretrainConfig, device: torch.device):
     else:
         raise ConfigError(f"data.loader must be auto, workers or device, not {data.loader!r}")
     return encoder, method, loader
+
+
+def write_run_files(cfg: PretrainConfig, start_step: int) -> None:
+    """``config.yaml`` (the resolved config) and ``run.json`` (one provenance record per session
+    of the run: versions, commit, command line, seed, the step it started from)."""
+    out = cfg.train.out_dir
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.yaml"), "w", encoding="utf-8") as f:
+        f.write(to_yaml(cfg))
+    path = os.path.join(out, "run.json")
+    sessions = []
+    if os.path.exists(path):
+        with contextlib.suppress(OSError, ValueError):
+            with open(path, encoding="utf-8") as f:
+                sessions = json.load(f).get("sessions", [])
+    sessions.append(provenance(start_step=start_step, seed=cfg.train.seed))
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"run": os.path.basename(os.path.normpath(out)), "sessions": sessions}, f, indent=2)
 
 
 def setup_process(cfg: PretrainConfig) -> torch.device:
@@ -134,8 +163,16 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
         raise ConfigError(f"method {cfg.method.name!r} with these parameters runs as {len(stages)} stages: "
                           f"train it with vidssl.train.run.run (what `vidssl pretrain` does)")
     index_arguments(cfg.data)  # a bad data section fails now, before anything is built
-    t = cfg.train
     device = setup_process(cfg)
+    t = cfg.train
+    with claim_run_dir(t.out_dir, resume=bool(resume), if_exists=t.if_exists, what="training run") as out:
+        if out != t.out_dir:  # versioned: never into another run's folder
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, out_dir=out))
+        return _pretrain(cfg, resume, device)
+
+
+def _pretrain(cfg: PretrainConfig, resume: str | bool | None, device: torch.device) -> PretrainResult:
+    t = cfg.train
     world, is_main = dist.world_size(), dist.is_main()
     encoder, method, loader = build_components(cfg, device)
     index = loader.dataset.index
@@ -143,21 +180,26 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
     if steps_per_epoch == 0:
         raise VidsslError(f"{index.name}: {len(index)} videos make no full batch of {cfg.data.batch_size}")
     total = min(t.epochs * steps_per_epoch, t.max_steps or math.inf)
+    if cfg.optim.warmup_steps >= total and is_main:
+        log.warning("optim.warmup_steps=%d is not below this run's %d steps: the warm-up is cut to %d "
+                    "steps and the cosine decay has one step", cfg.optim.warmup_steps, total, total - 1)
 
     optimizer = build_optimizer(method, cfg.optim, device)
     scheduler = build_scheduler(optimizer, total, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio)
-    state = RunState(os.path.join(t.out_dir, "checkpoints", "last.pt"), steps_per_epoch)
+    state = RunState(os.path.join(t.out_dir, "checkpoints", "last.pt"), steps_per_epoch, total)
+    if resume == "auto" and not os.path.exists(state.path) and is_main:
+        remove_run_outputs(t.out_dir)  # an attempt of this job killed before its first checkpoint
     if state.resume(resume, method, optimizer, scheduler, seed=t.seed, device=device):
         log.info("resumed from step %d of %d", state.step, total)
     model = nn.parallel.DistributedDataParallel(method) if dist.is_distributed() else method
     amp_dtype = autocast_dtype(t.amp, device, key="train.amp")
     if is_main:
-        os.makedirs(t.out_dir, exist_ok=True)
-        with open(os.path.join(t.out_dir, "config.yaml"), "w", encoding="utf-8") as f:
-            f.write(to_yaml(cfg))
+        write_run_files(cfg, state.step)
     monitor = RunMonitor(t.out_dir, total, enabled=is_main, progress=t.progress,
-                         tensorboard=t.tensorboard, log_every=t.log_every, start_step=state.step)
-    result = PretrainResult(t.out_dir, state.path, state.step, skipped=state.skipped)
+                         tensorboard=t.tensorboard, log_every=t.log_every, start_step=state.step,
+                         config=dataclasses.asdict(cfg), wandb=t.wandb)
+    result = PretrainResult(t.out_dir, state.path, state.step, skipped=state.skipped,
+                            start_step=state.step, total=total)
     waits, busy, clips = 0.0, 0.0, 0
     model.train()
     if t.freeze_bn:  # batch-size-independent forward: tiny per-process batches, exact DDP checks
@@ -188,6 +230,9 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
                 scalars.update(lr=lr, clips_per_s=n / (t_done - t_wait),
                                data_wait=(t_ready - t_wait) / (t_done - t_wait))
                 result.losses.append(scalars["loss"])
+                if not bool(out.get("skip_update", False)):
+                    result.updates += 1
+                    result.last_update_loss = scalars["loss"]
                 monitor.step(state.step, scalars)
                 stopping = stop.requested()
                 if (t.ckpt_every and state.step % t.ckpt_every == 0) or state.step == total \
@@ -208,6 +253,7 @@ def pretrain(cfg: PretrainConfig, resume: str | bool | None = None) -> PretrainR
     result.clips_per_s = clips / busy if busy else math.nan
     result.data_wait = waits / busy if busy else math.nan
     result.skipped = state.skipped_everywhere()
-    if result.skipped.count and is_main:
+    result.skipped.index_dropped = SkipCounter.for_index(index).index_dropped  # apart from these
+    if result.skipped.nonempty() and is_main:
         log.warning("pretrain: %s", result.skipped.summary())
     return result

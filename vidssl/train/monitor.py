@@ -1,6 +1,11 @@
-"""What a run reports: a progress bar, periodic log lines, TensorBoard scalars, metrics.jsonl.
+"""What a run reports: a progress bar, periodic log lines, metrics.jsonl, TensorBoard and
+(optionally) Weights & Biases.
 
-Only rank 0 writes. ``metrics.jsonl`` holds one JSON object per optimizer step (``step``,
+Only rank 0 writes. TensorBoard and W&B receive the same scalars (``train/<name>`` per step) and
+the same resolved config (TensorBoard: a text summary ``config``; W&B: the run config). The W&B
+run id is kept in ``OUT_DIR/wandb_id.txt``, so a resumed run continues the same W&B run;
+``train.wandb.mode: offline`` writes under ``OUT_DIR/wandb`` without a network (``wandb sync``
+uploads it later). ``metrics.jsonl`` holds one JSON object per optimizer step (``step``,
 ``loss`` and the method's other scalars, ``lr``, ``clips_per_s``, ``data_wait``); a resumed
 run appends, so readers keep the last record of each step (:func:`read_metrics`).
 """
@@ -10,8 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from typing import Any
 
+from vidssl.errors import MissingDependencyError, VidsslError
 from vidssl.runtime.progress import ProgressBar
 
 log = logging.getLogger("vidssl")
@@ -20,13 +27,14 @@ log = logging.getLogger("vidssl")
 class RunMonitor:
     def __init__(self, out_dir: str, total_steps: int, *, enabled: bool = True,
                  progress: bool = True, tensorboard: bool = True, log_every: int = 10,
-                 start_step: int = 0):
+                 start_step: int = 0, config: dict[str, Any] | None = None, wandb: Any = None):
         self.enabled = enabled
         self.log_every = max(1, int(log_every))
         self.total_steps = total_steps
         self._metrics = None
         self._writer = None
         self._progress = None
+        self._wandb = None
         if not enabled:
             return
         os.makedirs(out_dir, exist_ok=True)
@@ -36,9 +44,13 @@ class RunMonitor:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._writer = SummaryWriter(os.path.join(out_dir, "tb"), purge_step=start_step)
+                if config is not None:
+                    self._writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", start_step)
             except ImportError:
                 log.warning("tensorboard is not installed: no TensorBoard scalars "
                             "(pip install tensorboard)")
+        if wandb is not None and wandb.enabled:
+            self._wandb = start_wandb(out_dir, wandb, config or {})
         if progress:
             self._progress = ProgressBar(total_steps, "pretrain", completed=start_step, stats=True)
 
@@ -52,6 +64,8 @@ class RunMonitor:
         if self._writer is not None:
             for k, v in scalars.items():
                 self._writer.add_scalar(f"train/{k}", v, step)
+        if self._wandb is not None:
+            self._wandb.log({f"train/{k}": float(v) for k, v in scalars.items()}, step=step)
         stats = (f"loss {scalars['loss']:.4f}  lr {scalars.get('lr', 0):.2e}  "
                  f"{scalars.get('clips_per_s', 0):.1f} clips/s  "
                  f"data wait {100 * scalars.get('data_wait', 0):.0f}%")
@@ -67,6 +81,31 @@ class RunMonitor:
             self._writer.close()
         if self._metrics is not None:
             self._metrics.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def start_wandb(out_dir: str, cfg: Any, config: dict[str, Any]):
+    """A W&B run for ``OUT_DIR`` (resumed when ``wandb_id.txt`` names one), one-line errors."""
+    try:
+        import wandb
+    except ImportError:
+        raise MissingDependencyError(package="wandb", extra="wandb",
+                                     feature="Weights & Biases logging (train.wandb.enabled)") from None
+    id_file = os.path.join(out_dir, "wandb_id.txt")
+    run_id = open(id_file, encoding="utf-8").read().strip() if os.path.exists(id_file) else None
+    run_id = run_id or secrets.token_hex(4)
+    try:
+        run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, tags=list(cfg.tags),
+                         name=cfg.name or os.path.basename(os.path.normpath(out_dir)), dir=out_dir,
+                         config=config, id=run_id, resume="allow")
+    except Exception as err:  # noqa: BLE001 - auth / network / settings errors of many kinds
+        text = " ".join(str(err).split())[:160]
+        raise VidsslError(f"Weights & Biases could not start a run ({text}); log in (wandb login), or "
+                          f"set train.wandb.mode=offline, or train.wandb.enabled=false") from None
+    with open(id_file, "w", encoding="utf-8") as f:
+        f.write(run_id)
+    return run
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:

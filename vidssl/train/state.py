@@ -19,6 +19,7 @@ from torch import nn
 
 from vidssl.data.dataset import SkipCounter
 from vidssl.models.checkpoint import load_checkpoint, save_checkpoint
+from vidssl.provenance import provenance
 from vidssl.runtime import dist
 
 log = logging.getLogger("vidssl")
@@ -48,11 +49,13 @@ class RunState:
     Attributes:
         path: ``OUT_DIR/checkpoints/last.pt``.
         steps_per_epoch: batches per epoch (the epoch and position in it are derived from ``step``).
+        total_steps: the steps this run is planned for (``train.epochs`` / ``train.max_steps``).
         step: optimiser steps done. skipped: unreadable videos this rank skipped.
     """
 
     path: str
     steps_per_epoch: int
+    total_steps: int = 0              # the run's planned steps (a resume may change it)
     step: int = 0
     skipped: SkipCounter = field(default_factory=SkipCounter)
 
@@ -71,6 +74,15 @@ class RunState:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
+        saved_total = state.get("total_steps")
+        if saved_total and self.total_steps and int(saved_total) != self.total_steps and dist.is_main():
+            log.warning("resume: the schedule is rebuilt for %d steps (the checkpoint's run planned %d)",
+                        self.total_steps, int(saved_total))
+        # the optimiser state holds the lr of the checkpoint's own schedule: set this run's now, so
+        # a resume with another train.max_steps uses the rebuilt schedule from its first step
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * factor(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
         world, rank = dist.world_size(), dist.rank()
         per_rank = state.get("rng_per_rank") or []
         skips = state.get("skipped_per_rank") or []
@@ -100,6 +112,7 @@ class RunState:
                 "step": self.step, "epoch": self.step // self.steps_per_epoch,
                 "batch_in_epoch": self.step % self.steps_per_epoch, "rng": rngs[0],
                 "rng_per_rank": list(rngs), "config": dataclasses.asdict(cfg),
+                "total_steps": self.total_steps, "provenance": provenance(seed=cfg.train.seed),
                 "skipped": sum(k["count"] for k in skips), "skipped_per_rank": list(skips)}, self.path)
         if dist.is_distributed():  # no rank leaves (e.g. after a stop) while rank 0 still writes:
             torch.distributed.barrier()  # torchrun would tear rank 0 down mid-save

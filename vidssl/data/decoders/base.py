@@ -13,6 +13,7 @@ install instead of an ``ImportError`` from deep inside a library.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -26,20 +27,34 @@ from vidssl.errors import VideoDecodeError, VidsslError
 from vidssl.registry import Registry
 
 
+class FrameDecodeError(VideoDecodeError):
+    """The file opened, but some of the requested frames could not be decoded (a corrupt or
+    truncated packet, a frame past the decodable end). Other positions of the same file may
+    still read, so a loader retries another clip of it before giving the file up."""
+
+
 @dataclass(frozen=True)
 class VideoMeta:
     """Stream metadata every backend reports.
 
     Attributes:
-        num_frames: number of decodable frames (indices ``0 .. num_frames - 1`` are valid).
+        num_frames: the frames the container lists for the best video stream (indices
+            ``0 .. num_frames - 1``); equal to the frames a sequential decode yields unless a
+            packet does not decode (docs/decoding.md, "The contract").
         fps: average frame rate.
-        width, height: frame size in pixels.
+        width, height: frame size in pixels, as displayed (rotation applied).
+        seek_token: non-zero when :func:`probe_video` verified, by decoding the whole file,
+            that this backend may seek in a file it otherwise reads by counting from the start
+            (MPEG-4 part 2 AVI with B-frames); it identifies the file's size and modification
+            time, so a changed file is not trusted (pass it as ``open_video(...,
+            verified_seek=token)``).
     """
 
     num_frames: int
     fps: float
     width: int
     height: int
+    seek_token: int = 0
 
 
 @runtime_checkable
@@ -168,9 +183,14 @@ def open_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND,
 
 
 def probe_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> VideoMeta:
-    """Read a file's metadata (frame count, fps, size) without decoding its frames."""
+    """Read a file's metadata (frame count, fps, size). Nothing is decoded, except for files the
+    backend reads by counting frames from the start: those are decoded once, whole, to verify
+    that seeking in them is exact (``VideoMeta.seek_token``; the index caches the answer)."""
     with open_video(path, backend) as dec:
-        return dec.metadata
+        meta = dec.metadata
+        verify = getattr(dec, "verify_seeking", None)
+        token = verify() if verify is not None else 0
+    return dataclasses.replace(meta, seek_token=token) if token else meta
 
 
 def check_readable(path: str) -> None:

@@ -1,6 +1,7 @@
 """``VideoIndex``: the list of videos a dataset reads, stored as compact columns.
 
-Records are ``(path, label, num_frames, fps, group)``. They live in numpy arrays (paths as one
+Records are ``(path, label, num_frames, fps, group)``, plus each file's ``seek_token`` (see
+:class:`~vidssl.data.decoders.VideoMeta`). They live in numpy arrays (paths as one
 UTF-8 byte buffer plus offsets), not in per-record Python objects, so DataLoader workers that
 fork the index share its pages instead of copying them on access (reference counts on millions
 of small objects would dirty every page).
@@ -83,6 +84,8 @@ class VideoIndex:
         group_names: group id -> name (e.g. ``"g08"``); optional.
         name: dataset name for summaries (``"ucf101/split1/train"``).
         report: what building the index skipped.
+        seek_tokens: per path, the ``VideoMeta.seek_token`` its probe gave (0: none); the
+            loader hands it to the decoder so files read by counting can be sought in.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class VideoIndex:
         group_names: Sequence[str] = (),
         name: str = "videos",
         report: IndexReport | None = None,
+        seek_tokens: Sequence[int] | np.ndarray | None = None,
     ):
         n = len(paths)
         encoded = [os.path.abspath(p).encode("utf-8") for p in paths]
@@ -108,7 +112,9 @@ class VideoIndex:
         self.fps = np.asarray(fps, dtype=np.float32).reshape(-1)
         self.groups = (np.full(n, -1, np.int64) if groups is None
                        else np.asarray(groups, dtype=np.int64).reshape(-1))
-        for col_name in ("labels", "num_frames", "fps", "groups"):
+        self.seek_tokens = (np.zeros(n, np.int64) if seek_tokens is None
+                            else np.asarray(seek_tokens, dtype=np.int64).reshape(-1))
+        for col_name in ("labels", "num_frames", "fps", "groups", "seek_tokens"):
             if len(getattr(self, col_name)) != n:
                 raise DatasetError(f"index column {col_name} has {len(getattr(self, col_name))} "
                                    f"values for {n} paths")
@@ -150,7 +156,7 @@ class VideoIndex:
         pos = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
         return VideoIndex([self.path(int(i)) for i in pos], self.labels[pos], self.num_frames[pos],
                           self.fps[pos], self.groups[pos], self.class_names, self.group_names,
-                          name or self.name, self.report)
+                          name or self.name, self.report, self.seek_tokens[pos])
 
     def summary(self) -> dict:
         """Counts for the ``vidssl index`` table."""
@@ -174,6 +180,7 @@ class VideoIndex:
         np.savez(
             path, path_bytes=self._path_bytes, offsets=self._offsets, labels=self.labels,
             num_frames=self.num_frames, fps=self.fps, groups=self.groups,
+            seek_tokens=self.seek_tokens,
             class_names=np.array(self.class_names, dtype=str),
             group_names=np.array(self.group_names, dtype=str), name=np.array(self.name),
         )
@@ -188,6 +195,8 @@ class VideoIndex:
             index.num_frames = z["num_frames"]
             index.fps = z["fps"]
             index.groups = z["groups"]
+            index.seek_tokens = (z["seek_tokens"] if "seek_tokens" in z.files
+                                 else np.zeros(len(index.labels), np.int64))
             index.class_names = [str(s) for s in z["class_names"]]
             index.group_names = [str(s) for s in z["group_names"]]
             index.name = str(z["name"])

@@ -166,7 +166,7 @@ def finish(name: str, where: str, items: list[tuple[str, int, int]], missing: li
     return VideoIndex(
         [items[i][0] for i in keep], [items[i][1] for i in keep], [m.num_frames for m in metas],
         [m.fps for m in metas], [items[i][2] for i in keep], class_names, group_names, name,
-        report)
+        report, [m.seek_token for m in metas])
 
 
 def probe_options(backend: str, cache: CacheArg, workers: int | None, pool: str,

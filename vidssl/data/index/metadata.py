@@ -41,7 +41,11 @@ from vidssl.data.deadline import DEFAULT_DECODE_TIMEOUT_S, TIMEOUT_REASON, Decod
 from vidssl.data.index.core import Failure
 from vidssl.errors import ConfigError, DecoderStuckError, MissingDependencyError, VideoDecodeError
 
-SCHEMA_VERSION = 1
+# 2: frames are numbered by the frame-exactness contract (docs/decoding.md): the best video
+# stream for every backend, AVI with B-frames counted by decoding, rotation applied to the size,
+# decord's refusals (10-bit, AV1, a best stream it cannot read); plus each file's seek_token
+# (seeking verified by one whole decode). Version-1 answers are not reused.
+SCHEMA_VERSION = 2
 _TABLE = f"probes_v{SCHEMA_VERSION}"
 CACHE_FILENAME = "metadata.sqlite"
 # Probe with a pool only when there is enough work to repay starting it.
@@ -123,7 +127,7 @@ class MetadataCache:
                 f"CREATE TABLE IF NOT EXISTS {_TABLE} (path TEXT NOT NULL, backend TEXT NOT NULL,"
                 " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
                 " num_frames INTEGER, fps REAL, width INTEGER, height INTEGER,"
-                " error TEXT, PRIMARY KEY (path, backend)) WITHOUT ROWID")
+                " error TEXT, seek_token INTEGER, PRIMARY KEY (path, backend)) WITHOUT ROWID")
             conn.commit()
         except (sqlite3.Error, OSError) as err:
             if conn is not None:
@@ -174,14 +178,16 @@ class MetadataCache:
                     chunk = paths[start:start + _LOOKUP_CHUNK]
                     marks = ",".join("?" * len(chunk))
                     rows = conn.execute(
-                        "SELECT path, size, mtime_ns, num_frames, fps, width, height, error "
+                        "SELECT path, size, mtime_ns, num_frames, fps, width, height, error, "
+                        "seek_token "
                         f"FROM {_TABLE} WHERE backend = ? AND path IN ({marks})",
                         [backend, *chunk]).fetchall()
-                    for path, size, mtime_ns, nf, fps, w, h, error in rows:
+                    for path, size, mtime_ns, nf, fps, w, h, error, token in rows:
                         key = wanted[path]
                         if key.size != size or key.mtime_ns != mtime_ns:
                             continue
-                        found[path] = error if error is not None else VideoMeta(nf, fps, w, h)
+                        found[path] = error if error is not None else VideoMeta(
+                            nf, fps, w, h, int(token or 0))
         except sqlite3.Error as err:
             self._disable(err)
             return {}
@@ -195,17 +201,18 @@ class MetadataCache:
                 if any(r in value.lower() for r in _UNCACHED_REASONS):
                     continue
                 rows.append((key.path, backend, key.size, key.mtime_ns,
-                             None, None, None, None, value))
+                             None, None, None, None, value, None))
             else:
                 rows.append((key.path, backend, key.size, key.mtime_ns, int(value.num_frames),
-                             float(value.fps), int(value.width), int(value.height), None))
+                             float(value.fps), int(value.width), int(value.height), None,
+                             int(value.seek_token)))
         conn = self._connect()
         if conn is None or not rows:
             return
         try:
             with self._lock, conn:
                 conn.executemany(
-                    f"INSERT OR REPLACE INTO {_TABLE} VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                    f"INSERT OR REPLACE INTO {_TABLE} VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
         except sqlite3.Error as err:
             self._disable(err)
 

@@ -5,7 +5,7 @@ Batches are uint8 ``(B, T, C, H, W)``; pipelines end in float ``(B, C, T, H, W)`
 """
 
 from vidssl.data.transforms import functional
-from vidssl.data.transforms.clip import ResizeClip
+from vidssl.data.transforms.clip import ResizeClip, clip_transform
 from vidssl.data.transforms.photometric import (ColorJitter, GaussianBlur, RandomChannelDrop, RandomGrayscale,
                                                 RandomSolarize)
 from vidssl.data.transforms.presets import (blur_kernel_size, cvrl_augment, dino_augment, dpc_augment,
@@ -26,6 +26,7 @@ from vidssl.data.transforms.video import (
 __all__ = [
     "functional",
     "ResizeClip",
+    "clip_transform",
     "VideoTransform",
     "Compose",
     "ToFloat",

@@ -4,6 +4,7 @@ Clips of one dataset may come in different frame sizes; :class:`ResizeClip` brin
 to a common size in the worker so that the default collate can stack them. It stays in uint8
 (torchvision's antialiased bilinear resize has a fast uint8 path on CPU); the random
 augmentations then run batched on the training device (:mod:`vidssl.data.transforms.video`).
+:func:`clip_transform` is the config's spatial policy (``data.resize``, ``data.crop``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import torch
 import torchvision.transforms.v2.functional as TF
 
-__all__ = ["ResizeClip"]
+from vidssl.errors import ConfigError
+
+__all__ = ["ResizeClip", "clip_transform"]
 
 
 def _size_arg(size: int | tuple[int, int], name: str) -> list[int]:
@@ -55,3 +58,29 @@ class ResizeClip:
 
     def __repr__(self) -> str:
         return f"ResizeClip(size={self.size}, crop_size={self.crop_size}, antialias={self.antialias})"
+
+
+def clip_transform(resize: int | None = None, crop: int | None = None) -> ResizeClip | None:
+    """The data path's spatial policy as a per-clip CPU transform (``data.resize``,
+    ``data.crop``):
+
+    * neither: clips keep the decoded size (every video of the dataset must share it);
+    * ``resize`` only: the short side becomes ``resize``, aspect kept (videos of one aspect
+      ratio batch; mixed aspect ratios do not);
+    * ``crop`` (with ``resize`` defaulting to ``crop``): short side to ``resize``, then the
+      centre ``crop x crop`` square: any mix of sizes and aspect ratios batches.
+
+    Raises:
+        ConfigError: a non-positive size, or ``resize < crop``.
+    """
+    for name, value in (("data.resize", resize), ("data.crop", crop)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"{name} must be a positive integer (pixels) or null, not {value!r}")
+    if crop is None:
+        return None if resize is None else ResizeClip(resize)
+    resize = crop if resize is None else resize
+    if resize < crop:
+        raise ConfigError(f"data.resize ({resize}) must be at least data.crop ({crop}): the crop "
+                          "is cut from the frame resized to that short side")
+    return ResizeClip(resize, crop_size=crop)
