@@ -27,6 +27,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     """Add the ``eval`` sub-command to a ``vidssl`` sub-parser set; returns its parser."""
     from vidssl.eval.protocols import PROTOCOLS
     from vidssl.eval.run import eval_datasets
+    from vidssl.runtime.rundir import add_result_options
 
     p = subparsers.add_parser(
         "eval", help="linear / kNN / retrieval / finetune / attentive / the papers' protocols / zero-shot",
@@ -57,18 +58,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                         "kinetics_csv (repeat)")
     p.add_argument("--splits", type=int, nargs="+", default=None, metavar="N",
                    help="official splits to evaluate (default: 1 2 3)")
-    p.add_argument("--out", default=None,
-                   help="output folder (default: runs/eval/<run>_step<N> for a checkpoint, "
-                        "runs/eval/<encoder>[_<weights>]_seed<S> otherwise); a folder holding "
-                        "earlier results is never overwritten: the next free <out>_vN is used")
-    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seeds the random init of an encoder without weights (%(default)s)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's)")
-    p.add_argument("--config", help="YAML file of EvalConfig settings")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="settings, e.g. knn.k=10 features.num_crops=3 finetune.epochs=2")
+    add_result_options(p, config_of="EvalConfig",
+                       out_default="runs/eval/<run>_step<N> for a checkpoint, "
+                                   "runs/eval/<encoder>[_<weights>]_seed<S> otherwise",
+                       overrides_example="knn.k=10 features.num_crops=3 finetune.epochs=2")
     p.set_defaults(func=cmd_eval)
     return p
 

@@ -184,3 +184,20 @@ def source_label(*, origin: dict | None = None, encoder: str | None = None, pret
     if not encoder:
         return weights
     return f"{encoder}_{weights}" if weights else f"{encoder}_seed{seed}"
+
+
+def add_result_options(p, *, config_of: str, out_default: str, overrides_example: str) -> None:
+    """The options ``vidssl eval`` and ``vidssl track`` share: ``--out`` (named after what is
+    evaluated by default, never overwritten), ``--overwrite``, ``--seed``, ``--device``,
+    ``--config``, ``--quiet`` and the trailing ``KEY=VALUE`` overrides."""
+    p.add_argument("--out", default=None,
+                   help=f"output folder (default: {out_default}); a folder holding earlier results is "
+                        "never overwritten: the next free <out>_vN is used")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the random init of an encoder without weights (%(default)s)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's)")
+    p.add_argument("--config", help=f"YAML file (or shipped config name) of {config_of} settings")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=f"settings, e.g. {overrides_example}")
+

@@ -27,6 +27,8 @@ def add_track_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Track with any vidssl encoder (or an ImageNet ResNet, or raw pixels) as "
                     "the appearance model: label propagation (vos), cross-correlation or DCF "
                     "(sot), association (mot). Writes results.json and PNG strips to --out.")
+    from vidssl.runtime.rundir import add_result_options
+
     p.add_argument("--task", required=True, choices=["vos", "sot", "mot"])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--encoder", help="a registered encoder (e.g. r3d_tiny) or resnet18/resnet50")
@@ -35,18 +37,10 @@ def add_track_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--pretrained", help="with --encoder: weights ('default', 'imagenet', a path)")
     p.add_argument("--data", required=True,
                    help="synthetic dataset root, or a DAVIS / MOT / OTB folder")
-    p.add_argument("--out", default=None,
-                   help="output folder (default: runs/track/<task>_<run>_step<N> for a checkpoint, "
-                        "runs/track/<task>_<encoder>_seed<S> otherwise); never overwritten: a "
-                        "folder holding earlier results gives the next free <out>_vN")
-    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seeds the random init of an encoder without weights (%(default)s)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's)")
-    p.add_argument("--config", help="YAML file of TrackConfig settings (see configs/track/)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="settings, e.g. propagation.topk=5 association.motion=none sot.method=dcf")
+    add_result_options(p, config_of="TrackConfig",
+                       out_default="runs/track/<task>_<run>_step<N> for a checkpoint, "
+                                   "runs/track/<task>_<encoder>_seed<S> otherwise",
+                       overrides_example="propagation.topk=5 association.motion=none sot.method=dcf")
     p.set_defaults(func=cmd_track)
     return p
 
