@@ -34,8 +34,7 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 SSV2_TEMPLATES = ["Approaching [something] with your camera", "Holding [something] next to [something]",
                   "Pretending to pick [something] up", "Pushing [something] from left to right",
                   "Putting [something] on a surface"]
-SSV2_CLASSES = sorted([ssv2_class_name(t) for t in SSV2_TEMPLATES]
-                      + [f"Doing thing {i:03d} to something" for i in range(174 - len(SSV2_TEMPLATES))])
+SSV2_CLASSES = vocabulary("ssv2")   # the official labels.json order (alphabetical)
 
 
 def ssv2_entry(vid: int, template: str) -> dict:
@@ -63,6 +62,25 @@ def write_ssv2(root: Path, clip: Path, prefixed: bool = False, missing: tuple[in
         if int(e["id"]) not in missing:
             put(root / "20bn-something-something-v2" / f"{e['id']}.webm", clip)
     return {"train": train, "test": val}
+
+
+def test_shipped_vocabularies_match_the_official_files():
+    assert len(SSV2_CLASSES) == 174 and SSV2_CLASSES == sorted(SSV2_CLASSES)
+    assert all(ssv2_class_name(t) in SSV2_CLASSES for t in SSV2_TEMPLATES)
+    assert len(DIVING48_VOCAB) == 48 and all(len(v) == 4 for v in DIVING48_VOCAB)
+    assert {v[0] for v in DIVING48_VOCAB} == {"Back", "Forward", "Inward", "Reverse"}
+
+
+def test_ssv2_class_list_differing_from_the_official_one_is_a_warning(tmp_path, clips, fake_probe, caplog):
+    root = tmp_path / "ssv2"
+    write_ssv2(root, clips[".mp4"])
+    labels = root / "labels" / "labels.json"
+    doc = json.loads(labels.read_text())
+    doc["Juggling something"] = str(len(doc))
+    labels.write_text(json.dumps(doc))
+    with caplog.at_level(logging.WARNING, "vidssl.data.index"):
+        assert ssv2(root, cache=False).num_classes == 175
+    assert any("1 class names are not in the official vocabulary" in r.getMessage() for r in caplog.records)
 
 
 def test_ssv2_official_layout_labels_and_missing(tmp_path, clips, fake_probe, caplog):
@@ -288,11 +306,7 @@ def test_kinetics_all_missing_names_the_list(tmp_path, clips, fake_probe):
 
 # -------------------------------------------------------------------------------- Diving48 --
 
-TAKEOFF = ("Back", "Forward", "Inward", "Reverse")
-SOMERSAULTS = ("15som", "25som", "35som", "2som")
-TWISTS = ("05Twis", "15Twis", "NoTwis")
-DIVING48_VOCAB = [[t, s, w, "PIKE" if (i + j) % 2 else "TUCK"] for i, t in enumerate(TAKEOFF)
-                  for j, s in enumerate(SOMERSAULTS) for w in TWISTS]
+DIVING48_VOCAB = [name.split(" ") for name in vocabulary("diving48")]   # Diving48_vocab.json
 
 
 def write_diving48(root: Path, clip: Path | None, entries: int = 12, test_entries: int = 6,
@@ -315,7 +329,7 @@ def test_diving48_v2_layout_vocab_names_and_missing(tmp_path, clips, fake_probe)
     root = tmp_path / "Diving48"
     write_diving48(root, clips[".mp4"], missing=("_8Vy3dlHg2w_00004",))
     train = diving48(root, subset="train", cache=False)
-    assert train.num_classes == 48 and train.class_names[0] == "Back 15som 05Twis TUCK"
+    assert train.num_classes == 48 and train.class_names[0] == "Back 15som 05Twis FREE"
     assert train.name == "diving48/split1/train" and len(train) == 11
     assert train.labels.tolist() == [(7 * i) % 48 for i in range(12) if i != 4]
     assert train.report.missing == [str(root / "rgb" / "_8Vy3dlHg2w_00004.mp4")]

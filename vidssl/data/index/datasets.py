@@ -43,7 +43,8 @@ HMDB_SPLIT_RE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d+)\.txt$")
 # --------------------------------------------------------------------------------- helpers --
 
 def vocabulary(name: str) -> list[str]:
-    """A shipped class vocabulary (``ucf101``, ``hmdb51``, ``kinetics400``, ``kinetics600``)."""
+    """A shipped class vocabulary (``ucf101``, ``hmdb51``, ``kinetics400``, ``kinetics600``,
+    ``ssv2``, ``diving48``), in the dataset's label order."""
     ref = resources.files("vidssl") / "resources" / "vocabularies" / f"{name}.txt"
     try:
         text = ref.read_text(encoding="utf-8")
@@ -217,7 +218,7 @@ def probe_options(backend: str, cache: CacheArg, workers: int | None, pool: str,
     return dict(backend=backend, cache=cache, workers=workers, pool=pool, progress=progress)
 
 
-def _warn_vocabulary(dataset: str, class_names: Sequence[str]) -> None:
+def warn_vocabulary(dataset: str, class_names: Sequence[str]) -> None:
     vocab = vocabulary(dataset)
     unknown = [c for c in class_names if c not in set(vocab)]
     if unknown:
@@ -256,7 +257,7 @@ def ucf101(root: str | os.PathLike, split: int = 1, subset: str = "train",
                               lambda d: os.path.isfile(os.path.join(d, "classInd.txt")), "UCF101")
     index = ucf_layout(video_root, ann, split, subset, f"ucf101/split{split}/{subset}",
                        probe_options(backend, cache, workers, pool, progress))
-    _warn_vocabulary("ucf101", index.class_names)
+    warn_vocabulary("ucf101", index.class_names)
     return index
 
 
@@ -394,7 +395,7 @@ def hmdb51(root: str | os.PathLike, split: int = 1, subset: str = "train",
                 items.append((path, label, -1))
     index = finish(f"hmdb51/split{split}/{subset}", f"{ann} (videos under {root})", items,
                    missing, class_names, (), probe_options(backend, cache, workers, pool, progress))
-    _warn_vocabulary("hmdb51", class_names)
+    warn_vocabulary("hmdb51", class_names)
     return index
 
 

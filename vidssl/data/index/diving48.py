@@ -26,6 +26,7 @@ from vidssl.data.index.datasets import (
     finish,
     probe_options,
     read_json,
+    warn_vocabulary,
 )
 from vidssl.data.index.metadata import CacheArg
 from vidssl.data.index.partial import MissingListArg
@@ -118,7 +119,9 @@ def diving48(root: str | os.PathLike, split: int = 1, subset: str = "train",
             missing.append(os.path.join(video_root, name + ".mp4"))
         else:
             items.append((path, label, -1))
-    return finish(f"diving48/split{split}/{subset}", f"{list_path} (videos under {video_root})",
-                  items, missing, class_names, (),
-                  probe_options(backend, cache, workers, pool, progress),
-                  root=video_root, missing_list=missing_list)
+    index = finish(f"diving48/split{split}/{subset}", f"{list_path} (videos under {video_root})",
+                   items, missing, class_names, (),
+                   probe_options(backend, cache, workers, pool, progress),
+                   root=video_root, missing_list=missing_list)
+    warn_vocabulary("diving48", index.class_names)
+    return index

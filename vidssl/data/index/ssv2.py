@@ -31,6 +31,7 @@ from vidssl.data.index.datasets import (
     finish,
     probe_options,
     read_json,
+    warn_vocabulary,
 )
 from vidssl.data.index.metadata import CacheArg
 from vidssl.data.index.partial import MissingListArg
@@ -144,7 +145,9 @@ def ssv2(root: str | os.PathLike, split: int = 1, subset: str = "train",
             missing.append(os.path.join(video_root, vid + ".webm"))
         else:
             items.append((path, label, -1))
-    return finish(f"ssv2/split{split}/{subset}", f"{list_path} (videos under {video_root})",
-                  items, missing, class_names, (),
-                  probe_options(backend, cache, workers, pool, progress),
-                  root=video_root, missing_list=missing_list)
+    index = finish(f"ssv2/split{split}/{subset}", f"{list_path} (videos under {video_root})",
+                   items, missing, class_names, (),
+                   probe_options(backend, cache, workers, pool, progress),
+                   root=video_root, missing_list=missing_list)
+    warn_vocabulary("ssv2", index.class_names)
+    return index
