@@ -53,3 +53,23 @@ def test_eval_knn_on_diving48_split1(diving_tree, tmp_path, capsys):
     assert '"1"' in json.dumps(results["info"]["videos"]) and "knn" in text
     assert results["info"]["videos"]["1"]["train"] == 9 and results["info"]["videos"]["1"]["test"] == 5
     assert "diving48" in capsys.readouterr().out
+
+
+def test_zeroshot_on_diving48_uses_the_vocab_names_and_curated_attributes(diving_tree):
+    from vidssl.config import load_config
+    from vidssl.eval import EvalConfig, evaluate
+    from vidssl.models.encoders import create_encoder
+
+    torch.manual_seed(0)
+    enc = create_encoder("clip_temporal_tiny")
+    feats = ["features.num_clips=1", "features.clip_len=4", "features.stride=2", "features.size=32",
+             "features.resize_size=32", "features.num_workers=0"]
+    plain = evaluate(enc, dataset="diving48", root=diving_tree, protocols="zeroshot", device="cpu",
+                     config=load_config(EvalConfig, None, feats), progress=False)
+    curated = evaluate(enc, dataset="diving48", root=diving_tree, protocols="zeroshot", device="cpu",
+                       config=load_config(EvalConfig, None, [*feats, "zeroshot.attributes=curated"]),
+                       progress=False)
+    for res in (plain, curated):
+        assert res.splits == [1] and res.info["zeroshot"]["classes"] == 3
+        assert 0.0 <= res.per_split[1]["zeroshot"]["top1"] <= 1.0
+        assert res.info["videos"]["1"]["zeroshot_test_used"] == 5
