@@ -375,3 +375,14 @@ def test_registered_for_eval_with_one_official_split():
         assert info["eval"] and info["splits"] and info["max_split"] == 1
         assert {"split", "subset", "missing_list"} <= set(dataset_arguments(name))
     assert DATASETS.key("csv") == "kinetics_csv" and DATASETS.key("Something-Something-v2") == "ssv2"
+
+
+def test_a_pretraining_config_reads_the_official_kinetics_split(tmp_path, clips, fake_probe):
+    from vidssl.train.components import build_training_index
+    from vidssl.train.config import DataConfig
+
+    root = tmp_path / "k400"
+    write_kinetics(root, clips[".mp4"])
+    index = build_training_index(DataConfig(dataset="kinetics", root=str(root), subset="train",
+                                            kwargs={"version": "400", "missing_list": "none"}))
+    assert index.name == "kinetics400/split1/train" and len(index) == 404
