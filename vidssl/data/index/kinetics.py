@@ -300,11 +300,15 @@ def find_kinetics_csvs(ann: str, version: str | None) -> dict[str, str]:
     return {role: paths[0] for role, paths in found.items()}
 
 
-def _csv_labels(path: str) -> set[str]:
+def _read_official(path: str) -> tuple[list[tuple[int, list[str]]], list[str]]:
     rows, header, fmt = _read_csv(path)
     if fmt != "official":
         raise DatasetError(f"{path}:1: not an official Kinetics CSV (header needs "
                            f"{','.join(OFFICIAL_COLUMNS)})")
+    return rows, header
+
+
+def _labels(rows: list[tuple[int, list[str]]], header: list[str]) -> set[str]:
     if "label" not in header:
         return set()
     i = header.index("label")
@@ -363,9 +367,13 @@ def kinetics(root: str | os.PathLike, split: int = 1, subset: str = "train",
     fixed = _resolve_classes(classes)
     if fixed is None and wanted in ("400", "600"):
         fixed = vocabulary(f"kinetics{wanted}")
+    parsed = {role: _read_official(csv_path)}   # each CSV is read once
     class_names = fixed
     if class_names is None:
-        class_names = sorted(set().union(*(_csv_labels(csvs[r]) for r in ("train", "val") if r in csvs)))
+        for r in ("train", "val"):
+            if r in csvs and r not in parsed:
+                parsed[r] = _read_official(csvs[r])
+        class_names = sorted(set().union(*(_labels(*parsed[r]) for r in ("train", "val") if r in parsed)))
     if wanted is None:
         if len(named) == 1:
             wanted = named.pop()
@@ -377,10 +385,7 @@ def kinetics(root: str | os.PathLike, split: int = 1, subset: str = "train",
             log.warning("kinetics%s: the CSVs' %d classes differ from the official %d (e.g. %s)",
                         wanted, len(class_names), len(shipped),
                         ", ".join(sorted(set(class_names) ^ set(shipped))[:3]))
-    rows, header, fmt = _read_csv(csv_path)
-    if fmt != "official":
-        raise DatasetError(f"{csv_path}:1: not an official Kinetics CSV (header needs "
-                           f"{','.join(OFFICIAL_COLUMNS)})")
+    rows, header = parsed[role]
     col = {c: header.index(c) for c in header}
     items, missing, _ = _official(root, csv_path, rows, col, None, list(class_names),
                                   as_extensions(extensions, first=".mp4"), default_split=role)
