@@ -68,10 +68,6 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- index
-#: Options every ``vidssl index DATASET`` takes (how to probe, what to print or save).
-INDEX_COMMON_FLAGS = ("root", "backend", "workers", "no_cache", "save", "quiet")
-
-
 def _index_kwargs(args: argparse.Namespace) -> dict:
     """The builder's keyword arguments from ``vidssl index DATASET`` flags (only the flags given,
     so the builder's own defaults apply); a required argument left out is one line."""
@@ -112,7 +108,7 @@ def builder_argument_help(builder) -> dict[str, str]:
                 out[name.strip()] = current  # type: ignore[assignment]
         elif current is not None and line.strip():
             current.append(line.strip())
-    return {k: " ".join(v).replace("``", "").replace(":func:", "").replace("`", "")
+    return {k: " ".join(v).replace("``", "").replace(":func:", "").replace("`", "").replace("%", "%%")
             for k, v in out.items()}
 
 
@@ -130,7 +126,8 @@ def _add_index_parser(sub) -> None:
         info = DATASETS.info(name)
         helps = builder_argument_help(builder)
         summary = (inspect.getdoc(builder) or name).split("\n\n")[0].replace("\n", " ").replace("``", "")
-        d = datasets.add_parser(name, help=summary, description=summary + " See docs/datasets.md.")
+        d = datasets.add_parser(name, help=summary.replace("%", "%%"),
+                                description=summary + " See docs/datasets.md.")
         d.add_argument("--root", required=True, help="dataset root folder")
         own = d.add_argument_group(f"{name} arguments")
         for arg, default in dataset_arguments(name).items():
@@ -146,6 +143,7 @@ def _add_index_parser(sub) -> None:
                 kw.update(type=int, choices=range(1, top + 1) if top else None)
             elif arg == "subset" and info.get("subsets"):
                 kw["choices"] = list(info["subsets"])
+                kw["help"] += f"; one of {', '.join(info['subsets'])}"
             own.add_argument(f"--{arg.replace('_', '-')}", dest=arg, metavar=arg.upper(), **kw)
         d.add_argument("--backend", default="torchcodec", help="decoder used to probe files (%(default)s)")
         d.add_argument("--workers", type=int, default=1, help="parallel probes (%(default)s)")
