@@ -113,6 +113,9 @@ def test_ssv2_20bn_file_names_in_root(tmp_path, clips, fake_probe):
     write_ssv2(root, clips[".mp4"], prefixed=True)
     index = ssv2(root, subset="train", cache=False, missing_list="none")
     assert len(index) == 10 and index.report.missing == [] and index.report.missing_list is None
+    videos = root / "20bn-something-something-v2"
+    os.rename(videos / "100.webm", videos / "100.mp4")        # a re-encoded copy is found too
+    assert ssv2(root, subset="train", cache=False).path(0) == str(videos / "100.mp4")
 
 
 @pytest.mark.parametrize("file, content, message", [
@@ -207,6 +210,11 @@ def test_kinetics400_official_csvs_split1(tmp_path, clips, fake_probe):
     official = kinetics(root, subset="official_test", version="k400", cache=False)
     assert official.name == "kinetics400/split1/official_test" and len(official) == 2
     assert test.report.missing == [] and test.report.listed == 5 and test.report.found_hash
+    # a test CSV without labels (Kinetics-700-2020): label -1, the classes still from train/validate
+    write_csv(root / "annotations" / "test.csv", ["youtube_id", "time_start", "time_end", "split"],
+              [r[1:5] for r in rows["test"]])
+    unlabelled = kinetics(root, subset="official_test", cache=False)
+    assert unlabelled.labels.tolist() == [-1, -1] and unlabelled.class_names == K400
     with pytest.raises(ConfigError, match="subset must be one of train, test, val"):
         kinetics(root, subset="holdout")
     with pytest.raises(ConfigError, match="Kinetics version must be one of 400, 600, 700, 700_2020"):
