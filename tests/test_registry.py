@@ -77,11 +77,11 @@ def test_every_registry_of_vidssl_is_a_registry():
 def test_datasets_declare_their_capabilities():
     from vidssl.data.index import DATASETS, dataset_arguments
 
-    assert DATASETS.names(eval=True) == ["hmdb51", "synthetic", "ucf101"]
+    assert DATASETS.names(eval=True) == ["diving48", "hmdb51", "kinetics", "ssv2", "synthetic", "ucf101"]
     assert DATASETS.names(splits=False) == ["folder", "kinetics_csv"]
     assert DATASETS.info("ucf101")["max_split"] == 3 and DATASETS.info("synthetic")["max_split"] is None
     assert DATASETS.info("synthetic")["factors"] and not DATASETS.info("ucf101").get("factors")
-    assert "csv" in dataset_arguments("kinetics") and "annotations" in dataset_arguments("hmdb51")
+    assert "csv" in dataset_arguments("csv") and "annotations" in dataset_arguments("hmdb51")
 
 
 def test_a_protocol_registered_by_path_runs_through_evaluate(tiny_synthetic):
