@@ -397,8 +397,8 @@ def import_dpc(path: str) -> nn.Module:
     as ``r2d3d_18`` / ``r2d3d_34`` (chosen by the keys; a ``net`` entry must agree) with DPC's
     input spec. DPC pretrains with ``track_running_stats=False``, so its files hold no BatchNorm
     statistics: the encoder keeps running statistics and starts them at mean 0 / variance 1,
-    as DPC's own finetuning (``eval/test.py``) does when it loads the file; evaluate frozen
-    features with ``bn.mode=recompute``."""
+    where DPC's own finetuning (``eval/test.py``: its classifier keeps statistics) starts them
+    too, the file having none; evaluate frozen features with ``bn.mode=recompute``."""
     from vidssl.models.encoders import create_encoder
     from vidssl.models.encoders.weights import load_state_dict_strict
 
