@@ -126,3 +126,27 @@ def test_r3d50_without_pytorchvideo_names_the_package(monkeypatch):
         create_encoder("r3d_50_tiny")
     with pytest.raises(ConfigError, match="TensorFlow"):
         create_encoder("r3d_50", pretrained="default")
+
+
+# ---------------------------------------------------------------- usable by every method
+
+
+@pytest.mark.parametrize("encoder", ["r2d3d_tiny", "r3d_50_tiny"])
+def test_every_method_trains_the_paper_backbones(encoder):
+    """One step of every registered method (the small settings of tests/methods/test_methods.py):
+    DPC reads the feature map (pre-activation targets), the others pool."""
+    if encoder == "r3d_50_tiny":
+        pytest.importorskip("pytorchvideo")
+    from tests.methods.test_methods import SMALL, batch_for
+    from vidssl.methods import create_method
+
+    for name, params in SMALL.items():
+        torch.manual_seed(0)
+        method = create_method(name, create_encoder(encoder), params)
+        out = method(batch_for(method))
+        assert torch.isfinite(out["loss"]), name
+        out["loss"].backward()
+        missing = [n for n, p in method.encoder.named_parameters() if p.grad is None]
+        assert not missing, (name, missing[:3])
+        if name == "dpc":
+            assert method.target_kind == "pre_activation"
