@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -422,8 +423,9 @@ def dpc_checkpoint(path, layers=(2, 2, 2, 2), net="resnet18", edit=None):
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
     if edit:
         edit(state)
-    torch.save({"epoch": 300, "net": net, "state_dict": state, "best_acc": 0.5, "optimizer": {}, "iteration": 9},
-               path)
+    # best_acc is a numpy.float64 in the released files (np.average of utils.py's AverageMeter)
+    torch.save({"epoch": 300, "net": net, "state_dict": state, "best_acc": np.float64(0.5), "optimizer": {},
+                "iteration": 9}, path)
     return state
 
 
@@ -483,3 +485,16 @@ def test_dpc_finetuned_classifier_checkpoint(tmp_path):
     torch.save({"epoch": 100, "net": "resnet18", "state_dict": state}, tmp_path / "ft.pth.tar")
     enc = load_published(f"dpc:{tmp_path / 'ft.pth.tar'}")
     torch.testing.assert_close(enc.layer2[0].bn1.running_mean, backbone.layer2[0].bn1.running_mean)
+
+
+def test_dpc_file_in_torch1_legacy_format_with_a_numpy1_scalar(tmp_path):
+    """DPC's files date from 2019: torch's legacy (non-zip) format, numpy 1's module path for the
+    pickled ``best_acc``. The pickle is rewritten to that path; the file still imports."""
+    dpc_checkpoint(tmp_path / "new.pth")
+    obj = torch.load(tmp_path / "new.pth", weights_only=False)
+    torch.save(obj, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    raw = (tmp_path / "legacy.pth").read_bytes()
+    assert b"numpy._core.multiarray" in raw
+    (tmp_path / "old.pth").write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    enc = load_published(f"dpc:{tmp_path / 'old.pth'}")
+    torch.testing.assert_close(enc.conv1.weight, obj["state_dict"]["module.backbone.conv1.weight"])

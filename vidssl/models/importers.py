@@ -89,15 +89,29 @@ def _grad_scaler_globals() -> list:
     return out
 
 
+def _numpy_scalar_globals() -> list:
+    """What unpickling a numpy scalar needs (DPC's ``best_acc`` is ``np.average`` of its meter: a
+    ``numpy.float64``), under numpy 2's and numpy 1's module paths: the scalar constructor and
+    the dtype, data only."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import scalar
+    return [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
+            *{type(np.dtype(c)) for c in "fdlibq?"}]
+
+
 def read_checkpoint_file(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """A training checkpoint an author published, read with ``torch.load(weights_only=True)``;
-    a pickled ``GradScaler`` (TCLR's files) is allowed through an explicit allow-list, nothing
-    else runs code."""
+    a pickled ``GradScaler`` (TCLR's files) and numpy scalars (DPC's ``best_acc``) are allowed
+    through an explicit allow-list, nothing else runs code."""
     path = os.fspath(os.path.expanduser(str(path)))
     if not os.path.isfile(path):
         raise VidsslError(f"{what} checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals(_grad_scaler_globals()):
+        with torch.serialization.safe_globals(_grad_scaler_globals() + _numpy_scalar_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - pickle / zip / unsafe-global errors
         raise VidsslError(f"cannot read the {what} checkpoint {path}: {_one_line(err)}") from None
