@@ -153,7 +153,8 @@ def test_curriculum_predicts_further_from_less_context():
 
 @pytest.mark.parametrize("params,key", [({"pred_steps": 8}, "pred_steps"), ({"curriculum": [[0.5, 9]]}, "pred_steps"),
                                         ({"curriculum": [[1.5, 2]]}, "curriculum"), ({"similarity": "l1"}, "similarity"),
-                                        ({"gru_kernel": 2}, "gru_kernel"), ({"block_len": 0}, "dpc")])
+                                        ({"gru_kernel": 2}, "gru_kernel"), ({"block_len": 0}, "dpc"),
+                                        ({"targets": "post_relu"}, "targets")])
 def test_bad_params_are_config_errors(params, key):
     with pytest.raises(ConfigError, match=key):
         DPCParams(**params)

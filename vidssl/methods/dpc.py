@@ -7,18 +7,20 @@ The encoder maps every block to a feature map, averaged over time: ``z_t`` is ``
 taken **before the encoder's final ReLU** where the encoder can give it (``targets:
 pre_activation``, the authors' choice: their 2D3D-ResNet ends without that ReLU and they score
 against its output; see below). A one-layer ConvGRU with 1 x 1 kernels aggregates
-``ReLU(z_1 .. z_C)`` (``C = N - K`` context blocks) into a context map; a predictor (1 x 1 conv, ReLU, 1 x 1 conv) predicts ``z_{C+1}``,
-whose ReLU is fed back to the GRU to predict ``z_{C+2}`` and so on for ``K = 3`` steps. The
-dense contrastive loss (:class:`~vidssl.losses.dpc.DenseContrastiveLoss`) matches each
-prediction to the true ``z`` at the same video, step and position against every other video,
-step and position (gathered over ranks); raw dot products by default.
+``ReLU(z_1 .. z_C)`` (``C = N - K`` context blocks) into a context map; a predictor (1 x 1
+conv, ReLU, 1 x 1 conv) predicts ``z_{C+1}``, whose ReLU is fed back to the GRU to predict
+``z_{C+2}`` and so on for ``K = 3`` steps. The dense contrastive loss
+(:class:`~vidssl.losses.dpc.DenseContrastiveLoss`) matches each prediction to the true ``z`` at
+the same video, step and position against every other video, step and position (gathered over
+ranks); raw dot products by default.
 
 ``targets``: ``"pre_activation"`` (default, the authors') asks the encoder for
 ``forward_feature_map(x, pre_activation=True)`` when it declares ``has_pre_activation_map``
 (``r2d3d_*``, the R3D / MC3 / R(2+1)D family, ``r3d_50*``); other encoders give their map as it is
 (S3D's map is post-ReLU with no single pre-activation; the ViT families' tokens are not
 rectified anyway), recorded in ``DPC.target_kind``. ``"feature_map"``: the encoder's default map,
-vidssl's behaviour before issue 21 (post-ReLU targets for the R3D family; different numbers).
+vidssl's behaviour before issue 21 (post-ReLU targets for the R3D family; different numbers;
+``r2d3d_*`` with ``use_final_relu=False`` gives its pre-activation map either way).
 
 ``curriculum`` makes the task harder during training: entries ``[start_fraction, pred_steps]``
 switch to predicting more steps from fewer context blocks (the sequence length is fixed).

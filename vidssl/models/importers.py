@@ -380,7 +380,8 @@ DPC_IGNORED = ("agg.", "network_pred.", "convrnn.", "final_bn.", "final_fc.")
 _DPC_NETS = {"resnet18": "r2d3d_18", "resnet34": "r2d3d_34"}
 
 
-def dpc_state_dict(state: Mapping[str, torch.Tensor], path: str = "DPC checkpoint") -> tuple[dict[str, torch.Tensor], str]:
+def dpc_state_dict(state: Mapping[str, torch.Tensor], path: str = "DPC checkpoint"
+                   ) -> tuple[dict[str, torch.Tensor], str]:
     """DPC's keys -> ``(r2d3d state dict, encoder name)``.
 
     ``state`` is the ``state_dict`` of ``nn.DataParallel(DPC_RNN)`` (``dpc/main.py``:
