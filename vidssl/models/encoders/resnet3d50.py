@@ -44,7 +44,8 @@ from vidssl.models.encoders.weights import (Pretrained, fetch_pretrained, load_s
 
 __all__ = ["R3D50Encoder", "CVRL_PREPROCESS"]
 
-# CVRL: 16 frames at stride 2, 224 px (the released config's feature_shape / temporal_stride).
+# CVRL: 16 frames at stride 2, 224 px (the pretraining config's feature_shape / temporal_stride;
+# cvrl_linear_eval_k600.yaml trains its probe on 32 x 2 at 224 and tests 256-px crops).
 CVRL_PREPROCESS = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_frames=16, stride=2, crop_size=224,
                              resize_size=256)
 TINY_PREPROCESS = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_frames=16, stride=2, crop_size=64,
