@@ -54,7 +54,8 @@ def test_methods_and_encoders_are_discovered_from_their_packages():
     assert {m.rsplit(".", 1)[1] for m in modules if m.startswith("vidssl.methods.")} == method_files
     encoder_files = {ENCODERS[n].__module__.rsplit(".", 1)[1] for n in ENCODERS}
     files = {p.stem for p in (ROOT / "vidssl" / "models" / "encoders").glob("*.py")} - {"__init__", "base", "weights"}
-    assert encoder_files == files == {"resnet3d", "s3d", "video_vit", "clip_temporal", "torchvision_video", "vjepa2"}
+    assert encoder_files == files == {"resnet3d", "resnet2d3d", "resnet3d50", "s3d", "video_vit", "clip_temporal",
+                                               "torchvision_video", "vjepa2"}
 
 
 def test_every_registry_of_vidssl_is_a_registry():
