@@ -54,7 +54,8 @@ def test_methods_and_encoders_are_discovered_from_their_packages():
     assert {m.rsplit(".", 1)[1] for m in modules if m.startswith("vidssl.methods.")} == method_files
     encoder_files = {ENCODERS[n].__module__.rsplit(".", 1)[1] for n in ENCODERS}
     files = {p.stem for p in (ROOT / "vidssl" / "models" / "encoders").glob("*.py")} - {"__init__", "base", "weights"}
-    assert encoder_files == files == {"resnet3d", "s3d", "video_vit", "clip_temporal", "torchvision_video", "vjepa2"}
+    assert encoder_files == files == {"resnet3d", "resnet2d3d", "resnet3d50", "s3d", "video_vit", "clip_temporal",
+                                               "torchvision_video", "vjepa2"}
 
 
 def test_every_registry_of_vidssl_is_a_registry():
@@ -77,11 +78,11 @@ def test_every_registry_of_vidssl_is_a_registry():
 def test_datasets_declare_their_capabilities():
     from vidssl.data.index import DATASETS, dataset_arguments
 
-    assert DATASETS.names(eval=True) == ["hmdb51", "synthetic", "ucf101"]
+    assert DATASETS.names(eval=True) == ["diving48", "hmdb51", "kinetics", "ssv2", "synthetic", "ucf101"]
     assert DATASETS.names(splits=False) == ["folder", "kinetics_csv"]
     assert DATASETS.info("ucf101")["max_split"] == 3 and DATASETS.info("synthetic")["max_split"] is None
     assert DATASETS.info("synthetic")["factors"] and not DATASETS.info("ucf101").get("factors")
-    assert "csv" in dataset_arguments("kinetics") and "annotations" in dataset_arguments("hmdb51")
+    assert "csv" in dataset_arguments("csv") and "annotations" in dataset_arguments("hmdb51")
 
 
 def test_a_protocol_registered_by_path_runs_through_evaluate(tiny_synthetic):

@@ -69,26 +69,88 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- index
 def _index_kwargs(args: argparse.Namespace) -> dict:
-    from vidssl.data.index import DATASETS, dataset_arguments
+    """The builder's keyword arguments from ``vidssl index DATASET`` flags (only the flags given,
+    so the builder's own defaults apply); a required argument left out is one line."""
+    from vidssl.data.index import dataset_arguments
 
     accepted = dataset_arguments(args.dataset)
     kw: dict = {"backend": args.backend, "workers": args.workers, "progress": not args.quiet}
-    if DATASETS.info(args.dataset)["splits"]:
-        kw.update(split=args.split, subset=args.subset)
-    for flag in ("annotations", "csv"):  # the builder's own arguments that have a flag here
-        if flag in accepted and getattr(args, flag):
-            kw[flag] = getattr(args, flag)
-        elif accepted.get(flag, None) is inspect.Parameter.empty:
-            raise VidsslError(f"{args.dataset} needs --{flag} PATH")
+    for name, default in accepted.items():
+        value = getattr(args, name, None) if name not in kw else None
+        if value is not None:
+            kw[name] = value
+        elif default is inspect.Parameter.empty:
+            raise VidsslError(f"{args.dataset} needs --{name.replace('_', '-')} "
+                              f"{name.upper() if name != 'csv' else 'PATH'}")
     if args.no_cache:
         kw["cache"] = False
     return kw
 
 
-def _dataset_names() -> list[str]:
-    from vidssl.data.index import DATASETS
+def builder_argument_help(builder) -> dict[str, str]:
+    """``{argument: one-paragraph help}`` from the ``Args:`` section of a builder's docstring."""
+    doc = inspect.getdoc(builder) or ""
+    out: dict[str, str] = {}
+    current: list[str] | None = None
+    in_args = False
+    for line in doc.splitlines():
+        if line.strip() == "Args:":
+            in_args = True
+            continue
+        if not in_args:
+            continue
+        if line and not line.startswith(" "):
+            break
+        m = re.match(r"^ {4}([\w, ]+): (.*)$", line)
+        if m:
+            current = [m.group(2).strip()]
+            for name in m.group(1).split(","):
+                out[name.strip()] = current  # type: ignore[assignment]
+        elif current is not None and line.strip():
+            current.append(line.strip())
+    return {k: " ".join(v).replace("``", "").replace(":func:", "").replace("`", "").replace("%", "%%")
+            for k, v in out.items()}
 
-    return DATASETS.names()
+
+def _add_index_parser(sub) -> None:
+    from vidssl.data.index import DATASETS, PROBE_ARGUMENTS, dataset_arguments
+
+    p = sub.add_parser("index", help="build a video index and print its summary",
+                       description="Index a dataset (metadata cached by path, size and mtime, so "
+                                   "a second build is near-instant) and print a summary table. "
+                                   "`vidssl index DATASET --help` lists that dataset's arguments; "
+                                   "docs/datasets.md shows each dataset's folder layout.")
+    datasets = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    for name in DATASETS.names():
+        builder = DATASETS[name]
+        info = DATASETS.info(name)
+        helps = builder_argument_help(builder)
+        summary = (inspect.getdoc(builder) or name).split("\n\n")[0].replace("\n", " ").replace("``", "")
+        d = datasets.add_parser(name, help=summary.replace("%", "%%"),
+                                description=summary + " See docs/datasets.md.")
+        d.add_argument("--root", required=True, help="dataset root folder")
+        own = d.add_argument_group(f"{name} arguments")
+        for arg, default in dataset_arguments(name).items():
+            if arg in PROBE_ARGUMENTS:
+                continue
+            kw: dict = {"default": None, "help": helps.get(arg, "see the builder's docstring")}
+            if default is not inspect.Parameter.empty and default is not None:
+                kw["help"] += f" (default: {', '.join(default) if isinstance(default, tuple) else default})"
+            elif default is inspect.Parameter.empty:
+                kw["help"] += " (required)"
+            if arg == "split":
+                top = info.get("max_split")
+                kw.update(type=int, choices=range(1, top + 1) if top else None)
+            elif arg == "subset" and info.get("subsets"):
+                kw["choices"] = list(info["subsets"])
+                kw["help"] += f"; one of {', '.join(info['subsets'])}"
+            own.add_argument(f"--{arg.replace('_', '-')}", dest=arg, metavar=arg.upper(), **kw)
+        d.add_argument("--backend", default="torchcodec", help="decoder used to probe files (%(default)s)")
+        d.add_argument("--workers", type=int, default=1, help="parallel probes (%(default)s)")
+        d.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+        d.add_argument("--save", help="also write the index to this .npz file")
+        d.add_argument("--quiet", action="store_true", help="no progress bar")
+        d.set_defaults(func=cmd_index, dataset=name)
 
 
 def print_index_summary(indexes: Sequence, console=None, title: str = "video index") -> None:
@@ -119,6 +181,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     print_index_summary([index])
     rep = index.report
     _console().print(f"built in {elapsed:.2f} s ({rep.probed} files probed, {rep.cached} from cache)")
+    if rep.found_hash:
+        _console().print(f"hash of the videos found: {rep.found_hash} ({len(index)} videos"
+                         + (f" of {rep.listed} listed" if rep.listed else "") + ")")
     if args.save:
         index.save(args.save)
         _console().print(f"saved index to {args.save}")
@@ -407,21 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"settings: {', '.join(f.name for f in dataclasses.fields(SyntheticOptions))}")
     p.set_defaults(func=cmd_make_synthetic)
 
-    p = sub.add_parser("index", help="build a video index and print its summary",
-                       description="Index a dataset (metadata cached by path, size and mtime, so "
-                                   "a second build is near-instant) and print a summary table.")
-    p.add_argument("dataset", choices=_dataset_names())
-    p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="official split")
-    p.add_argument("--subset", default="train", choices=["train", "test"])
-    p.add_argument("--annotations", help="folder of split files (ucf101, hmdb51; default: searched under root)")
-    p.add_argument("--csv", help="annotation CSV (kinetics_csv)")
-    p.add_argument("--backend", default="torchcodec", help="decoder used to probe files")
-    p.add_argument("--workers", type=int, default=1, help="parallel probes (%(default)s)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    p.add_argument("--save", help="also write the index to this .npz file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_index)
+    _add_index_parser(sub)
 
     p = sub.add_parser("configs", help="list, print or copy the configs that ship with vidssl",
                        description="Without NAME: list the shipped configs. With NAME (e.g. "

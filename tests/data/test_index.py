@@ -771,7 +771,8 @@ def test_build_index_dispatch(tmp_path, clips, fake_probe):
     small_ucf(tmp_path, clips)
     index = build_index("ucf101", tmp_path, split=1, subset="test", cache=False)
     assert len(index) == 21
-    assert set(DATASETS) == {"ucf101", "hmdb51", "kinetics_csv", "folder", "synthetic"}
+    assert set(DATASETS) == {"ucf101", "hmdb51", "kinetics_csv", "folder", "synthetic", "ssv2",
+                             "kinetics", "diving48"}
     tree = build_index("folder", tmp_path, cache=False)  # ucfTrainTestlist/ is a class too
     assert len(tree) == 27 and tree.num_classes == 4
     with pytest.raises(ConfigError, match="unknown dataset 'ucf102'"):
@@ -779,7 +780,7 @@ def test_build_index_dispatch(tmp_path, clips, fake_probe):
     with pytest.raises(ConfigError, match=r"unknown argument\(s\) \['splt'\]"):
         build_index("ucf101", tmp_path, splt=1)
     with pytest.raises(ConfigError, match=r"needs argument\(s\) \['csv'\]"):
-        build_index("kinetics", tmp_path)
+        build_index("csv", tmp_path)
     with pytest.raises(ConfigError, match="split must be"):
         build_index("ucf101", tmp_path, split=9)
 

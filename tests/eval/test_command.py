@@ -33,7 +33,7 @@ def test_parse_arguments():
 
 @pytest.mark.parametrize("argv", [   # (no source at all is a one-line ConfigError: tests/models/test_hub.py)
     ["eval", "--encoder", "a", "--checkpoint", "b", "--dataset", "synthetic", "--root", "r"],
-    ["eval", "--encoder", "a", "--dataset", "kinetics", "--root", "r"],
+    ["eval", "--encoder", "a", "--dataset", "kinetics400", "--root", "r"],
 ])
 def test_bad_command_lines_exit(argv, capsys):
     with pytest.raises(SystemExit) as info:

@@ -66,7 +66,7 @@ def test_evaluate_with_finetune(small_synthetic, tiny_encoder):
 
 
 def test_bad_arguments_are_one_line_errors(small_synthetic, tiny_encoder):
-    for kwargs, word in [({"dataset": "kinetics"}, "kinetics"), ({"protocols": "probe"}, "probe"),
+    for kwargs, word in [({"dataset": "kinetics_csv"}, "kinetics_csv"), ({"protocols": "probe"}, "probe"),
                          ({"splits": [4], "dataset": "ucf101"}, "4"), ({"splits": [0]}, "0")]:
         args = {"dataset": "synthetic", "root": small_synthetic, **kwargs}
         with pytest.raises(ConfigError) as info:

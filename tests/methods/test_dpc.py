@@ -153,7 +153,66 @@ def test_curriculum_predicts_further_from_less_context():
 
 @pytest.mark.parametrize("params,key", [({"pred_steps": 8}, "pred_steps"), ({"curriculum": [[0.5, 9]]}, "pred_steps"),
                                         ({"curriculum": [[1.5, 2]]}, "curriculum"), ({"similarity": "l1"}, "similarity"),
-                                        ({"gru_kernel": 2}, "gru_kernel"), ({"block_len": 0}, "dpc")])
+                                        ({"gru_kernel": 2}, "gru_kernel"), ({"block_len": 0}, "dpc"),
+                                        ({"targets": "post_relu"}, "targets")])
 def test_bad_params_are_config_errors(params, key):
     with pytest.raises(ConfigError, match=key):
         DPCParams(**params)
+
+
+# ---------------------------------------------------------------- targets: pre-activation (issue 21)
+
+
+def test_two_cpu_steps_with_dpcs_own_backbone():
+    """r2d3d_tiny (DPC's 2D3D-ResNet, tiny): the targets are its pre-activation output, the GRU
+    reads their ReLU, and two SGD steps train it."""
+    torch.manual_seed(0)
+    params = {**SMALL, "crop_size": 64}                             # 2 x 2 positions at stride 32
+    method = create_method("dpc", create_encoder("r2d3d_tiny"), params)
+    assert method.target_kind == "pre_activation"
+    method.train()
+    opt = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    before = [p.detach().clone() for p in method.encoder.parameters()]
+    for _ in range(2):
+        seq = torch.randint(0, 256, (3, 20, 3, 72, 72), dtype=torch.uint8, generator=g)
+        out = method({"views": [seq], "targets": {}})
+        assert torch.isfinite(out["loss"]) and out["pred_steps"].item() == 2
+        opt.zero_grad()
+        out["loss"].backward()
+        missing = [n for n, p in method.named_parameters() if p.grad is None]
+        assert not missing, missing[:3]
+        opt.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, method.encoder.parameters()))
+    with torch.no_grad():
+        z = method.eval().block_features(seq)
+    assert z.shape == (3, 5, 64, 2, 2) and (z < 0).any()                # pre-activation: signed
+
+
+@pytest.mark.parametrize("encoder", ["r3d_tiny", "r2d3d_tiny"])
+def test_targets_are_the_map_before_the_final_relu(encoder):
+    torch.manual_seed(0)
+    seq = torch.randint(0, 256, (2, 20, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    zs = {}
+    for targets in ("pre_activation", "feature_map"):
+        torch.manual_seed(0)
+        method = create_method("dpc", create_encoder(encoder, use_final_relu=True) if encoder == "r2d3d_tiny"
+                               else create_encoder(encoder), {**SMALL, "targets": targets}).eval()
+        torch.manual_seed(5)                                           # the same augmentation draws
+        with torch.no_grad():
+            zs[targets] = method.block_features(seq)
+    assert (zs["pre_activation"] < 0).any() and (zs["feature_map"] >= 0).all()
+    # ReLU and the temporal mean do not commute, so compare on a one-slice map: here T' = 1
+    torch.testing.assert_close(zs["pre_activation"].relu(), zs["feature_map"])
+
+
+def test_encoders_without_a_pre_activation_map_keep_their_map():
+    method = create_method("dpc", create_encoder("s3d_tiny"), SMALL)
+    assert method.target_kind == "feature_map"
+
+
+def test_old_post_relu_targets_keep_their_pinned_losses():
+    """``targets: feature_map`` is vidssl's DPC before issue 21: the same three losses as then."""
+    from tests.methods.test_methods import DPC_SMALL, check_pinned, pinned_run
+
+    check_pinned("dpc_feature_map", pinned_run("dpc", {**DPC_SMALL, "targets": "feature_map"}))

@@ -20,7 +20,7 @@ from vidssl.models.encoders import (VideoEncoder, create_encoder, encoder_defaul
                                     list_encoders, register_encoder)
 
 TINY = ["r3d_tiny", "mc3_tiny", "r2plus1d_tiny", "s3d_tiny", "videomae_tiny", "mvit_tiny", "swin3d_tiny",
-        "vjepa2_tiny"]
+        "vjepa2_tiny", "r2d3d_tiny", "r3d_50_tiny"]
 # (B, D, T', H', W') for a (2, 3, 16, 64, 64) clip.
 TINY_MAP_SHAPES = {
     "r3d_tiny": (2, 128, 2, 4, 4),
@@ -31,6 +31,8 @@ TINY_MAP_SHAPES = {
     "mvit_tiny": (2, 32, 8, 8, 8),
     "swin3d_tiny": (2, 32, 8, 8, 8),
     "vjepa2_tiny": (2, 64, 8, 4, 4),
+    "r2d3d_tiny": (2, 64, 4, 2, 2),
+    "r3d_50_tiny": (2, 256, 8, 2, 2),
 }
 
 
@@ -63,7 +65,7 @@ def tiny(request) -> tuple[str, nn.Module]:
 def test_registry_lists_every_encoder_and_a_tiny_variant_per_family():
     names = list_encoders()
     assert names == sorted(names)
-    assert {"r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b",
+    assert {"r3d_18", "mc3_18", "r2plus1d_18", "r2d3d_18", "r2d3d_34", "r3d_50", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b",
             "videomae_vit_s", "videomae_vit_b", "videomae_vit_l", "videomae_vit_h", "vjepa2_vit_l", "vjepa2_vit_h",
             "vjepa2_vit_g", *TINY} <= set(names)
     # clip_temporal_tiny (32 px frames, CLS pooling, zero-initialised temporal blocks) keeps the
@@ -82,8 +84,10 @@ def test_tiny_encoder_keeps_the_contract(tiny):
     assert fmap.shape == TINY_MAP_SHAPES[name]
     assert pooled.shape == (2, enc.num_features) and fmap.shape[1] == enc.num_features
     torch.testing.assert_close(plain, pooled)
-    # pooled = mean of the map (documented for every family, the ViT's token mean included)
-    torch.testing.assert_close(pooled, fmap.mean(dim=(2, 3, 4)), rtol=1e-4, atol=1e-5)
+    # pooled = mean of the map (documented for every family, the ViT's token mean included), or of
+    # its ReLU where the map is pre-activation (DPC's 2D3D-ResNet: features_are_map_mean False)
+    want = fmap.mean(dim=(2, 3, 4)) if enc.features_are_map_mean else fmap.relu().mean(dim=(2, 3, 4))
+    torch.testing.assert_close(pooled, want, rtol=1e-4, atol=1e-5)
     assert pooled.isfinite().all() and pooled.std() > 0
     assert enc.preprocess.crop_size == 64 and enc.preprocess.num_frames == 16
     assert enc.encoder_name == name

@@ -1,12 +1,14 @@
 """Published-weight importers: each tested on a state dict with the official key names and shapes,
 made by the official model code (torchvision's and transformers' own classes, random init) or by
-a reference written in this file from the authors' released model code (TCLR, CoCLR); the
-imported encoder loads it strictly and gives the reference's outputs. Nothing is downloaded."""
+a reference written in this file from the authors' released model code (TCLR, CoCLR, DPC); the
+imported encoder loads it strictly and gives the reference's outputs (DPC: every official key
+consumed with its shape, the others named). Nothing is downloaded."""
 
 from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -104,8 +106,8 @@ def test_tiny_mvit_and_swin_equal_torchvision_classes():
 
 
 def test_unknown_source_or_model_is_one_line():
-    with pytest.raises(ConfigError, match="unknown weights source 'dpc'"):
-        load_published("dpc:/x.pth")
+    with pytest.raises(ConfigError, match="unknown weights source 'memdpc'"):
+        load_published("memdpc:/x.pth")
     with pytest.raises(ConfigError, match="no video model 'resnet50'"):
         load_published("torchvision:resnet50")
 
@@ -349,3 +351,150 @@ def test_eval_cli_takes_published_weights(tmp_path, monkeypatch):
     args.encoder = "r3d_18"
     with pytest.raises(ConfigError, match="names its own architecture"):
         load_eval_encoder(args)
+
+
+# ---------------------------------------------------------------- DPC (TengdaHan/DPC)
+
+class DPCBlock(nn.Module):
+    """``backbone/resnet_2d3d.py`` ``BasicBlock2d`` / ``BasicBlock3d`` (their parameters and
+    buffers; the 2D one has 1x3x3 kernels). ``track_running_stats=False`` as ``DPC_RNN`` builds it."""
+
+    def __init__(self, cin, cout, stride, temporal, track):
+        super().__init__()
+        k, step = ((3, 3, 3), (stride,) * 3) if temporal else ((1, 3, 3), (1, stride, stride))
+        pad = (1, 1, 1) if temporal else (0, 1, 1)
+        self.conv1 = nn.Conv3d(cin, cout, k, step, pad, bias=False)
+        self.bn1 = nn.BatchNorm3d(cout, track_running_stats=track)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv3d(cout, cout, k, 1, pad, bias=False)
+        self.bn2 = nn.BatchNorm3d(cout, track_running_stats=track)
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv3d(cin, cout, 1, step, bias=False),
+                                            nn.BatchNorm3d(cout, track_running_stats=track))
+
+
+class DPCResNet2d3d(nn.Module):
+    """``ResNet2d3d_full`` (``resnet18_2d3d_full`` / ``resnet34_2d3d_full``): 2D stem, 2D blocks in
+    layer1-2, 3D in layer3-4, layer4 at 256 channels."""
+
+    def __init__(self, layers, track=False):
+        super().__init__()
+        self.conv1 = nn.Conv3d(3, 64, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(64, track_running_stats=track)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
+        cin = 64
+        for i, (cout, n) in enumerate(zip((64, 128, 256, 256), layers)):
+            stride = 1 if i == 0 else 2
+            blocks = [DPCBlock(cin if b == 0 else cout, cout, stride if b == 0 else 1, i >= 2, track) for b in range(n)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            cin = cout
+
+
+class DPCConvGRU(nn.Module):
+    """``backbone/convrnn.py`` ``ConvGRU(kernel_size=1, num_layers=1)``: the cell is registered as
+    ``ConvGRUCell_00`` and again in ``cell_list``."""
+
+    def __init__(self, d):
+        super().__init__()
+        cell = nn.Module()
+        for gate in ("reset_gate", "update_gate", "out_gate"):
+            setattr(cell, gate, nn.Conv2d(2 * d, d, 1))
+        self.ConvGRUCell_00 = cell
+        self.cell_list = nn.ModuleList([cell])
+        self.dropout_layer = nn.Dropout(0.1)
+
+
+class DPCRNN(nn.Module):
+    """``dpc/model_3d.py`` ``DPC_RNN``'s parameters: backbone, agg, network_pred."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.backbone = DPCResNet2d3d(layers)
+        self.agg = DPCConvGRU(256)
+        self.network_pred = nn.Sequential(nn.Conv2d(256, 256, 1), nn.ReLU(inplace=True), nn.Conv2d(256, 256, 1))
+
+
+def dpc_checkpoint(path, layers=(2, 2, 2, 2), net="resnet18", edit=None):
+    """Saved as ``dpc/main.py`` saves: ``nn.DataParallel(model).state_dict()`` (``module.`` keys)
+    in ``{'epoch', 'net', 'state_dict', 'best_acc', 'optimizer', 'iteration'}``."""
+    torch.manual_seed(0)
+    model = DPCRNN(layers)
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    if edit:
+        edit(state)
+    # best_acc is a numpy.float64 in the released files (np.average of utils.py's AverageMeter)
+    torch.save({"epoch": 300, "net": net, "state_dict": state, "best_acc": np.float64(0.5), "optimizer": {},
+                "iteration": 9}, path)
+    return state
+
+
+@pytest.mark.parametrize("layers,net,name", [((2, 2, 2, 2), "resnet18", "r2d3d_18"),
+                                             ((3, 4, 6, 3), "resnet34", "r2d3d_34")])
+def test_dpc_checkpoint_every_backbone_key_consumed(tmp_path, layers, net, name):
+    state = dpc_checkpoint(tmp_path / "dpc.pth.tar", layers, net)
+    assert "module.agg.ConvGRUCell_00.reset_gate.weight" in state and "module.agg.cell_list.0.out_gate.bias" in state
+    assert not any("running_mean" in k for k in state)              # DPC_RNN: track_running_stats=False
+    enc = load_published(f"dpc:{tmp_path / 'dpc.pth.tar'}")
+    assert enc.encoder_name == name and enc.preprocess.crop_size == (128 if name == "r2d3d_18" else 224)
+    own = enc.state_dict()
+    backbone = {k[len("module.backbone."):]: v for k, v in state.items() if k.startswith("module.backbone.")}
+    ignored = {k for k in state if not k.startswith("module.backbone.")}
+    assert ignored and all(k.startswith(("module.agg.", "module.network_pred.")) for k in ignored)
+    for k, v in backbone.items():                                    # every backbone key lands, same shape
+        assert k in own and own[k].shape == v.shape and torch.equal(own[k], v), k
+    filled = set(own) - set(backbone)                                # what the file lacks: BN statistics only
+    assert filled and all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in filled)
+    assert all(float(own[k].abs().sum()) == 0 for k in filled if k.endswith("running_mean"))
+    assert not enc.layer4[-1].use_final_relu                         # the authors' pre-activation output
+    with torch.no_grad():
+        assert enc.eval().forward_feature_map(torch.randn(1, 3, 5, 64, 64)).shape == (1, 256, 2, 2, 2)
+
+
+def test_dpc_missing_or_unexpected_keys_are_one_line(tmp_path):
+    cases = {
+        "missing": lambda s: s.pop("module.backbone.layer3.1.bn2.weight"),
+        "unexpected": lambda s: s.update({"module.backbone.layer5.0.conv1.weight": torch.zeros(1)}),
+        "besides DPC's backbone": lambda s: s.update({"module.projector.weight": torch.zeros(1)}),
+        "shape mismatch": lambda s: s.update({"module.backbone.conv1.weight": torch.zeros(64, 3, 3, 7, 7)}),
+    }
+    for i, (what, edit) in enumerate(cases.items()):
+        dpc_checkpoint(tmp_path / f"{i}.pth", edit=edit)
+        with pytest.raises(VidsslError, match=what) as info:
+            load_published(f"dpc:{tmp_path / f'{i}.pth'}")
+        assert "\n" not in str(info.value)
+    dpc_checkpoint(tmp_path / "net.pth", net="resnet34")              # keys of an R18 under net=resnet34
+    with pytest.raises(VidsslError, match="net='resnet34'"):
+        load_published(f"dpc:{tmp_path / 'net.pth'}")
+    torch.save({"state_dict": {"module.encoder.weight": torch.zeros(1)}}, tmp_path / "other.pth")
+    with pytest.raises(VidsslError, match="no DPC backbone"):
+        load_published(f"dpc:{tmp_path / 'other.pth'}")
+
+
+def test_dpc_finetuned_classifier_checkpoint(tmp_path):
+    """``eval/test.py`` saves ``nn.DataParallel(LC)``: ``resnet.*`` (with BN statistics, LC uses
+    ``track_running_stats=True``), ``convrnn.*``, ``final_bn.*``, ``final_fc.*``."""
+    torch.manual_seed(0)
+    backbone = DPCResNet2d3d((2, 2, 2, 2), track=True)
+    for m in backbone.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.1, 0.1)
+    state = {f"module.resnet.{k}": v for k, v in backbone.state_dict().items()}
+    state.update({"module.convrnn.cell_list.0.reset_gate.weight": torch.zeros(256, 512, 1, 1),
+                  "module.final_bn.weight": torch.ones(256), "module.final_fc.1.weight": torch.zeros(101, 256)})
+    torch.save({"epoch": 100, "net": "resnet18", "state_dict": state}, tmp_path / "ft.pth.tar")
+    enc = load_published(f"dpc:{tmp_path / 'ft.pth.tar'}")
+    torch.testing.assert_close(enc.layer2[0].bn1.running_mean, backbone.layer2[0].bn1.running_mean)
+
+
+def test_dpc_file_in_torch1_legacy_format_with_a_numpy1_scalar(tmp_path):
+    """DPC's files date from 2019: torch's legacy (non-zip) format, numpy 1's module path for the
+    pickled ``best_acc``. The pickle is rewritten to that path; the file still imports."""
+    dpc_checkpoint(tmp_path / "new.pth")
+    obj = torch.load(tmp_path / "new.pth", weights_only=False)
+    torch.save(obj, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    raw = (tmp_path / "legacy.pth").read_bytes()
+    assert b"numpy._core.multiarray" in raw
+    (tmp_path / "old.pth").write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    enc = load_published(f"dpc:{tmp_path / 'old.pth'}")
+    torch.testing.assert_close(enc.conv1.weight, obj["state_dict"]["module.backbone.conv1.weight"])

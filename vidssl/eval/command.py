@@ -50,14 +50,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     from vidssl.data.index import DATASETS
 
     p.add_argument("--dataset", required=True, choices=DATASETS.names(),
-                   help=f"{', '.join(eval_datasets())} (official splits); a dataset without splits "
-                        f"(kinetics_csv, folder) takes only --protocol classify")
+                   help=f"{', '.join(eval_datasets())} (official splits; ssv2, kinetics and diving48 "
+                        f"have one: train/validation or train/test as split 1); a dataset without "
+                        f"splits (kinetics_csv, folder) takes only --protocol classify")
     p.add_argument("--root", required=True, help="dataset folder")
     p.add_argument("--index-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="an argument of the dataset's index builder, e.g. csv=val.csv subset=val for "
                         "kinetics_csv (repeat)")
     p.add_argument("--splits", type=int, nargs="+", default=None, metavar="N",
-                   help="official splits to evaluate (default: 1 2 3)")
+                   help="official splits to evaluate (default: 1 2 3, or 1 where a dataset has one)")
     add_result_options(p, config_of="EvalConfig",
                        out_default="runs/eval/<run>_step<N> for a checkpoint, "
                                    "runs/eval/<encoder>[_<weights>]_seed<S> otherwise",

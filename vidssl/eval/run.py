@@ -40,19 +40,21 @@ def eval_datasets() -> list[str]:
 
 
 def resolve_splits(dataset: str, splits: Sequence[int] | int | None) -> list[int]:
-    """``None`` -> (1, 2, 3); values must be positive (up to the dataset's ``max_split``), no repeats."""
+    """``None`` -> (1, 2, 3), or the dataset's splits when it has fewer (ssv2, kinetics, diving48:
+    1); values must be positive (up to the dataset's ``max_split``), no repeats."""
+    top = DATASETS.info(dataset)["max_split"]
     if splits is None:
-        return [1, 2, 3]
+        return list(range(1, min(3, top) + 1)) if top else [1, 2, 3]
     values = [splits] if isinstance(splits, int) else list(splits)
     if not values:
         raise ConfigError("no split given")
-    top = DATASETS.info(dataset)["max_split"]
     out = []
     for s in values:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
             raise ConfigError(f"split must be a positive integer, got {s!r}")
         if top is not None and s > top:
-            raise ConfigError(f"{dataset} has splits {', '.join(map(str, range(1, top)))} and {top}, got {s}")
+            have = f"only split {top}" if top == 1 else f"splits {', '.join(map(str, range(1, top)))} and {top}"
+            raise ConfigError(f"{dataset} has {have}, got {s}")
         if int(s) not in out:
             out.append(int(s))
     return out
@@ -118,9 +120,10 @@ def evaluate(
     Args:
         encoder: a vidssl encoder (``num_features``, ``preprocess``, ``forward_features``).
         dataset: a registered dataset with official splits (``synthetic``, ``ucf101``,
-            ``hmdb51``: :func:`eval_datasets`), read with ``build_index``.
+            ``hmdb51``, and with one official split ``ssv2``, ``kinetics``, ``diving48``:
+            :func:`eval_datasets`), read with ``build_index``.
         root: the dataset folder.
-        splits: default (1, 2, 3).
+        splits: default (1, 2, 3), or (1,) for a dataset with one official split.
         protocols: ``"all"`` (linear knn retrieval finetune diagnostics) or names of
             :data:`~vidssl.eval.protocols.PROTOCOLS` (with the presets such as ``linear:tclr``,
             ``attentive``, ``classify``, ``zeroshot``).

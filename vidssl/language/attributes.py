@@ -23,7 +23,7 @@ from pathlib import Path
 from vidssl.data.index.datasets import vocabulary as load_vocabulary  # noqa: F401 (re-export)
 from vidssl.errors import ConfigError
 
-VOCABULARIES = ("ucf101", "hmdb51", "kinetics400", "kinetics600", "synthetic")
+VOCABULARIES = ("ucf101", "hmdb51", "kinetics400", "kinetics600", "synthetic", "diving48")
 
 
 def _resource(*parts: str):

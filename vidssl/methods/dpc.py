@@ -3,13 +3,24 @@
 Per video, ``N = 8`` contiguous blocks of 5 frames at frame step 3
 (:class:`~vidssl.data.samplers.DPCBlockSampler`), augmented as one sequence: crop and flip
 shared, colour jitter and grayscale drawn per frame (:func:`~vidssl.data.transforms.dpc_augment`).
-The encoder maps every block to a feature map, averaged over time: ``z_t`` is ``D x H' x W'``.
-A one-layer ConvGRU with 1 x 1 kernels aggregates ``ReLU(z_1 .. z_C)`` (``C = N - K`` context
-blocks) into a context map; a predictor (1 x 1 conv, ReLU, 1 x 1 conv) predicts ``z_{C+1}``,
-whose ReLU is fed back to the GRU to predict ``z_{C+2}`` and so on for ``K = 3`` steps. The
-dense contrastive loss (:class:`~vidssl.losses.dpc.DenseContrastiveLoss`) matches each
-prediction to the true ``z`` at the same video, step and position against every other video,
-step and position (gathered over ranks); raw dot products by default.
+The encoder maps every block to a feature map, averaged over time: ``z_t`` is ``D x H' x W'``,
+taken **before the encoder's final ReLU** where the encoder can give it (``targets:
+pre_activation``, the authors' choice: their 2D3D-ResNet ends without that ReLU and they score
+against its output; see below). A one-layer ConvGRU with 1 x 1 kernels aggregates
+``ReLU(z_1 .. z_C)`` (``C = N - K`` context blocks) into a context map; a predictor (1 x 1
+conv, ReLU, 1 x 1 conv) predicts ``z_{C+1}``, whose ReLU is fed back to the GRU to predict
+``z_{C+2}`` and so on for ``K = 3`` steps. The dense contrastive loss
+(:class:`~vidssl.losses.dpc.DenseContrastiveLoss`) matches each prediction to the true ``z`` at
+the same video, step and position against every other video, step and position (gathered over
+ranks); raw dot products by default.
+
+``targets``: ``"pre_activation"`` (default, the authors') asks the encoder for
+``forward_feature_map(x, pre_activation=True)`` when it declares ``has_pre_activation_map``
+(``r2d3d_*``, the R3D / MC3 / R(2+1)D family, ``r3d_50*``); other encoders give their map as it is
+(S3D's map is post-ReLU with no single pre-activation; the ViT families' tokens are not
+rectified anyway), recorded in ``DPC.target_kind``. ``"feature_map"``: the encoder's default map,
+vidssl's behaviour before issue 21 (post-ReLU targets for the R3D family; different numbers;
+``r2d3d_*`` with ``use_final_relu=False`` gives its pre-activation map either way).
 
 ``curriculum`` makes the task harder during training: entries ``[start_fraction, pred_steps]``
 switch to predicting more steps from fewer context blocks (the sequence length is fixed).
@@ -33,7 +44,11 @@ from vidssl.methods import building_parts, check_choice, check_ints, param_error
 from vidssl.methods.common import norm_kwargs
 from vidssl.models.heads import ConvGRU, dense_predictor
 
-__all__ = ["DPCParams", "DPC"]
+__all__ = ["DPCParams", "DPC", "TARGETS"]
+
+#: What the predictions are scored against: the map before the encoder's final ReLU (DPC) or
+#: the encoder's default map (vidssl before issue 21).
+TARGETS: tuple[str, ...] = ("pre_activation", "feature_map")
 
 
 @dataclass
@@ -45,7 +60,9 @@ class DPCParams:
         ``[start_fraction, pred_steps]`` (empty: fixed ``K``).
     Augmentation: crop_size (128); crop and flip per sequence, colour per frame.
     Aggregator / predictor: gru_kernel (1), gru_dropout (0.1) on the GRU output.
-    Loss: similarity ``"dot"`` (DPC) or ``"cosine"`` with ``temperature``; gather_negatives.
+    Loss: similarity ``"dot"`` (DPC) or ``"cosine"`` with ``temperature``; gather_negatives;
+        targets ``"pre_activation"`` (DPC: the encoder's map before its final ReLU) or
+        ``"feature_map"`` (the encoder's default map; vidssl before issue 21).
     """
 
     num_blocks: int = 8
@@ -60,6 +77,7 @@ class DPCParams:
     similarity: str = "dot"
     temperature: float = 0.07
     gather_negatives: bool = True
+    targets: str = "pre_activation"
 
     def __post_init__(self) -> None:
         def bad(key: str, msg: str) -> ConfigError:
@@ -69,6 +87,7 @@ class DPCParams:
         if self.gru_kernel % 2 == 0:
             raise bad("gru_kernel", f"must be odd (same-size padding), got {self.gru_kernel}")
         check_choice("dpc", "similarity", self.similarity, SIMILARITIES)
+        check_choice("dpc", "targets", self.targets, TARGETS)
         steps = [self.pred_steps] + [int(s) for _, s in self.curriculum]
         for i, entry in enumerate(self.curriculum):
             if len(entry) != 2 or not 0.0 <= float(entry[0]) <= 1.0 or int(entry[1]) != entry[1]:
@@ -114,6 +133,10 @@ class DPC(nn.Module):
         self.head = dense_predictor(d)
         self.criterion = DenseContrastiveLoss(params.similarity, params.temperature, params.gather_negatives)
         self.pred_steps = params.pred_steps
+        pre = params.targets == "pre_activation" and bool(getattr(encoder, "has_pre_activation_map", False))
+        #: what the targets are here: "pre_activation" or "feature_map" (an encoder without a
+        #: pre-activation map gives its map under targets=pre_activation)
+        self.target_kind = "pre_activation" if pre else "feature_map"
 
     def set_step(self, step: int, total_steps: int) -> None:
         """Curriculum: the prediction length for step ``step`` (0-based) of ``total_steps``."""
@@ -121,14 +144,19 @@ class DPC(nn.Module):
             self.pred_steps = self.params.pred_steps_at(step / total_steps)
 
     def block_features(self, seq: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(B, N L, C, H, W)`` -> ``(B, N, D, H', W')`` (encoder map averaged over time)."""
+        """uint8 ``(B, N L, C, H, W)`` -> ``(B, N, D, H', W')`` (encoder map averaged over time;
+        pre-activation when ``target_kind`` says so)."""
         p = self.params
         b = seq.shape[0]
         with torch.no_grad():
             x = self.augment(seq)                                            # (B, C, N L, S, S)
         c, s1, s2 = x.shape[1], x.shape[3], x.shape[4]
         x = x.view(b, c, p.num_blocks, p.block_len, s1, s2).transpose(1, 2).flatten(0, 1)  # (B N, C, L, S, S)
-        fmap = self.encoder.forward_feature_map(x).mean(dim=2)               # (B N, D, H', W')
+        if self.target_kind == "pre_activation":
+            fmap = self.encoder.forward_feature_map(x, pre_activation=True)
+        else:
+            fmap = self.encoder.forward_feature_map(x)
+        fmap = fmap.mean(dim=2)                                              # (B N, D, H', W')
         return fmap.view(b, p.num_blocks, *fmap.shape[1:])
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:

@@ -11,6 +11,7 @@
                                    classifier such as ``facebook/vjepa2-vitl-fpc16-256-ssv2``)
 ``tclr:FILE``                      TCLR's released R3D-18 (``DAVEISHAN/TCLR``, Google Drive)
 ``coclr:FILE``                     CoCLR's released S3D, RGB (``TengdaHan/CoCLR``)
+``dpc:FILE``                       DPC's released 2D3D-ResNet-18 / -34 (``TengdaHan/DPC``)
 =================================  ==============================================================
 
 Each importer maps the published key layout onto a registered encoder, loads it **strictly**
@@ -20,8 +21,7 @@ key mappings are written from the authors' model code (cited per importer) and t
 dicts with those names and shapes; where the reference architecture is installable
 (torchvision, transformers) the outputs equal the reference's.
 
-Not here: DPC's released weights (its 2D3D-ResNet backbone is added by another change; the
-importer comes with it), TCLR's R(2+1)D-18 (its dilated variant's code is not released), CoCLR's
+Not here: TCLR's R(2+1)D-18 (its dilated variant's code is not released), CoCLR's
 flow networks (2-channel input).
 """
 
@@ -41,7 +41,7 @@ from vidssl.models.encoders.base import Preprocess
 from vidssl.registry import Registry
 
 __all__ = ["IMPORTERS", "load_published", "is_published_ref", "read_checkpoint_file", "tclr_state_dict",
-           "coclr_state_dict", "TCLR_PREPROCESS", "COCLR_PREPROCESS"]
+           "coclr_state_dict", "dpc_state_dict", "TCLR_PREPROCESS", "COCLR_PREPROCESS"]
 
 #: ``source -> importer(ref) -> encoder``.
 IMPORTERS: Registry[Callable[[str], nn.Module]] = Registry("weights source")
@@ -89,15 +89,29 @@ def _grad_scaler_globals() -> list:
     return out
 
 
+def _numpy_scalar_globals() -> list:
+    """What unpickling a numpy scalar needs (DPC's ``best_acc`` is ``np.average`` of its meter: a
+    ``numpy.float64``), under numpy 2's and numpy 1's module paths: the scalar constructor and
+    the dtype, data only."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import scalar
+    return [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
+            *{type(np.dtype(c)) for c in "fdlibq?"}]
+
+
 def read_checkpoint_file(path: str | os.PathLike, what: str) -> dict[str, Any]:
     """A training checkpoint an author published, read with ``torch.load(weights_only=True)``;
-    a pickled ``GradScaler`` (TCLR's files) is allowed through an explicit allow-list, nothing
-    else runs code."""
+    a pickled ``GradScaler`` (TCLR's files) and numpy scalars (DPC's ``best_acc``) are allowed
+    through an explicit allow-list, nothing else runs code."""
     path = os.fspath(os.path.expanduser(str(path)))
     if not os.path.isfile(path):
         raise VidsslError(f"{what} checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals(_grad_scaler_globals()):
+        with torch.serialization.safe_globals(_grad_scaler_globals() + _numpy_scalar_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - pickle / zip / unsafe-global errors
         raise VidsslError(f"cannot read the {what} checkpoint {path}: {_one_line(err)}") from None
@@ -353,4 +367,65 @@ def import_coclr(path: str) -> nn.Module:
     encoder = create_encoder("s3d", bn_eps=1e-5, bn_momentum=0.1)
     load_state_dict_strict(encoder, state, path)
     encoder.preprocess = COCLR_PREPROCESS
+    return encoder
+
+
+# ---------------------------------------------------------------------- DPC
+
+#: Top-level modules of DPC's models besides the backbone: ``dpc/model_3d.py`` ``DPC_RNN``
+#: (``agg``: the ConvGRU, each cell registered twice as ``ConvGRUCell_00`` and ``cell_list.0``;
+#: ``network_pred``: the predictor) and ``eval/model_3d_lc.py`` ``LC`` (``convrnn``,
+#: ``final_bn``, ``final_fc``). The encoder import does not keep them.
+DPC_IGNORED = ("agg.", "network_pred.", "convrnn.", "final_bn.", "final_fc.")
+_DPC_NETS = {"resnet18": "r2d3d_18", "resnet34": "r2d3d_34"}
+
+
+def dpc_state_dict(state: Mapping[str, torch.Tensor], path: str = "DPC checkpoint"
+                   ) -> tuple[dict[str, torch.Tensor], str]:
+    """DPC's keys -> ``(r2d3d state dict, encoder name)``.
+
+    ``state`` is the ``state_dict`` of ``nn.DataParallel(DPC_RNN)`` (``dpc/main.py``:
+    ``module.backbone.*``) or of the classifier ``nn.DataParallel(LC)`` (``eval/test.py``:
+    ``module.resnet.*``); the backbone's own names are vidssl's (``backbone/resnet_2d3d.py``).
+    The aggregator and predictor (or the classifier's GRU / BN / FC) are dropped, see
+    :data:`DPC_IGNORED`; any other key is an error. R18 or R34 is read from the blocks per
+    stage (``layer1.2.*`` exists only in the 3-4-6-3 network); bottleneck (R50+) backbones are
+    refused."""
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    prefix = next((p for p in ("backbone.", "resnet.") if any(k.startswith(p) for k in state)), None)
+    if prefix is None:
+        raise VidsslError(f"{path}: no DPC backbone (expected module.backbone.* or module.resnet.* keys)")
+    other = [k for k in state if not k.startswith(prefix) and not k.startswith(DPC_IGNORED)]
+    if other:
+        raise VidsslError(f"{path}: {len(other)} unexpected keys besides DPC's backbone, aggregator and "
+                          f"predictor (e.g. {other[0]!r})")
+    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if any(k.endswith("conv3.weight") for k in out):
+        raise VidsslError(f"{path}: a bottleneck 2D3D-ResNet (R50 or deeper); vidssl builds DPC's R18 and R34 only")
+    name = "r2d3d_34" if any(k.startswith("layer1.2.") for k in out) else "r2d3d_18"
+    return out, name
+
+
+@IMPORTERS.register("dpc")
+def import_dpc(path: str) -> nn.Module:
+    """DPC's released weights (``dpc/main.py`` checkpoint: ``{'epoch', 'net', 'state_dict', ...}``)
+    as ``r2d3d_18`` / ``r2d3d_34`` (chosen by the keys; a ``net`` entry must agree) with DPC's
+    input spec. DPC pretrains with ``track_running_stats=False``, so its files hold no BatchNorm
+    statistics: the encoder keeps running statistics and starts them at mean 0 / variance 1,
+    where DPC's own finetuning (``eval/test.py``: its classifier keeps statistics) starts them
+    too, the file having none; evaluate frozen features with ``bn.mode=recompute``."""
+    from vidssl.models.encoders import create_encoder
+    from vidssl.models.encoders.weights import load_state_dict_strict
+
+    obj = read_checkpoint_file(path, "DPC")
+    state, name = dpc_state_dict(_state(obj, ("state_dict",), path, "DPC"), path)
+    net = obj.get("net")
+    if isinstance(net, str) and _DPC_NETS.get(net, name) != name:
+        raise VidsslError(f"{path}: the checkpoint says net={net!r} but its keys are a {name}")
+    encoder = create_encoder(name)
+    stats = {k: v for k, v in encoder.state_dict().items()
+             if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    if not any(k in state for k in stats):          # trained with track_running_stats=False
+        state = {**state, **stats}
+    load_state_dict_strict(encoder, state, path)
     return encoder

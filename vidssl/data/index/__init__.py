@@ -12,7 +12,9 @@ from typing import Callable
 
 from vidssl.data.index.core import Failure, IndexReport, VideoIndex, VideoRecord
 from vidssl.data.index.datasets import VIDEO_EXTENSIONS, folder, hmdb51, synthetic, ucf101
-from vidssl.data.index.kinetics import kinetics_csv
+from vidssl.data.index.diving48 import diving48
+from vidssl.data.index.kinetics import KINETICS_SUBSETS, kinetics, kinetics_csv
+from vidssl.data.index.ssv2 import ssv2
 from vidssl.data.index.metadata import (
     MetadataCache,
     ProbeResult,
@@ -30,13 +32,22 @@ def _normalize(name: str) -> str:
 #: Dataset builders by name, with the capabilities each declares:
 #: ``splits`` (official train/test splits: ``data.split`` / ``data.subset`` are passed),
 #: ``max_split`` (highest split number, ``None``: any positive), ``eval`` (``vidssl eval`` can use
-#: it), ``factors`` (per-video factor metadata for the diagnostics' probes). The builder's own further arguments (``annotations``, ``csv``, ``extensions``, ...) are
+#: it; its official split 1 is what single-split datasets such as ssv2, kinetics, diving48 have),
+#: ``subsets`` (the ``subset`` values the builder takes), ``factors`` (per-video factor metadata
+#: for the diagnostics' probes). The builder's own further arguments (``annotations``, ``csv``, ``extensions``, ...) are
 #: its keyword parameters (:func:`dataset_arguments`); configs pass them in ``data.kwargs``.
 DATASETS: Registry[Callable[..., VideoIndex]] = Registry(
-    "dataset", aliases={"kinetics": "kinetics_csv", "csv": "kinetics_csv"}, normalize=_normalize)
-DATASETS.register("ucf101", ucf101, splits=True, max_split=3, eval=True)
-DATASETS.register("hmdb51", hmdb51, splits=True, max_split=3, eval=True)
-DATASETS.register("synthetic", synthetic, splits=True, max_split=None, eval=True, factors=True)
+    "dataset", aliases={"csv": "kinetics_csv", "something_something_v2": "ssv2"},
+    normalize=_normalize)
+DATASETS.register("ucf101", ucf101, splits=True, max_split=3, eval=True, subsets=("train", "test"))
+DATASETS.register("hmdb51", hmdb51, splits=True, max_split=3, eval=True, subsets=("train", "test"))
+DATASETS.register("ssv2", ssv2, splits=True, max_split=1, eval=True,
+                  subsets=("train", "test", "val", "validation"))
+DATASETS.register("kinetics", kinetics, splits=True, max_split=1, eval=True,
+                  subsets=tuple(KINETICS_SUBSETS))
+DATASETS.register("diving48", diving48, splits=True, max_split=1, eval=True, subsets=("train", "test"))
+DATASETS.register("synthetic", synthetic, splits=True, max_split=None, eval=True, factors=True,
+                  subsets=("train", "test"))
 DATASETS.register("kinetics_csv", kinetics_csv, splits=False, max_split=None, eval=False)
 DATASETS.register("folder", folder, splits=False, max_split=None, eval=False)
 
@@ -94,10 +105,13 @@ __all__ = [
     "check_dataset_arguments",
     "dataset_arguments",
     "default_cache_path",
+    "diving48",
     "folder",
     "hmdb51",
+    "kinetics",
     "kinetics_csv",
     "probe_files",
+    "ssv2",
     "synthetic",
     "ucf101",
 ]

@@ -54,19 +54,31 @@ class IndexReport:
         failed: files that exist but could not be probed (corrupt, truncated, not a video).
         cached: records whose metadata came from the cache.
         probed: records whose metadata was read from the file this time.
+        listed: entries the annotation files list for this index (0: not counted).
+        missing_list: the file the full list of missing videos was written to, if any.
+        found_hash: :func:`~vidssl.provenance.records_hash` of the videos the index holds
+            (paths relative to the dataset root, labels), so two copies of a partially
+            downloaded dataset can be compared; empty when the builder does not compute it.
     """
 
     missing: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     cached: int = 0
     probed: int = 0
+    listed: int = 0
+    missing_list: str | None = None
+    found_hash: str = ""
 
     def summary_lines(self, max_items: int = 5) -> list[str]:
         lines = []
         if self.missing:
             shown = ", ".join(self.missing[:max_items])
             more = f" (+{len(self.missing) - max_items} more)" if len(self.missing) > max_items else ""
-            lines.append(f"{len(self.missing)} listed files are missing: {shown}{more}")
+            of = f" of {self.listed}" if self.listed else ""
+            notes = ([f"full list: {self.missing_list}"] if self.missing_list else []) + (
+                [f"hash of the videos found: {self.found_hash}"] if self.found_hash else [])
+            where = f" ({'; '.join(notes)})" if notes else ""
+            lines.append(f"{len(self.missing)}{of} listed files are missing{where}: {shown}{more}")
         if self.failed:
             shown = "; ".join(f"{f.path}: {f.reason}" for f in self.failed[:max_items])
             more = f" (+{len(self.failed) - max_items} more)" if len(self.failed) > max_items else ""
@@ -173,6 +185,7 @@ class VideoIndex:
             "fps_median": float(np.median(self.fps)) if len(self) else 0.0,
             "missing": len(self.report.missing),
             "failed": len(self.report.failed),
+            "found_hash": self.report.found_hash,
         }
 
     def save(self, path: str | os.PathLike) -> None:

@@ -16,6 +16,7 @@ raises :class:`DatasetError`. A missing root or annotation file, or a malformed 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from typing import Callable, Sequence
 from vidssl.data.decoders.base import DEFAULT_BACKEND
 from vidssl.data.index.core import IndexReport, VideoIndex
 from vidssl.data.index.metadata import CacheArg, probe_files
+from vidssl.data.index.partial import MissingListArg, found_hash, missing_list_path, write_missing_list
 from vidssl.errors import ConfigError, DatasetError
 
 log = logging.getLogger("vidssl.data.index")
@@ -41,7 +43,8 @@ HMDB_SPLIT_RE = re.compile(r"^(?P<cls>.+)_test_split(?P<split>\d+)\.txt$")
 # --------------------------------------------------------------------------------- helpers --
 
 def vocabulary(name: str) -> list[str]:
-    """A shipped class vocabulary (``ucf101``, ``hmdb51``, ``kinetics400``, ``kinetics600``)."""
+    """A shipped class vocabulary (``ucf101``, ``hmdb51``, ``kinetics400``, ``kinetics600``,
+    ``ssv2``, ``diving48``), in the dataset's label order."""
     ref = resources.files("vidssl") / "resources" / "vocabularies" / f"{name}.txt"
     try:
         text = ref.read_text(encoding="utf-8")
@@ -78,6 +81,36 @@ def read_lines(path: str) -> list[tuple[int, str]]:
     except OSError as err:
         raise DatasetError(f"cannot read annotation file {path}: {err.strerror or err}") from None
     return [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+
+
+def as_extensions(extensions: Sequence[str] | str, first: str | None = None) -> tuple[str, ...]:
+    """Extensions as ``(".webm", ".mp4", ...)``: a string is comma-separated (``"mp4,mkv"``, as
+    from the command line); ``first`` is tried before the others."""
+    if isinstance(extensions, str):
+        extensions = [e for e in extensions.split(",") if e.strip()]
+    exts = [e.strip().lower() if e.strip().startswith(".") else "." + e.strip().lower()
+            for e in extensions]
+    if first is not None:
+        exts = [first] + [e for e in exts if e != first]
+    if not exts:
+        raise ConfigError("extensions must name at least one file extension")
+    return tuple(dict.fromkeys(exts))
+
+
+def read_json(path: str, what: str) -> object:
+    """The parsed JSON of an annotation file; one-line :class:`DatasetError` naming the file."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{what} annotation file {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} "
+                           f"column {err.colno})") from None
+    except OSError as err:
+        raise DatasetError(f"cannot read annotation file {path}: {err.strerror or err}") from None
 
 
 def find_annotation_dir(root: str, given: str | os.PathLike | None, defaults: Sequence[str],
@@ -150,16 +183,27 @@ class Locator:
 
 
 def finish(name: str, where: str, items: list[tuple[str, int, int]], missing: list[str],
-           class_names: Sequence[str], group_names: Sequence[str], probe: dict) -> VideoIndex:
-    """Probe the located files and assemble the index; raise if nothing is usable."""
+           class_names: Sequence[str], group_names: Sequence[str], probe: dict, *,
+           root: str | None = None, missing_list: MissingListArg = False) -> VideoIndex:
+    """Probe the located files and assemble the index; raise if nothing is usable.
+
+    With ``root``, the report also holds the number of listed entries, the hash of the videos
+    found (:mod:`.partial`) and, unless ``missing_list`` is ``False``, the file listing the
+    missing ones."""
     result = probe_files([p for p, _, _ in items], **probe)
     report = IndexReport(missing=list(missing) + result.missing, failed=result.failed,
                          cached=result.cached, probed=result.probed)
     keep = [i for i, m in enumerate(result.metas) if m is not None]
     listed = len(items) + len(missing)
+    if root is not None:
+        report.listed = listed
+        report.found_hash = found_hash([items[i][:2] for i in keep], root)
+        report.missing_list = write_missing_list(
+            report.missing, root, missing_list_path(missing_list, name, root))
     if not keep:
+        saved = f"; missing list: {report.missing_list}" if report.missing_list else ""
         raise DatasetError(f"{name}: no usable videos in {where} ({listed} listed, "
-                           f"{len(report.missing)} missing, {len(report.failed)} unreadable)")
+                           f"{len(report.missing)} missing, {len(report.failed)} unreadable{saved})")
     for line in report.summary_lines():
         log.warning("%s: %s", name, line)
     metas = [result.metas[i] for i in keep]
@@ -174,7 +218,7 @@ def probe_options(backend: str, cache: CacheArg, workers: int | None, pool: str,
     return dict(backend=backend, cache=cache, workers=workers, pool=pool, progress=progress)
 
 
-def _warn_vocabulary(dataset: str, class_names: Sequence[str]) -> None:
+def warn_vocabulary(dataset: str, class_names: Sequence[str]) -> None:
     vocab = vocabulary(dataset)
     unknown = [c for c in class_names if c not in set(vocab)]
     if unknown:
@@ -213,7 +257,7 @@ def ucf101(root: str | os.PathLike, split: int = 1, subset: str = "train",
                               lambda d: os.path.isfile(os.path.join(d, "classInd.txt")), "UCF101")
     index = ucf_layout(video_root, ann, split, subset, f"ucf101/split{split}/{subset}",
                        probe_options(backend, cache, workers, pool, progress))
-    _warn_vocabulary("ucf101", index.class_names)
+    warn_vocabulary("ucf101", index.class_names)
     return index
 
 
@@ -351,7 +395,7 @@ def hmdb51(root: str | os.PathLike, split: int = 1, subset: str = "train",
                 items.append((path, label, -1))
     index = finish(f"hmdb51/split{split}/{subset}", f"{ann} (videos under {root})", items,
                    missing, class_names, (), probe_options(backend, cache, workers, pool, progress))
-    _warn_vocabulary("hmdb51", class_names)
+    warn_vocabulary("hmdb51", class_names)
     return index
 
 
@@ -368,11 +412,7 @@ def folder(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS
     Groups are -1.
     """
     root = check_root(root, "folder")
-    if isinstance(extensions, str):
-        extensions = (extensions,)
-    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
-    if not exts:
-        raise ConfigError("extensions must name at least one file extension")
+    exts = as_extensions(extensions)
     class_names = sorted(e.name for e in os.scandir(root)
                          if e.is_dir() and not e.name.startswith("."))
     if not class_names:

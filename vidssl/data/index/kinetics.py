@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv as csvlib
 import os
+import re
 from typing import Sequence
 
 from vidssl.data.decoders.base import DEFAULT_BACKEND
@@ -11,13 +12,17 @@ from vidssl.data.index.core import VideoIndex
 from vidssl.data.index.datasets import (
     VIDEO_EXTENSIONS,
     Locator,
+    as_extensions,
     check_root,
+    check_split_subset,
+    find_annotation_dir,
     finish,
     log,
     probe_options,
     vocabulary,
 )
 from vidssl.data.index.metadata import CacheArg
+from vidssl.data.index.partial import MissingListArg
 from vidssl.errors import ConfigError, DatasetError
 
 OFFICIAL_COLUMNS = ("youtube_id", "time_start", "time_end")
@@ -47,7 +52,7 @@ def _resolve_classes(classes: Sequence[str] | str | None) -> list[str] | None:
 
 
 def kinetics_csv(root: str | os.PathLike, csv: str | os.PathLike, subset: str | None = None,
-                 classes: Sequence[str] | str | None = None, *,
+                 classes: Sequence[str] | str | None = None, missing_list: MissingListArg = None, *,
                  extensions: Sequence[str] = VIDEO_EXTENSIONS, backend: str = DEFAULT_BACKEND,
                  cache: CacheArg = None, workers: int | None = None, pool: str = "thread",
                  progress: bool | None = None) -> VideoIndex:
@@ -76,6 +81,8 @@ def kinetics_csv(root: str | os.PathLike, csv: str | os.PathLike, subset: str | 
         classes: fix the class list (a list of names, a shipped vocabulary name such as
             ``"kinetics400"``, or a text file with one name per line) so that separately built
             train/val indices share label ids even when one CSV lacks a class.
+        missing_list: where the list of missing videos is written (default: the index cache
+            folder; ``none``: not written); see :mod:`.partial`.
         extensions: file extensions tried for official-format rows.
         backend, cache, workers, pool, progress: see :func:`probe_files`.
     """
@@ -90,15 +97,15 @@ def kinetics_csv(root: str | os.PathLike, csv: str | os.PathLike, subset: str | 
     rows, header, fmt = _read_csv(csv_path)
     if want is not None and "split" not in header:
         raise DatasetError(f"{csv_path}: subset={subset!r} given but the CSV has no split column")
-    exts = tuple(e if e.startswith(".") else "." + e for e in extensions)
-    exts = (".mp4",) + tuple(e for e in exts if e != ".mp4")
+    exts = as_extensions(extensions, first=".mp4")
     col = {c: header.index(c) for c in header}
     reader = _official if fmt == "official" else _plain
     items, missing, class_names = reader(root, csv_path, rows, col, want, fixed, exts)
     name = f"kinetics/{os.path.splitext(os.path.basename(csv_path))[0]}"
     return finish(name + (f"/{want}" if want else ""), f"{csv_path} (videos under {root})",
                   items, missing, class_names, (),
-                  probe_options(backend, cache, workers, pool, progress))
+                  probe_options(backend, cache, workers, pool, progress),
+                  root=root, missing_list=missing_list)
 
 
 def _read_csv(path: str) -> tuple[list[tuple[int, list[str]]], list[str], str]:
@@ -146,7 +153,7 @@ def _label_ids(labels: list[tuple[str, int]], path: str,
     return ids, fixed
 
 
-def _official(root: str, path: str, rows, col, want, fixed, exts):
+def _official(root: str, path: str, rows, col, want, fixed, exts, default_split: str = ""):
     labels = [(row[col["label"]], n) for n, row in rows] if "label" in col else []
     if fixed is not None:
         ids, class_names = _label_ids(labels, path, fixed)
@@ -156,7 +163,7 @@ def _official(root: str, path: str, rows, col, want, fixed, exts):
     locator = Locator(root, exts)
     items, missing, seen = [], [], set()
     for n, row in rows:
-        split = row[col["split"]] if "split" in col else ""
+        split = row[col["split"]] if "split" in col else default_split
         if want is not None and _norm_split(split) != want:
             continue
         label = row[col["label"]] if "label" in col else ""
@@ -224,3 +231,166 @@ def _plain(root: str, path: str, rows, col, want, fixed, exts):
             seen.add(found)
             items.append((found, lid, -1))
     return items, missing, class_names
+
+
+# ------------------------------------------------------------- official Kinetics releases --
+
+#: Kinetics releases: 400 (2017), 600 (2018), 700 (2019), 700_2020 (same 700 classes, more clips).
+KINETICS_VERSIONS = ("400", "600", "700", "700_2020")
+KINETICS_SUBSETS = {"train": "train", "test": "val", "val": "val", "validate": "val",
+                    "validation": "val", "official_test": "test"}
+_ROLE = {"train": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val",
+         "test": "test"}
+
+
+def kinetics_version(value: object) -> str:
+    """``400``, ``"k600"``, ``"kinetics-700"``, ``"700-2020"`` ... -> one of
+    :data:`KINETICS_VERSIONS`; :class:`ConfigError` otherwise."""
+    text = str(value).strip().lower().replace("-", "_")
+    for prefix in ("kinetics", "k"):
+        if text.startswith(prefix):
+            text = text[len(prefix):].lstrip("_")
+            break
+    if text not in KINETICS_VERSIONS:
+        raise ConfigError(f"Kinetics version must be one of {', '.join(KINETICS_VERSIONS)}, "
+                          f"not {value!r}")
+    return text
+
+
+def named_version(name: str) -> str | None:
+    """The release a file or folder name gives: ``k400`` / ``kinetics-600_val`` / ``kinetics700_2020``."""
+    low = name.lower()
+    found = re.findall(r"(?<![0-9])(400|600|700)(?![0-9])", low)
+    if not found:
+        return None
+    if found[-1] == "700" and re.search(r"(?<![0-9])2020(?![0-9])", low):
+        return "700_2020"
+    return found[-1]
+
+
+def _csv_role_and_version(filename: str) -> tuple[str | None, str | None]:
+    """``validate.csv`` -> ``("val", None)``, ``kinetics_700_2020_train.csv`` -> ``("train",
+    "700_2020")``: the subset a CSV holds, and the release its name gives."""
+    stem = os.path.splitext(filename)[0]
+    tokens = [t for t in re.split(r"[^a-z0-9]+", stem.lower()) if t]
+    return (_ROLE.get(tokens[-1]) if tokens else None), named_version(stem)
+
+
+def find_kinetics_csvs(ann: str, version: str | None) -> dict[str, str]:
+    """``{"train"|"val"|"test": path}`` of the official CSVs in ``ann`` (names such as
+    ``train.csv``, ``validate.csv``, ``kinetics-400_val.csv``); with ``version``, files naming
+    another release are ignored. Several candidates for one subset is an error."""
+    found: dict[str, list[str]] = {}
+    try:
+        names = sorted(os.listdir(ann))
+    except OSError:
+        return {}
+    for name in names:
+        if not name.lower().endswith(".csv") or not os.path.isfile(os.path.join(ann, name)):
+            continue
+        role, named = _csv_role_and_version(name)
+        if role is None or (version is not None and named is not None and named != version):
+            continue
+        found.setdefault(role, []).append(os.path.join(ann, name))
+    for role, paths in found.items():
+        if len(paths) > 1:
+            raise DatasetError(f"several Kinetics {role} CSVs in {ann} "
+                               f"({', '.join(os.path.basename(p) for p in paths)}): pass version= "
+                               f"({'|'.join(KINETICS_VERSIONS)}) or annotations=DIR")
+    return {role: paths[0] for role, paths in found.items()}
+
+
+def _read_official(path: str) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    rows, header, fmt = _read_csv(path)
+    if fmt != "official":
+        raise DatasetError(f"{path}:1: not an official Kinetics CSV (header needs "
+                           f"{','.join(OFFICIAL_COLUMNS)})")
+    return rows, header
+
+
+def _labels(rows: list[tuple[int, list[str]]], header: list[str]) -> set[str]:
+    if "label" not in header:
+        return set()
+    i = header.index("label")
+    return {row[i] for _, row in rows if row[i]}
+
+
+def kinetics(root: str | os.PathLike, split: int = 1, subset: str = "train",
+             version: str | int | None = None, annotations: str | os.PathLike | None = None,
+             classes: Sequence[str] | str | None = None, missing_list: MissingListArg = None, *,
+             extensions: Sequence[str] = VIDEO_EXTENSIONS, backend: str = DEFAULT_BACKEND,
+             cache: CacheArg = None, workers: int | None = None, pool: str = "thread",
+             progress: bool | None = None) -> VideoIndex:
+    """Kinetics-400/600/700 from the official CSVs, with its train/validation split as split 1.
+
+    Args:
+        root: dataset folder; each row's ``<youtube_id>_<start:06d>_<end:06d>.mp4`` is looked for
+            in ``root/<split>/<label>/``, ``root/<label>/``, ``root/<split>/``, ``root/`` (see
+            :func:`kinetics_csv`).
+        split: 1 (the official split).
+        subset: ``"train"`` (train.csv), ``"test"`` (validate.csv, the set papers report on;
+            ``"val"``/``"validate"``/``"validation"`` are the same), ``"official_test"``
+            (test.csv; rows without a label get label -1).
+        version: ``400``, ``600``, ``700`` or ``700_2020``; default: inferred from the CSV or
+            folder names, else from the number of classes. Picks the CSVs when several
+            releases share a folder and names the index (``kinetics400/split1/train``).
+        annotations: folder of the CSVs; default: the first of ``root/annotations/``, ``root/``,
+            ``root/kinetics<version>/`` holding a train or validation CSV.
+        classes: the class list (names, a shipped vocabulary or a file, see
+            :func:`kinetics_csv`); default: the sorted labels of the train and validation CSVs
+            together, so both subsets share label ids.
+        missing_list: where the list of missing videos is written (default: the index cache
+            folder; ``none``: not written). Partial downloads are the norm: the count goes to
+            one warning line, the report holds the list file and a hash of the videos found.
+        extensions: other extensions accepted when the ``.mp4`` is absent.
+        backend, cache, workers, pool, progress: see :func:`probe_files`.
+    """
+    role = KINETICS_SUBSETS.get(str(subset).strip().lower())
+    if role is None:
+        raise ConfigError(f"subset must be one of {', '.join(KINETICS_SUBSETS)}, not {subset!r}")
+    check_split_subset(split, "train", max_split=1)
+    wanted = kinetics_version(version) if version is not None else None
+    root = check_root(root, "Kinetics")
+    dirs = ["annotations", "."] + [f"kinetics{v}" for v in ((wanted,) if wanted else KINETICS_VERSIONS)]
+    ann = find_annotation_dir(root, annotations, dirs,
+                              lambda d: bool({"train", "val"} & set(find_kinetics_csvs(d, wanted))),
+                              "Kinetics (train/validate CSV)")
+    csvs = find_kinetics_csvs(ann, wanted)
+    if role not in csvs:
+        expected = {"train": "train.csv", "val": "validate.csv", "test": "test.csv"}[role]
+        raise DatasetError(f"Kinetics {role} CSV {os.path.join(ann, expected)} does not exist "
+                           f"(found: {', '.join(sorted(os.path.basename(p) for p in csvs.values())) or 'none'})")
+    csv_path = csvs[role]
+    named = {_csv_role_and_version(os.path.basename(p))[1] for p in csvs.values()}
+    named |= {named_version(os.path.basename(ann)), named_version(os.path.basename(root))}
+    named.discard(None)
+    fixed = _resolve_classes(classes)
+    if fixed is None and wanted in ("400", "600"):
+        fixed = vocabulary(f"kinetics{wanted}")
+    parsed = {role: _read_official(csv_path)}   # each CSV is read once
+    class_names = fixed
+    if class_names is None:
+        for r in ("train", "val"):
+            if r in csvs and r not in parsed:
+                parsed[r] = _read_official(csvs[r])
+        class_names = sorted(set().union(*(_labels(*parsed[r]) for r in ("train", "val") if r in parsed)))
+    if wanted is None:
+        if len(named) == 1:
+            wanted = named.pop()
+        elif len(class_names) in (400, 600, 700):
+            wanted = str(len(class_names))
+    if fixed is None and wanted in ("400", "600"):
+        shipped = vocabulary(f"kinetics{wanted}")
+        if set(class_names) != set(shipped):
+            log.warning("kinetics%s: the CSVs' %d classes differ from the official %d (e.g. %s)",
+                        wanted, len(class_names), len(shipped),
+                        ", ".join(sorted(set(class_names) ^ set(shipped))[:3]))
+    rows, header = parsed[role]
+    col = {c: header.index(c) for c in header}
+    items, missing, _ = _official(root, csv_path, rows, col, None, list(class_names),
+                                  as_extensions(extensions, first=".mp4"), default_split=role)
+    subset_name = {"train": "train", "val": "test", "test": "official_test"}[role]
+    name = f"kinetics{wanted or ''}/split{split}/{subset_name}"
+    return finish(name, f"{csv_path} (videos under {root})", items, missing, list(class_names), (),
+                  probe_options(backend, cache, workers, pool, progress),
+                  root=root, missing_list=missing_list)

@@ -9,6 +9,11 @@ An encoder is an ``nn.Module`` with:
   spatio-temporal map before pooling (DPC, TCLR's global-local loss, tracking adapters);
 - ``forward(x)`` -- same as ``forward_features``.
 
+Optional: ``has_pre_activation_map = True`` and ``forward_feature_map(x, pre_activation=True)``,
+the last block's residual sum before its final ReLU (R3D family, DPC's 2D3D-ResNet, R3D-50;
+DPC scores against it); ``features_are_map_mean = False`` where the pooled feature is not the
+map's mean (DPC's 2D3D-ResNet: the map is pre-activation, the pooled feature the mean of its ReLU).
+
 Encoders built by :func:`vidssl.models.encoders.create_encoder` also carry ``encoder_name`` (the
 registered name), ``feature_stride`` (``(t, h, w)`` input frames / pixels per feature-map cell,
 e.g. ``(8, 16, 16)`` for R3D-18) and a spec for :func:`~vidssl.models.encoders.encoder_spec`;

@@ -16,6 +16,9 @@ stages, so its only temporal down-sampling is none at all: ``T' = T``.
 feature); ``forward_logits(x)`` then gives its logits, and ``pretrained="default"`` with
 ``num_classes=400`` loads the Kinetics-400 head too (``class_names``: torchvision's categories).
 
+``forward_feature_map(x, pre_activation=True)``: the last block's residual sum before its final
+ReLU (``ReLU`` of it is the default map), the pre-activation output DPC scores against.
+
 TCLR option ``temporal_dilation_last_stage=True``: the temporal stride 2 of the last stage is
 replaced by temporal dilation 2 in the first block's strided convolution (no new parameters,
 as in TCLR's ``build_r3d_backbone``), so a 16-frame clip keeps 4 temporal slices at the output.
@@ -140,6 +143,7 @@ class VideoResNetEncoder(nn.Module):
         t_stride = 1 if conv == "mixed" else (4 if temporal_dilation_last_stage else 8)
         self.feature_stride: tuple[int, int, int] = (t_stride, 16, 16)
         self.features_are_map_mean = True
+        self.has_pre_activation_map = True
         if num_classes is not None:
             self.fc = nn.Linear(widths[-1], int(num_classes))
         self._init_weights()
@@ -158,13 +162,20 @@ class VideoResNetEncoder(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, T, H, W)`` -> ``(B, D, T', H', W')``: the last stage's output."""
+    def forward_feature_map(self, x: torch.Tensor, pre_activation: bool = False) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` -> ``(B, D, T', H', W')``: the last stage's output; with
+        ``pre_activation``, the last block's residual sum before its final ReLU (DPC's targets)."""
         x = self.stem(x)
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)
-        return self.layer4(x)
+        if not pre_activation:
+            return self.layer4(x)
+        for block in self.layer4[:-1]:
+            x = block(x)
+        last = self.layer4[-1]               # torchvision BasicBlock: relu(conv2(conv1(x)) + shortcut(x))
+        shortcut = x if last.downsample is None else last.downsample(x)
+        return last.conv2(last.conv1(x)) + shortcut
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, T, H, W)`` -> ``(B, D)``: global average of the feature map."""
