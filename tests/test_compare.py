@@ -60,3 +60,22 @@ def test_compare_runs_each_method_in_a_child_and_writes_the_table(tiny_synthetic
     assert (out / "coclr_seed0" / "stage3_cotrain_rgb" / "checkpoints" / "last.pt").exists()
     table = (out / "comparison.md").read_text()
     assert "| cvrl |" in table and "| dpc |" in table and (out / "report.html").exists()
+    assert "action linear probe (BN recompute) %" in table
+    row = next(line for line in table.splitlines() if line.startswith("| cvrl |"))
+    assert row.split("|")[2].strip().count("[") == 1            # mean [low, high]
+    assert any(n.startswith("BatchNorm: recompute") for n in summary["notes"])
+
+
+def test_table_intervals_and_bn_columns():
+    a = {"metrics": {"linear_top1": [0.5, 0.25], "bn_keep/linear_top1": [0.25, 0.25]},
+         "per_video": {"linear_top1": [[1, 0, 1, 0], [0, 1, 0, 0]], "bn_keep/linear_top1": [[0, 1, 0, 0]] * 2}}
+    b = {"metrics": {"linear_top1": [0.5], "bn_keep/linear_top1": [0.5]}}
+    from vidssl.demo import DemoEval
+
+    table = comparison_table({"a": a, "b": b}, DemoEval())
+    head, _, row_a, row_b = table.splitlines()
+    assert "linear probe, BN keep %" in head and "(BN recompute)" in head
+    assert row_a.startswith("| a | 37.5 [") and "| 25.0 [" in row_a
+    assert row_b.startswith("| b | 50.0 | 50.0 |")           # no outcomes: no interval
+    same = comparison_table({"b": b}, DemoEval())
+    assert "BN keep" not in same                               # identical under both modes: hidden

@@ -108,10 +108,11 @@ def test_configs_command_lists_prints_and_copies(tmp_path, capsys):
 def _schema(name: str) -> type:
     from vidssl.data.synthetic.options import SyntheticOptions
     from vidssl.demo import DemoConfig
+    from vidssl.eval.config import EvalConfig
     from vidssl.track.run import TrackConfig
 
     for prefix, schema in (("pretrain/", PretrainConfig), ("track/", TrackConfig), ("demo.yaml", DemoConfig),
-                           ("synthetic", SyntheticOptions)):
+                           ("synthetic", SyntheticOptions), ("eval/", EvalConfig)):
         if name.startswith(prefix):
             return schema
     raise AssertionError(f"configs/{name}: no schema known to tests/test_configs.py; add one so it is checked")
@@ -208,3 +209,17 @@ def test_paper_scale_pretrain_config_builds_without_its_data(name, monkeypatch):
 @pytest.mark.parametrize("name", PAPER_SCALE)
 def test_paper_scale_pretrain_config_runs_on_a_tiny_input(name, monkeypatch):
     _check_pretrain_config(name, monkeypatch, forward=True)
+
+
+EVAL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "eval").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EVAL_CONFIGS, ids=lambda p: p.stem)
+def test_eval_configs_are_valid(path):
+    """Eval configs load against EvalConfig (preset overrides merged into each preset's settings)."""
+    from vidssl.eval.config import EvalConfig
+    from vidssl.eval.presets import PRESETS
+
+    cfg = load_config(EvalConfig, path).validate()
+    assert set(cfg.presets) <= set(PRESETS)
+    assert {p.stem for p in EVAL_CONFIGS} >= {"synthetic_presets", "attentive_paper"}

@@ -21,10 +21,17 @@ def test_demo_pretrains_evaluates_and_writes_the_report(tiny_synthetic, tmp_path
     assert tclr["seeds"] == [0, 1] and len(tclr["metrics"]["linear_top1"]) == 2
     assert all(0.0 <= v <= 1.0 for v in tclr["metrics"]["linear_top1"])
     assert any(k.startswith("diagnostics_probe/") for k in tclr["metrics"])
+    # per-video outcomes per seed (intervals over videos and seeds); BN mode said, other mode kept
+    rows = tclr["per_video"]["linear_top1"]
+    assert len(rows) == 2 and len(rows[0]) == len(rows[1]) > 0 and set(rows[0]) <= {0.0, 1.0}
+    assert "bn_keep/linear_top1" in tclr["metrics"]
+    assert any(n.startswith("BatchNorm: recompute") for n in summary["notes"])
     html = (out / "report.html").read_text()
     assert len(summary["retrieval"]) >= 2 and len(summary["retrieval"][0]["neighbors"]) == 3
     for png in ("loss.png", "probes.png", "retrieval.png"):
         assert (out / png).stat().st_size > 1000 and png in html
-    assert "linear_top1" in html and "random init" in html
+    assert "linear_top1" in html and "random init" in html and "bootstrap interval" in html
+    import re
+    assert re.search(r"<td>\d+\.\d \[\d+\.\d, \d+\.\d\]</td>", html)
     printed = " ".join(capsys.readouterr().out.split())
     assert "linear probe" in printed and "report:" in printed

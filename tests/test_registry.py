@@ -53,7 +53,8 @@ def test_methods_and_encoders_are_discovered_from_their_packages():
     modules = {METHODS[n].__module__ for n in METHODS}      # (other tests may register their own)
     assert {m.rsplit(".", 1)[1] for m in modules if m.startswith("vidssl.methods.")} == method_files
     encoder_files = {ENCODERS[n].__module__.rsplit(".", 1)[1] for n in ENCODERS}
-    assert encoder_files == {"resnet3d", "s3d", "video_vit", "clip_temporal"}
+    files = {p.stem for p in (ROOT / "vidssl" / "models" / "encoders").glob("*.py")} - {"__init__", "base", "weights"}
+    assert encoder_files == files == {"resnet3d", "s3d", "video_vit", "clip_temporal", "torchvision_video", "vjepa2"}
 
 
 def test_every_registry_of_vidssl_is_a_registry():
@@ -64,8 +65,10 @@ def test_every_registry_of_vidssl_is_a_registry():
     from vidssl.methods import METHODS
     from vidssl.models.encoders import ENCODERS
 
+    from vidssl.models.importers import IMPORTERS
+
     for reg, known in ((DECODERS, "pyav"), (DATASETS, "kinetics_csv"), (SAMPLERS, "tclr"),
-                       (PROTOCOLS, "linear"), (METHODS, "coclr"), (ENCODERS, "r3d_tiny")):
+                       (PROTOCOLS, "linear"), (METHODS, "coclr"), (ENCODERS, "r3d_tiny"), (IMPORTERS, "tclr")):
         assert isinstance(reg, Registry) and known in reg
         with pytest.raises(ConfigError, match=f"unknown {reg.kind} 'nope'; known: "):
             reg["nope"]

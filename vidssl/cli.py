@@ -572,7 +572,7 @@ def _version() -> str:
     return f"vidssl {__version__}"
 
 
-_OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w:-]*(\.[\w:-]+)*=")
 
 
 def _one_value_options(parser: argparse.ArgumentParser) -> set[str]:

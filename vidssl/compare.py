@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 import torch
 
-from vidssl.demo import DemoEval, record_metrics, split1_evaluator
+from vidssl.demo import DemoEval, bn_summary_note, record_metrics, split1_evaluator
 from vidssl.errors import VidsslError
 from vidssl.train.config import EncoderConfig, OptimConfig, load_recipe, recipe_name
 
@@ -184,8 +184,9 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
     contenders: dict[str, dict[str, Any]] = {}
     losses: dict[str, list] = {}
 
-    def record(name: str, seed: int, metrics: dict[str, float]) -> None:
-        record_metrics(contenders, name, seed, metrics)
+    def record(name: str, seed: int, result: tuple[dict[str, float], dict[str, list[float]]],
+               **extra: float) -> None:
+        record_metrics(contenders, name, seed, {**result[0], **extra}, result[1])
 
     t_start = time.perf_counter()
     for seed in cfg.seeds:
@@ -205,9 +206,9 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
                 curve += [(steps + r["step"], r["loss"]) for r in recs]
                 steps += recs[-1]["step"] if recs else 0
             losses.setdefault(name, []).append(curve)
-            metrics = run_eval(load_encoder(os.path.join(runs[-1], "checkpoints", "last.pt")))
+            result = run_eval(load_encoder(os.path.join(runs[-1], "checkpoints", "last.pt")))
             clips = [_clips_per_s(r) for r in runs]
-            record(name, seed, {**metrics, **cost, "train_clips_per_s": sum(clips) / len(clips)})
+            record(name, seed, result, **cost, train_clips_per_s=sum(clips) / len(clips))
     summary = {
         "title": "vidssl compare: methods on the synthetic action dataset (split 1)",
         "command": "vidssl compare", "contenders": contenders, "losses": losses,
@@ -218,7 +219,10 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
                      "entries": {n: {**COMPARE_ENTRIES[n], "params": {**COMPARE_ENTRIES[n]["params"],
                                                                        **cfg.overrides.get(n, {})}}
                                  for n in cfg.entries}},
-        "notes": ["action = motion label on the synthetic dataset (appearance independent of the class); "
+        "notes": [bn_summary_note(cfg.eval),
+                  "accuracies: mean [95% percentile bootstrap over the split-1 test videos and, with several "
+                  "seeds, over the seeds]",
+                  "action = motion label on the synthetic dataset (appearance independent of the class); "
                   "shape / texture / background probes measure appearance",
                   "peak RSS: the pretraining process's peak resident memory (CPU run)"],
         "plot_metrics": ["linear_top1", "diagnostics_probe/action/acc", "diagnostics_probe/shape/acc",
@@ -228,7 +232,7 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
     os.makedirs(cfg.out_dir, exist_ok=True)
     with open(os.path.join(cfg.out_dir, "comparison.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    table = comparison_table(contenders)
+    table = comparison_table(contenders, cfg.eval)
     with open(os.path.join(cfg.out_dir, "comparison.md"), "w") as f:
         f.write(table + "\n")
     summary["report"] = write_report(cfg.out_dir, summary)
@@ -238,21 +242,40 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
     return summary
 
 
-def comparison_table(contenders: dict[str, dict[str, Any]]) -> str:
-    """Markdown: one row per contender, mean (± std over seeds when more than one)."""
-    from vidssl.report import mean_std
+def table_columns(contenders: dict[str, dict[str, Any]], ev: DemoEval | None = None) -> list[tuple[str, str, float]]:
+    """:data:`COLUMNS`, plus the action linear probe under the other BN mode when it differs."""
+    from vidssl.report import bn_differs
 
-    head = "| method | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
-    rows = [head, "|---|" + "---:|" * len(COLUMNS)]
+    cols = list(COLUMNS)
+    for other in ("keep", "recompute"):
+        key = f"bn_{other}/linear_top1"
+        if any(key in c["metrics"] for c in contenders.values()) and bn_differs(contenders, key):
+            cols.insert(1, (key, f"linear probe, BN {other} %", 100.0))
+    if ev is not None:
+        cols[0] = (cols[0][0], f"action linear probe (BN {ev.bn}) %", cols[0][2])
+    return cols
+
+
+def comparison_table(contenders: dict[str, dict[str, Any]], ev: DemoEval | None = None) -> str:
+    """Markdown: one row per contender; accuracies as mean [95% bootstrap interval over the test
+    videos and seeds], other columns mean (± std over seeds when more than one)."""
+    from vidssl.report import fmt_cell, mean_std
+
+    columns = table_columns(contenders, ev)
+    head = "| method | " + " | ".join(h for _, h, _ in columns) + " |"
+    rows = [head, "|---|" + "---:|" * len(columns)]
     for name, c in contenders.items():
         cells = []
-        for key, _, scale in COLUMNS:
+        for key, _, scale in columns:
             values = c["metrics"].get(key)
             if not values:
                 cells.append("-")
                 continue
+            if scale != 1.0:
+                cells.append(fmt_cell(c, key, scale))
+                continue
             m, s = mean_std(values)
-            digits = 1 if scale != 1.0 or key in ("diagnostics_effective_rank", "train_clips_per_s") else 0
+            digits = 1 if key in ("diagnostics_effective_rank", "train_clips_per_s") else 0
             cell = f"{scale * m:.{digits}f}"
             if len(values) > 1:
                 cell += f" ± {scale * s:.{digits}f}"

@@ -111,6 +111,12 @@ class DemoEval:
     stride: int = 2
     size: int = 48
     protocols: list[str] = field(default_factory=lambda: ["linear", "knn", "retrieval", "diagnostics"])
+    # BatchNorm statistics of the frozen encoders: recompute = precise BN on split 1's train clips
+    # (random init's (0, 1) statistics match nothing); keep = each encoder's own.
+    bn: str = "recompute"
+    # Also evaluate linear / kNN / retrieval with the other BN mode; the report shows those rows
+    # (prefixed "bn_keep/" or "bn_recompute/") where they differ.
+    other_bn: bool = True
 
 
 @dataclass
@@ -157,41 +163,75 @@ def _pretrain_config(cfg: DemoConfig, root: str, seed: int, out: str, *, supervi
                           log_every=max(1, steps // 6), tensorboard=True))
 
 
-def _flatten(results) -> dict[str, float]:
-    """``{protocol_metric: value}`` of split 1 (what the report tabulates)."""
-    out = {}
-    for protocol, metrics in results.per_split[results.splits[0]].items():
+def _key(protocol: str, metric: str) -> str:
+    return f"{protocol}_{metric}" if not metric.startswith(protocol) else metric
+
+
+def _flatten(results, prefix: str = "") -> tuple[dict[str, float], dict[str, list[float]]]:
+    """``({protocol_metric: value}, {protocol_metric: per-video outcomes})`` of split 1 (what the
+    report tabulates), keys prefixed with ``prefix``."""
+    split = results.splits[0]
+    out, per_video = {}, {}
+    for protocol, metrics in results.per_split[split].items():
         for m, v in metrics.items():
-            out[f"{protocol}_{m}" if not m.startswith(protocol) else m] = v
-    return out
+            out[prefix + _key(protocol, m)] = v
+            values = results.outcomes(split, protocol, m)
+            if values is not None:
+                per_video[prefix + _key(protocol, m)] = list(values)
+    return out, per_video
+
+
+#: Protocols evaluated a second time under the other BN mode (cheap once features exist).
+OTHER_BN_PROTOCOLS = ("linear", "knn", "retrieval")
 
 
 def split1_evaluator(root: str, ev: DemoEval, num_workers: int, quiet: bool = False):
-    """``encoder -> {metric: value}``: the demo's frozen-feature evaluation on split 1 of the
-    synthetic dataset at ``root`` (``ev``'s clips and protocols), flattened by :func:`_flatten`.
-    ``vidssl compare`` uses the same one."""
+    """``encoder -> (metrics, per_video)``: the demo's frozen-feature evaluation on split 1 of the
+    synthetic dataset at ``root`` (``ev``'s clips, protocols and BN mode), flattened by
+    :func:`_flatten`; with ``ev.other_bn`` also linear / kNN / retrieval under the other BN mode,
+    keys prefixed ``bn_keep/`` or ``bn_recompute/``. ``vidssl compare`` uses the same one."""
     from vidssl.eval import evaluate
+    from vidssl.eval.batchnorm import check_bn_mode
     from vidssl.eval.config import EvalConfig
 
-    ecfg = EvalConfig()
-    ecfg.features.num_clips, ecfg.features.clip_len = ev.num_clips, ev.clip_len
-    ecfg.features.stride, ecfg.features.size = ev.stride, ev.size
-    ecfg.features.resize_size, ecfg.features.num_workers = ev.size, num_workers
+    check_bn_mode(ev.bn, key="eval.bn")
 
-    def run(encoder) -> dict[str, float]:
-        return _flatten(evaluate(encoder, dataset="synthetic", root=root, splits=[1],
-                                 protocols=ev.protocols, config=ecfg, progress=not quiet))
+    def config(mode: str) -> EvalConfig:
+        ecfg = EvalConfig()
+        ecfg.features.num_clips, ecfg.features.clip_len = ev.num_clips, ev.clip_len
+        ecfg.features.stride, ecfg.features.size = ev.stride, ev.size
+        ecfg.features.resize_size, ecfg.features.num_workers = ev.size, num_workers
+        ecfg.bn.mode = mode
+        return ecfg
+
+    other = "keep" if ev.bn == "recompute" else "recompute"
+
+    def run(encoder) -> tuple[dict[str, float], dict[str, list[float]]]:
+        metrics, per_video = _flatten(evaluate(encoder, dataset="synthetic", root=root, splits=[1],
+                                               protocols=ev.protocols, config=config(ev.bn),
+                                               progress=not quiet))
+        extra = [p for p in ev.protocols if p in OTHER_BN_PROTOCOLS]
+        if ev.other_bn and extra:
+            m2, pv2 = _flatten(evaluate(encoder, dataset="synthetic", root=root, splits=[1],
+                                        protocols=extra, config=config(other), progress=not quiet),
+                               prefix=f"bn_{other}/")
+            metrics.update(m2)
+            per_video.update(pv2)
+        return metrics, per_video
 
     return run
 
 
 def record_metrics(contenders: dict[str, dict[str, Any]], name: str, seed: int,
-                   metrics: dict[str, float]) -> None:
-    """Append one run's metrics to ``contenders[name]`` (the summary layout the report reads)."""
-    c = contenders.setdefault(name, {"seeds": [], "metrics": {}})
+                   metrics: dict[str, float], per_video: dict[str, list[float]] | None = None) -> None:
+    """Append one run's metrics (and per-test-video outcomes) to ``contenders[name]`` (the
+    summary layout the report reads)."""
+    c = contenders.setdefault(name, {"seeds": [], "metrics": {}, "per_video": {}})
     c["seeds"].append(seed)
     for k, v in metrics.items():
         c["metrics"].setdefault(k, []).append(v)
+    for k, v in (per_video or {}).items():
+        c.setdefault("per_video", {}).setdefault(k, []).append(list(v))
 
 
 def retrieval_examples(encoder, root: str, cfg: DemoConfig, *, queries: int = 4,
@@ -249,8 +289,9 @@ def _run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) 
     contenders: dict[str, dict[str, Any]] = {}
     losses: dict[str, list] = {}
 
-    def record(name: str, seed: int, metrics: dict[str, float]) -> None:
-        record_metrics(contenders, name, seed, metrics)
+    def record(name: str, seed: int, result: tuple[dict[str, float], dict[str, list[float]]],
+               **extra: float) -> None:
+        record_metrics(contenders, name, seed, {**result[0], **extra}, result[1])
 
     method = cfg.method.name
     t0 = time.perf_counter()
@@ -261,8 +302,7 @@ def _run_demo(root: str, cfg: DemoConfig, *, console=None, quiet: bool = False) 
                                            num_classes=num_classes))
         losses.setdefault(method, []).append(
             [(r["step"], r["loss"]) for r in read_metrics(os.path.join(out, "metrics.jsonl"))])
-        record(method, seed, {**run_eval(load_encoder(result.checkpoint)),
-                              "train_clips_per_s": result.clips_per_s})
+        record(method, seed, run_eval(load_encoder(result.checkpoint)), train_clips_per_s=result.clips_per_s)
         torch.manual_seed(seed)
         record("random init", seed, run_eval(create_encoder(cfg.encoder.name, **cfg.encoder.kwargs)))
     timings["pretrain + eval"] = time.perf_counter() - t0
@@ -297,17 +337,18 @@ HEADLINE = "linear_top1"
 
 def build_summary(cfg: DemoConfig, root: str, contenders: dict, losses: dict,
                   timings: dict, num_classes: int) -> dict[str, Any]:
-    from vidssl.report import mean_std
+    from vidssl.report import fmt_cell, mean_std
 
     method = cfg.method.name
-    notes = []
+    notes = [bn_summary_note(cfg.eval)]
     if method in contenders and "random init" in contenders:
         m, s = mean_std(contenders[method]["metrics"].get(HEADLINE, []))
         r, rs = mean_std(contenders["random init"]["metrics"].get(HEADLINE, []))
         gain = 100 * (m - r)
-        notes.append(f"{method} linear probe {100 * m:.1f} ± {100 * s:.1f} vs random init "
-                     f"{100 * r:.1f} ± {100 * rs:.1f}: {gain:+.1f} points "
-                     f"(mean ± std over seeds {cfg.seeds}; chance {100 / num_classes:.0f}%)")
+        notes.append(f"{method} linear probe {fmt_cell(contenders[method], HEADLINE)} (std over seeds "
+                     f"{100 * s:.1f}) vs random init {fmt_cell(contenders['random init'], HEADLINE)} "
+                     f"(std {100 * rs:.1f}): {gain:+.1f} points (seeds {cfg.seeds}; [95% bootstrap "
+                     f"interval over the test videos and seeds]; chance {100 / num_classes:.0f}%)")
     if "supervised" in contenders:
         notes.append("supervised uses the action labels (upper bound); one seed")
     notes.append("diagnostics_* rows: motion label (= action) and appearance-factor probes; "
@@ -322,6 +363,17 @@ def build_summary(cfg: DemoConfig, root: str, contenders: dict, losses: dict,
         "contenders": contenders, "losses": losses, "timings": timings, "notes": notes,
         "plot_metrics": plot, "chance": 1.0 / num_classes,
     }
+
+
+def bn_summary_note(ev: DemoEval) -> str:
+    """Which BatchNorm statistics the frozen evaluation used (and the other mode's rows)."""
+    text = {"recompute": "BatchNorm: recompute (precise BN: each frozen encoder's statistics "
+                         "re-estimated on split 1's train clips before extracting features)",
+            "keep": "BatchNorm: keep (each encoder's own running statistics)"}[ev.bn]
+    if ev.other_bn:
+        other = "keep" if ev.bn == "recompute" else "recompute"
+        text += f"; rows bn_{other}/* repeat linear / kNN / retrieval with bn={other} where they differ"
+    return text
 
 
 def _flat_settings(cfg: DemoConfig) -> dict[str, Any]:

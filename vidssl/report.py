@@ -3,7 +3,8 @@
 Input is a plain dict (also saved as ``summary.json``)::
 
     title, command, settings: {...}, notes: [str, ...]
-    contenders: {name: {"seeds": [int], "metrics": {metric: [value per seed]}}}
+    contenders: {name: {"seeds": [int], "metrics": {metric: [value per seed]},
+                        "per_video": {metric: [[0/1 per test video] per seed]}}}
     losses: {name: [[(step, loss), ...] per seed]}
     retrieval: [{"query": (path, label), "neighbors": [(path, label), ...]}]  (optional)
     timings: {stage: seconds}
@@ -34,6 +35,49 @@ def fmt(values: Sequence[float], scale: float = 100.0) -> str:
     if not np.isfinite(m):
         return "n/a"
     return f"{m * scale:.1f} ± {s * scale:.1f}" if len(values) > 1 else f"{m * scale:.1f}"
+
+
+#: Bootstrap settings of the demo / compare intervals (as vidssl eval's defaults).
+INTERVAL_RESAMPLES, INTERVAL_SEED = 1000, 0
+
+
+def contender_interval(contender: dict[str, Any], metric: str) -> list[float] | None:
+    """95% percentile-bootstrap interval of ``metric`` over the test videos and, with several
+    seeds, over the seeds (:func:`vidssl.eval.intervals.bootstrap_interval` on the ``(seeds,
+    videos)`` outcomes); ``None`` without per-video outcomes."""
+    from vidssl.eval.intervals import bootstrap_interval
+
+    rows = (contender.get("per_video") or {}).get(metric)
+    if not rows or len({len(r) for r in rows}) != 1 or not len(rows[0]):
+        return None
+    return list(bootstrap_interval([np.asarray(rows, dtype=np.float64)], resamples=INTERVAL_RESAMPLES,
+                                   seed=INTERVAL_SEED))
+
+
+def fmt_cell(contender: dict[str, Any], metric: str, scale: float = 100.0, digits: int = 1) -> str:
+    """``mean [low, high]`` (the bootstrap interval, when per-video outcomes exist), else
+    ``mean ± std`` over seeds (or the single value)."""
+    values = contender["metrics"].get(metric, [])
+    m, _ = mean_std(values)
+    if not np.isfinite(m):
+        return "n/a"
+    iv = contender_interval(contender, metric)
+    if iv is None:
+        if digits != 1:
+            return f"{m * scale:.{digits}f}"
+        return fmt(values, scale)
+    return f"{m * scale:.{digits}f} [{iv[0] * scale:.{digits}f}, {iv[1] * scale:.{digits}f}]"
+
+
+def bn_differs(contenders: dict[str, dict[str, Any]], metric: str) -> bool:
+    """Whether a ``bn_keep/...`` / ``bn_recompute/...`` metric differs from the headline one for
+    some contender (BN-free encoders give identical numbers: those rows are hidden)."""
+    base = metric.split("/", 1)[1]
+    for c in contenders.values():
+        a, b = c["metrics"].get(metric), c["metrics"].get(base)
+        if a is not None and b is not None and not np.allclose(a, b, equal_nan=True):
+            return True
+    return False
 
 
 def _plt():
@@ -138,8 +182,10 @@ def metric_table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str
     for m in metrics:
         if any(h in m for h in HIDDEN):
             continue
+        if m.startswith("bn_") and not bn_differs(contenders, m):
+            continue
         scale = 1.0 if any(u in m for u in UNSCALED) else 100.0
-        rows.append([m] + [fmt(c["metrics"].get(m, []), scale=scale) if m in c["metrics"]
+        rows.append([m] + [fmt_cell(c, m, scale=scale) if m in c["metrics"]
                            else "-" for c in contenders.values()])
     return ["metric", *contenders], rows
 
@@ -180,7 +226,8 @@ def write_report(out_dir: str, summary: dict[str, Any]) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
 img{{max-width:100%}}</style></head><body>
 <h1>{e(summary['title'])}</h1><p><code>{e(summary.get('command', ''))}</code></p>
-<h2>Results (accuracies in %, mean ± std over seeds)</h2>{table}<ul>{notes}</ul>{figs}
+<h2>Results (accuracies in %: mean [95% bootstrap interval over test videos and seeds]; other
+metrics mean ± std over seeds)</h2>{table}<ul>{notes}</ul>{figs}
 <h2>Settings</h2><table>{settings}</table><p>Time: {e(timings)}</p></body></html>"""
     path = os.path.join(out_dir, "report.html")
     with open(path, "w", encoding="utf-8") as f:

@@ -44,7 +44,13 @@ def test_bad_command_lines_exit(argv, capsys):
 def test_help(capsys):
     with pytest.raises(SystemExit):
         parser().parse_args(["eval", "--help"])
-    assert "--checkpoint" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--checkpoint" in out
+    from vidssl.eval.presets import PRESETS
+
+    for name in [*PRESETS, "attentive", "linear:fast"]:        # every preset and the attentive probe
+        assert f"  {name} " in out, name
+    assert "bn.mode=keep" in out and "linear:tclr.epochs=2" in out
 
 
 def _args(small_synthetic, tmp_path, *extra: str) -> argparse.Namespace:
@@ -70,6 +76,29 @@ def test_one_line_errors(small_synthetic, tmp_path):
     args.root = str(tmp_path / "missing")
     with pytest.raises(VidsslError, match="missing"):
         cmd_eval(args)
+
+
+def test_preset_shorthand_reaches_the_preset(small_synthetic, tmp_path, monkeypatch):
+    import vidssl.models.checkpoint as checkpoint
+
+    checkpoint.save_checkpoint({"step": 3, "config": {"train": {"out_dir": str(tmp_path / "run")}}}, tmp_path / "c.pt")
+    monkeypatch.setattr(checkpoint, "load_encoder", lambda path, map_location="cpu": make_tiny_encoder())
+    args = parser().parse_args(["eval", "--checkpoint", str(tmp_path / "c.pt"), "--dataset", "synthetic",
+                                "--root", str(small_synthetic), "--out", str(tmp_path / "out"), "--quiet",
+                                "--protocol", "retrieval:tclr", "--device", "cpu", "bn.mode=recompute",
+                                "bn.batch_size=4", "retrieval:tclr.clip_len=4", "retrieval:tclr.size=32",
+                                "retrieval:tclr.resize_size=32", "retrieval:tclr.num_clips=2",
+                                "features.num_clips=2", "features.clip_len=4", "features.size=32",
+                                "features.resize_size=32", "features.num_workers=0", "--splits", "1"])
+    assert cmd_eval(args) == 0
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["protocols"] == ["retrieval:tclr"]
+    assert data["info"]["presets"]["retrieval:tclr"]["settings"]["num_clips"] == 2
+    assert data["info"]["bn"]["recomputed"] is True and "retrieval:tclr" in data["intervals"]["mean"]
+    with pytest.raises(ConfigError, match="retrieval:tclr"):
+        cmd_eval(parser().parse_args(["eval", "--checkpoint", str(tmp_path / "c.pt"), "--dataset", "synthetic",
+                                      "--root", str(small_synthetic), "--protocol", "retrieval:tclr",
+                                      "retrieval:tclr.bogus=1", "--splits", "1"]))
 
 
 def test_checkpoint_run_writes_results(small_synthetic, tmp_path, monkeypatch, capsys):
@@ -113,6 +142,30 @@ def test_wired_into_the_vidssl_cli(tmp_path, capsys):
                  "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "none.pt" in err and "\n" not in err
+
+
+def test_classify_with_published_weights_on_a_folder_dataset(small_synthetic, tmp_path, monkeypatch):
+    """--pretrained torchvision:r3d_18 (the download faked with torchvision's own random weights)
+    on a dataset without splits: the plumbing up to the class match, which fails in one line
+    because the synthetic classes are not Kinetics classes."""
+    import torch
+    import torchvision
+
+    import vidssl.offline
+
+    state = torchvision.models.video.r3d_18().state_dict()
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kw: state)
+    monkeypatch.setattr(vidssl.offline, "host_reachable", lambda *a, **k: True)
+    args = parser().parse_args(["eval", "--pretrained", "torchvision:r3d_18", "--dataset", "folder", "--root",
+                                str(small_synthetic / "videos"), "--index-arg", "extensions=avi",
+                                "--protocol", "classify", "--quiet", "--device", "cpu", "--out", str(tmp_path)])
+    with pytest.raises(ConfigError, match="no class for") as info:
+        cmd_eval(args)
+    assert "\n" not in str(info.value) and "Kinetics" not in str(info.value)
+    bad = parser().parse_args(["eval", "--encoder", "r3d_tiny", "--dataset", "folder", "--root", str(small_synthetic),
+                               "--index-arg", "nope=1", "--protocol", "classify"])
+    with pytest.raises(ConfigError, match="nope"):
+        cmd_eval(bad)
 
 
 def test_random_init_eval_repeats_names_its_folder_and_never_overwrites(small_synthetic, tmp_path, monkeypatch):

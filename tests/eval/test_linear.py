@@ -84,7 +84,7 @@ def test_selection_never_sees_test(monkeypatch):
     xte, yte, _ = clusters(6, num_classes=3, noise=1.5, seed=5)
     xte = xte + 100.0   # test rows are recognisable by their values
     events = []
-    real_fit, real_topk = linear.fit_logistic, linear.topk_accuracy
+    real_fit, real_topk = linear.fit_logistic, linear.topk_hits
 
     def spy_fit(x, y, *a, **kw):
         events.append(("fit", bool((torch.as_tensor(x).abs().max() > 50).item()), len(x)))
@@ -102,7 +102,7 @@ def test_selection_never_sees_test(monkeypatch):
         return real_normalize(x)
 
     monkeypatch.setattr(linear, "fit_logistic", spy_fit)
-    monkeypatch.setattr(linear, "topk_accuracy", spy_topk)
+    monkeypatch.setattr(linear, "topk_hits", spy_topk)
     monkeypatch.setattr(linear, "l2_normalize", spy_normalize)
     res = linear_probe(xtr, ytr, xte, yte, train_groups=gtr, weight_decays=[1e-4, 1e-2, 1.0])
     test_touched = [i for i, e in enumerate(events) if e[0] == "normalize" and e[1]]

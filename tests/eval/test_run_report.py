@@ -40,16 +40,16 @@ def test_evaluate_all_but_finetune(small_synthetic, tiny_encoder):
 
 
 def test_features_are_extracted_once_for_all_splits(small_synthetic, tiny_encoder, monkeypatch):
-    import vidssl.eval.run as run
+    import vidssl.eval.cache as cache
 
     calls = []
-    real = run.extract_features
+    real = cache.extract_features
 
     def counting(encoder, index, **kw):
         calls.append(len(index))
         return real(encoder, index, **kw)
 
-    monkeypatch.setattr(run, "extract_features", counting)
+    monkeypatch.setattr(cache, "extract_features", counting)
     res = evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1, 2, 3],
                    protocols=["knn"], config=small_config(), progress=False)
     assert calls == [18]                               # 3 x 18 split videos, 18 distinct
@@ -102,3 +102,30 @@ def test_results_json_and_markdown_round_trip(tmp_path):
     assert "| linear | weight_decay | 1e-04 | 1e-02 | – |" in md
     assert "| diagnostics | alignment | – | 0.3 | 0.3 ± 0 |" in md
     assert "- retrieval: features not mean-centred" in md
+
+
+def test_feature_cache_on_disk_is_reused(small_synthetic, tiny_encoder, tmp_path, monkeypatch):
+    """features.cache_dir: the second evaluation reads the first one's features (no decoding);
+    other weights or other views miss the cache."""
+    import torch
+
+    import vidssl.eval.cache as cache
+
+    cfg = small_config()
+    cfg.features.cache_dir = str(tmp_path / "cache")
+    first = evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1], protocols="knn",
+                     config=cfg, progress=False)
+    assert len(list((tmp_path / "cache").glob("features-*.pt"))) == 1
+
+    def no_decoding(*a, **k):
+        raise AssertionError("features were extracted again")
+
+    monkeypatch.setattr(cache, "extract_features", no_decoding)
+    again = evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1], protocols="knn",
+                     config=cfg, progress=False)
+    assert again.per_split == first.per_split
+    with torch.no_grad():
+        next(tiny_encoder.parameters()).add_(0.1)           # other weights: another key
+    with pytest.raises(AssertionError, match="extracted again"):
+        evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1], protocols="knn",
+                 config=cfg, progress=False)

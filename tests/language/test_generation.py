@@ -5,7 +5,6 @@ cached, atomic writes surviving a crash mid-write) and the CLI."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading

@@ -19,13 +19,18 @@ from vidssl.errors import ConfigError, MissingDependencyError, VidsslError
 from vidssl.models.encoders import (VideoEncoder, create_encoder, encoder_defaults, encoder_spec,
                                     list_encoders, register_encoder)
 
-TINY = ["r3d_tiny", "r2plus1d_tiny", "s3d_tiny", "videomae_tiny"]
+TINY = ["r3d_tiny", "mc3_tiny", "r2plus1d_tiny", "s3d_tiny", "videomae_tiny", "mvit_tiny", "swin3d_tiny",
+        "vjepa2_tiny"]
 # (B, D, T', H', W') for a (2, 3, 16, 64, 64) clip.
 TINY_MAP_SHAPES = {
     "r3d_tiny": (2, 128, 2, 4, 4),
+    "mc3_tiny": (2, 128, 16, 4, 4),
     "r2plus1d_tiny": (2, 128, 2, 4, 4),
     "s3d_tiny": (2, 128, 2, 2, 2),
     "videomae_tiny": (2, 64, 8, 4, 4),
+    "mvit_tiny": (2, 32, 8, 8, 8),
+    "swin3d_tiny": (2, 32, 8, 8, 8),
+    "vjepa2_tiny": (2, 64, 8, 4, 4),
 }
 
 
@@ -46,7 +51,7 @@ def clip(batch: int = 2, frames: int = 16, size: int = 64, seed: int = 0) -> tor
 def small_clip(name: str, seed: int = 0) -> torch.Tensor:
     """The cheapest valid input (batch 2: training-mode BatchNorm on a 1x1x1 map needs > 1
     value): the ViT's position table fixes 16x64x64, the CNNs take 8x32x32."""
-    return clip(2, 16, 64, seed) if name.startswith("videomae") else clip(2, 8, 32, seed)
+    return clip(2, 16, 64, seed) if name.startswith(("videomae", "mvit")) else clip(2, 8, 32, seed)
 
 
 @pytest.fixture(scope="module", params=TINY)
@@ -58,7 +63,9 @@ def tiny(request) -> tuple[str, nn.Module]:
 def test_registry_lists_every_encoder_and_a_tiny_variant_per_family():
     names = list_encoders()
     assert names == sorted(names)
-    assert {"r3d_18", "r2plus1d_18", "s3d", "videomae_vit_b", *TINY} <= set(names)
+    assert {"r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b",
+            "videomae_vit_s", "videomae_vit_b", "videomae_vit_l", "videomae_vit_h", "vjepa2_vit_l", "vjepa2_vit_h",
+            "vjepa2_vit_g", *TINY} <= set(names)
     # clip_temporal_tiny (32 px frames, CLS pooling, zero-initialised temporal blocks) keeps the
     # contract too, with its own checks in tests/models/test_clip_temporal.py
     assert list_encoders("*_tiny") == sorted(TINY + ["clip_temporal_tiny"])

@@ -101,6 +101,10 @@ def test_overrides_anywhere_and_resume_never_swallows_one():
                                           "r=1", "--splits", "1", "knn.k=10", "--", "features.num_clips=2"])
     args = parser.parse_args(rest)
     assert over == ["knn.k=10", "features.num_clips=2"] and args.splits == [1] and args.root == "r=1"
+    rest, over = split_overrides(parser, ["eval", "--encoder", "r3d_tiny", "--dataset", "folder", "--root", "r",
+                                          "--index-arg", "csv=v.csv", "--splits", "1", "linear:tclr.epochs=2"])
+    args = parser.parse_args(rest)   # a preset's shorthand is an override too; --index-arg keeps its value
+    assert over == ["linear:tclr.epochs=2"] and args.index_arg == ["csv=v.csv"] and args.splits == [1]
 
 
 def test_resume_with_a_longer_budget_uses_the_new_schedule_from_its_first_step(tiny_synthetic, tmp_path):

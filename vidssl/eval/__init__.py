@@ -1,4 +1,5 @@
-"""Evaluation suite: frozen features, linear probe, kNN, retrieval, finetuning, diagnostics.
+"""Evaluation suite: frozen features, linear probe, kNN, retrieval, attentive probe, finetuning,
+diagnostics, the papers' protocols as presets, intervals and precise BN.
 
 >>> from vidssl.eval import evaluate
 >>> results = evaluate(encoder, dataset="synthetic", root="data/synthetic", splits=[1],
@@ -38,13 +39,25 @@ from vidssl.eval.linear import (
     topk_accuracy,
     validation_split,
 )
+from vidssl.eval.attentive import AttentiveProbe, attentive_probe
+from vidssl.eval.batchnorm import recompute_batchnorm
+from vidssl.eval.cache import FeatureCache
+from vidssl.eval.intervals import bootstrap_interval
+from vidssl.eval.presets import PRESETS, preset_settings
 from vidssl.eval.protocols import PROTOCOLS, resolve_protocols
 from vidssl.eval.report import EvalResults
 from vidssl.eval.retrieval import RetrievalResult, retrieval_hits
 from vidssl.eval.run import evaluate
 
 __all__ = [
+    "PRESETS",
     "PROTOCOLS",
+    "AttentiveProbe",
+    "FeatureCache",
+    "attentive_probe",
+    "bootstrap_interval",
+    "preset_settings",
+    "recompute_batchnorm",
     "DiagnosticsConfig",
     "DiagnosticsResult",
     "EvalConfig",

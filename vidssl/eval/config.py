@@ -9,7 +9,7 @@ from is in ``docs/evaluation.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from vidssl.errors import ConfigError
 
@@ -24,7 +24,7 @@ class FeatureConfig:
     """Frozen-feature extraction shared by linear / kNN / retrieval / diagnostics."""
 
     num_clips: int = 10                 # K evenly spaced clips per video
-    num_crops: int = 1                  # 1 = centre crop, 3 = along the long side
+    num_crops: int = 1                  # 1 = centre, 3 = along the long side, 5 = corners + centre, 10 = 5 + flips
     clip_len: Optional[int] = None      # frames per clip (None: encoder.preprocess.num_frames)
     stride: Optional[int] = None        # frame step (None: encoder.preprocess.stride)
     size: Optional[int] = None          # crop side (None: encoder.preprocess.crop_size)
@@ -33,6 +33,7 @@ class FeatureConfig:
     num_workers: int = 2                # DataLoader workers decoding videos
     decoder: str = "torchcodec"
     amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
+    cache_dir: Optional[str] = None     # also keep extracted features here, reused by later runs
 
 
 @dataclass
@@ -92,6 +93,51 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class BNConfig:
+    """BatchNorm statistics of the frozen encoder (``linear knn retrieval diagnostics attentive``
+    and the retrieval presets): ``keep`` its own, or ``recompute`` them on the split's train clips
+    (precise BN, :mod:`vidssl.eval.batchnorm`)."""
+
+    mode: str = "keep"                  # keep | recompute
+    num_batches: int = 200              # precise BN: at most this many batches (PySlowFast's default)
+    batch_size: int = 32                # clips per batch
+    seed: int = 0                       # order of the train videos
+
+
+@dataclass
+class IntervalConfig:
+    """Percentile-bootstrap intervals over test videos (:mod:`vidssl.eval.intervals`)."""
+
+    level: float = 0.95
+    resamples: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class AttentiveConfig:
+    """The attentive probe (:mod:`vidssl.eval.attentive`) on cached frozen tokens: ``depth`` - 1
+    self-attention blocks over the tokens, then cross-attention from ``num_queries`` learned
+    queries, then a linear classifier; a grid of ``lrs`` x ``weight_decays`` heads trained in
+    one pass, the best chosen on a validation part of train, refitted on all of train."""
+
+    depth: int = 1                      # 1..4 blocks (V-JEPA: 1; V-JEPA 2: 4)
+    num_queries: int = 1
+    num_heads: Optional[int] = None     # None: width // 64 (at least 1, dividing the width)
+    mlp_ratio: float = 4.0
+    lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-4])
+    weight_decays: list[float] = field(default_factory=lambda: [0.01, 0.1])
+    epochs: int = 20
+    batch_size: int = 32
+    warmup_epochs: float = 0.0
+    final_weight_decay: Optional[float] = None   # cosine weight-decay schedule to this (None: constant)
+    clip_grad: Optional[float] = None
+    token_grid: list[int] = field(default_factory=lambda: [4, 7, 7])   # max (t, h, w) cells per clip
+    val_fraction: float = 0.2
+    refit: bool = True                  # retrain the chosen head on all of train
+    seed: int = 0
+
+
+@dataclass
 class ZeroShotConfig:
     """Zero-shot text classifier (``vidssl eval --protocol zeroshot``)."""
 
@@ -109,6 +155,12 @@ class EvalConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     zeroshot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
+    bn: BNConfig = field(default_factory=BNConfig)
+    intervals: IntervalConfig = field(default_factory=IntervalConfig)
+    attentive: AttentiveConfig = field(default_factory=AttentiveConfig)
+    # Per-preset settings over the preset's own (the authors'): {"linear:tclr": {"epochs": 2}}.
+    # On the command line: presets.linear:tclr.epochs=2 (or linear:tclr.epochs=2).
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     device: str = "auto"                # auto | cpu | cuda | cuda:N
 
     def validate(self) -> "EvalConfig":
@@ -125,8 +177,9 @@ class EvalConfig:
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         for key, value in {"features.num_crops": f.num_crops, "finetune.test_crops": ft.test_crops}.items():
-            if value not in (1, 3):
-                raise ConfigError(f"{key} must be 1 (centre) or 3 (along the long side), got {value}")
+            if value not in (1, 3, 5, 10):
+                raise ConfigError(f"{key} must be 1 (centre), 3 (along the long side), 5 (corners + "
+                                  f"centre) or 10 (5 + flips), got {value}")
         for key, value in {"linear.val_fraction": self.linear.val_fraction,
                            "diagnostics.val_fraction": self.diagnostics.val_fraction}.items():
             if not 0.0 < value < 1.0:
@@ -149,6 +202,31 @@ class EvalConfig:
             raise ConfigError(f"zeroshot.templates must each hold one '{{}}' for the class name, got {bad[:2]}")
         if self.zeroshot.logit_scale <= 0:
             raise ConfigError(f"zeroshot.logit_scale must be > 0, got {self.zeroshot.logit_scale}")
+        if self.bn.mode not in ("keep", "recompute"):
+            raise ConfigError(f"bn.mode must be keep or recompute, got {self.bn.mode!r}")
+        if self.bn.num_batches < 1 or self.bn.batch_size < 2:
+            raise ConfigError("bn.num_batches must be >= 1 and bn.batch_size >= 2")
+        if not 0.0 < self.intervals.level < 1.0 or self.intervals.resamples < 1:
+            raise ConfigError(f"intervals.level must be in (0, 1) and intervals.resamples >= 1, got "
+                              f"{self.intervals.level} / {self.intervals.resamples}")
+        a = self.attentive
+        if not 1 <= a.depth <= 4:
+            raise ConfigError(f"attentive.depth must be 1 to 4 blocks, got {a.depth}")
+        if a.num_queries < 1 or a.epochs < 1 or a.batch_size < 1:
+            raise ConfigError("attentive.num_queries, attentive.epochs and attentive.batch_size must be >= 1")
+        if not a.lrs or min(a.lrs) <= 0 or not a.weight_decays or min(a.weight_decays) < 0:
+            raise ConfigError(f"attentive.lrs must be > 0 and attentive.weight_decays >= 0, got "
+                              f"{a.lrs} / {a.weight_decays}")
+        if len(a.token_grid) != 3 or min(a.token_grid) < 1:
+            raise ConfigError(f"attentive.token_grid must be 3 positive integers (t, h, w), got {a.token_grid}")
+        if not 0.0 < a.val_fraction < 1.0:
+            raise ConfigError(f"attentive.val_fraction must be in (0, 1), got {a.val_fraction}")
+        from vidssl.eval.presets import PRESETS, preset_settings
+
+        for name, overrides in self.presets.items():
+            if name not in PRESETS:
+                raise ConfigError(f"presets.{name}: unknown preset; known: {', '.join(PRESETS)}")
+            preset_settings(name, overrides)
         return self
 
 

@@ -145,10 +145,13 @@ def appearance_factors(records: list[dict[str, Any]]) -> list[Factor]:
 
 
 def factor_probes(train: FeatureSet, test: FeatureSet, root: str | os.PathLike,
-                  config: DiagnosticsConfig | None = None) -> dict[str, dict[str, float]]:
+                  config: DiagnosticsConfig | None = None,
+                  hits: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
     """Linear probes (train -> test) for the action class and every appearance factor.
 
-    Returns ``{name: {"acc", "chance"} or {"r2"}}``; ``"action"`` is the motion label.
+    Returns ``{name: {"acc", "chance"} or {"r2"}}``; ``"action"`` is the motion label. When
+    ``hits`` is a dict, each categorical probe's per-test-video 0/1 outcome is stored in it
+    under ``name`` (for intervals).
     """
     cfg = config or DiagnosticsConfig()
     meta = read_metadata(root)
@@ -170,6 +173,8 @@ def factor_probes(train: FeatureSet, test: FeatureSet, root: str | os.PathLike,
                                seed=cfg.seed, max_iter=cfg.max_iter)
             majority = np.bincount(tr).argmax()
             out[f.name] = {"acc": res.top1, "chance": float(np.mean(te == majority))}
+            if hits is not None:
+                hits[f.name] = res.hits[1]
         else:
             res = ridge_probe(train.features, tr, test.features, te, train_groups=train.groups,
                               lambdas=cfg.ridge_lambdas, val_fraction=cfg.val_fraction,
@@ -187,6 +192,14 @@ class DiagnosticsResult:
     effective_rank: float
     dim: int
     probes: dict[str, dict[str, float]] = field(default_factory=dict)
+    probe_hits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # factor -> per test video 0/1
+
+    def outcomes(self) -> dict[str, float | np.ndarray]:
+        """:meth:`metrics` with each categorical probe's accuracy as a per-test-video array."""
+        out: dict[str, float | np.ndarray] = dict(self.metrics())
+        for name, values in self.probe_hits.items():
+            out[f"probe/{name}/acc"] = values
+        return out
 
     def metrics(self) -> dict[str, float]:
         out = {"alignment": self.alignment, "uniformity": self.uniformity,
@@ -224,7 +237,8 @@ def diagnose(test: FeatureSet, train: FeatureSet | None = None, *,
     else:
         unif = uniformity(test.features, max_points=cfg.max_points, seed=cfg.seed)
     erank = effective_rank(l2_normalize(test.features))
-    probes = {}
+    probes: dict[str, dict[str, float]] = {}
+    hits: dict[str, np.ndarray] = {}
     if cfg.factors and train is not None and root is not None:
-        probes = factor_probes(train, test, root, cfg)
-    return DiagnosticsResult(align, unif, erank, int(test.features.shape[1]), probes)
+        probes = factor_probes(train, test, root, cfg, hits=hits)
+    return DiagnosticsResult(align, unif, erank, int(test.features.shape[1]), probes, hits)

@@ -33,7 +33,7 @@ from vidssl.data.transforms import (Compose, Normalize, RandomHorizontalFlip, Ra
                                     ResizeClip, ToModelLayout)
 from vidssl.eval.config import FinetuneConfig
 from vidssl.eval.features import encode_clips, eval_mode, resolve_clip_settings
-from vidssl.eval.linear import topk_accuracy
+from vidssl.eval.linear import topk_hits
 from vidssl.runtime.device import autocast, autocast_dtype, resolve_device
 from vidssl.runtime.optim import (OptimConfig, build_optimizer, build_scheduler, check_finite,
                                   optimizer_step)
@@ -67,10 +67,16 @@ class FinetuneResult:
     skipped_train: int                           # samples replaced because a file failed
     skipped_test: list[tuple[str, str]]
     model: FinetuneModel | None = field(default=None, repr=False)
+    hits: dict[int, np.ndarray] = field(default_factory=dict, repr=False)   # k -> per test video 0/1
+    videos: list[str] = field(default_factory=list, repr=False)             # the test videos scored
 
     def metrics(self) -> dict[str, float]:
         return {"top1": self.top1, "top5": self.top5,
                 "train_loss": self.train_loss[-1] if self.train_loss else float("nan")}
+
+    def outcomes(self) -> dict[str, float | np.ndarray]:
+        """:meth:`metrics` with top-1 / top-5 as per-test-video 0/1 arrays (for intervals)."""
+        return {**self.metrics(), "top1": self.hits[1], "top5": self.hits[5]}
 
 
 def finetune(encoder: nn.Module, train_index: VideoIndex, test_index: VideoIndex, *,
@@ -138,5 +144,6 @@ def finetune(encoder: nn.Module, train_index: VideoIndex, test_index: VideoIndex
             batch_size=cfg.test_batch_size, num_workers=cfg.num_workers, device=dev,
             decoder=cfg.decoder, progress=progress, amp=cfg.amp,
             description=f"finetune test {test_index.name}", **s)
-    acc = topk_accuracy(probs.mean(dim=1), test_index.labels[pos], (1, 5))
-    return FinetuneResult(acc[1], acc[5], cfg.epochs, step, losses, skips.count, skipped, model)
+    hits = topk_hits(probs.mean(dim=1), test_index.labels[pos], (1, 5))
+    return FinetuneResult(float(hits[1].mean()), float(hits[5].mean()), cfg.epochs, step, losses,
+                          skips.count, skipped, model, hits, [test_index.path(int(i)) for i in pos])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vidssl.eval.linear import ArrayLike, l2_normalize, topk_accuracy
+from vidssl.eval.linear import ArrayLike, l2_normalize, topk_hits
 
 
 def knn_scores(train_x: ArrayLike, train_y: ArrayLike, query_x: ArrayLike, *, k: int = 20,
@@ -42,9 +42,14 @@ class KNNResult:
     k: int
     temperature: float
     predictions: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    hits: dict[int, np.ndarray] = field(repr=False, default_factory=dict)   # k -> per query 0/1
 
     def metrics(self) -> dict[str, float]:
         return {"top1": self.top1, "top5": self.top5}
+
+    def outcomes(self) -> dict[str, np.ndarray]:
+        """Top-1 / top-5 as per-test-video 0/1 arrays (their means are :meth:`metrics`)."""
+        return {"top1": self.hits[1], "top5": self.hits[5]}
 
 
 def knn_classify(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y: ArrayLike, *,
@@ -53,5 +58,6 @@ def knn_classify(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
     ytr, yte = np.asarray(train_y, dtype=np.int64), np.asarray(test_y, dtype=np.int64)
     num_classes = int(num_classes or max(ytr.max(), yte.max() if len(yte) else 0) + 1)
     scores = knn_scores(train_x, ytr, test_x, k=k, temperature=temperature, num_classes=num_classes)
-    acc = topk_accuracy(scores, yte, (1, 5))
-    return KNNResult(acc[1], acc[5], min(k, len(ytr)), temperature, scores.argmax(dim=1).numpy())
+    hits = topk_hits(scores, yte, (1, 5))
+    return KNNResult(float(hits[1].mean()), float(hits[5].mean()), min(k, len(ytr)), temperature,
+                     scores.argmax(dim=1).numpy(), hits)

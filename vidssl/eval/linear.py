@@ -154,18 +154,27 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_deca
     return LinearClassifier(w.detach().float(), b.detach().float())
 
 
-def topk_accuracy(scores: torch.Tensor, y: ArrayLike, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
-    """Fraction of rows whose label is among the ``k`` highest scores (``k`` capped at ``C``).
+def topk_hits(scores: torch.Tensor, y: ArrayLike, ks: Sequence[int] = (1, 5)) -> dict[int, np.ndarray]:
+    """Per row, whether its label is among the ``k`` highest scores (``k`` capped at ``C``):
+    float ``(N,)`` arrays of 0/1, the per-video outcomes the intervals resample.
 
     Shapes: ``scores`` ``(N, C)``, ``y`` ``(N,)``.
     """
     y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y,
                         dtype=torch.int64, device=scores.device)
     if len(y) == 0:
-        return {k: float("nan") for k in ks}
+        return {k: np.zeros(0) for k in ks}
     top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
     hit = top == y[:, None]
-    return {k: hit[:, :min(k, scores.shape[1])].any(dim=1).float().mean().item() for k in ks}
+    return {k: hit[:, :min(k, scores.shape[1])].any(dim=1).double().cpu().numpy() for k in ks}
+
+
+def topk_accuracy(scores: torch.Tensor, y: ArrayLike, ks: Sequence[int] = (1, 5)) -> dict[int, float]:
+    """Fraction of rows whose label is among the ``k`` highest scores (``k`` capped at ``C``).
+
+    Shapes: ``scores`` ``(N, C)``, ``y`` ``(N,)``.
+    """
+    return {k: float(v.mean()) if len(v) else float("nan") for k, v in topk_hits(scores, y, ks).items()}
 
 
 @dataclass
@@ -221,10 +230,15 @@ class LinearProbeResult:
     train_size: int
     test_size: int
     predictions: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    hits: dict[int, np.ndarray] = field(repr=False, default_factory=dict)   # k -> per test video 0/1
 
     def metrics(self) -> dict[str, float]:
         return {"top1": self.top1, "top5": self.top5, "weight_decay": self.weight_decay,
                 "val_top1": self.selection.val_top1[self.weight_decay]}
+
+    def outcomes(self) -> dict[str, float | np.ndarray]:
+        """:meth:`metrics` with top-1 / top-5 as per-test-video 0/1 arrays (for intervals)."""
+        return {**self.metrics(), "top1": self.hits[1], "top5": self.hits[5]}
 
 
 def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y: ArrayLike, *,
@@ -247,9 +261,9 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
     clf = fit_logistic(l2_normalize(train_x).to(device), torch.as_tensor(ytr), num_classes,
                        sel.best, max_iter=max_iter)
     logits = clf.logits(l2_normalize(test_x))
-    acc = topk_accuracy(logits, yte, (1, 5))
-    return LinearProbeResult(acc[1], acc[5], sel.best, sel, len(ytr), len(yte),
-                             logits.argmax(dim=1).cpu().numpy())
+    hits = topk_hits(logits, yte, (1, 5))
+    return LinearProbeResult(float(hits[1].mean()), float(hits[5].mean()), sel.best, sel, len(ytr),
+                             len(yte), logits.argmax(dim=1).cpu().numpy(), hits)
 
 
 # -------------------------------------------------------------------------------- ridge --

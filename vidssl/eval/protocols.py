@@ -2,9 +2,17 @@
 
 A protocol is a runner ``fn(split: EvalSplit) -> {metric: value}`` registered in
 :data:`PROTOCOLS` with what :func:`vidssl.eval.run.evaluate` needs to know about it:
-``features`` (it reads the frozen features extracted once for every split), ``in_all`` (part
-of ``"all"``), an optional ``setup(ctx) -> object`` run once per evaluation (its result is
-``ctx.shared[name]``) and ``note(config) -> str`` for the results' notes.
+``features`` (it reads the shared frozen features, ``split.train_features`` /
+``split.test_features``), ``tokens`` (those features must carry the attentive probe's tokens),
+``in_all`` (part of ``"all"``), an optional ``setup(ctx) -> object`` run once per evaluation
+(its result is ``ctx.shared[name]``) and ``note(config) -> str`` for the results' notes.
+
+A metric that is a mean over test videos (top-1, hit@k, a probe's accuracy) is returned as the
+per-video ``np.ndarray`` of outcomes (0/1); ``evaluate`` reports its mean and a bootstrap
+interval (:mod:`vidssl.eval.intervals`). The outcomes belong to ``split.test_features.paths``
+unless the runner names its own scored videos with ``split.videos = [...]``. Other values
+(hyper-parameters, losses, geometry) are plain floats. Protocols with their own views (the
+presets) ask ``split.context.cache`` (:class:`~vidssl.eval.cache.FeatureCache`) for them.
 
 ``linear``, ``knn``, ``retrieval`` and ``diagnostics`` share one feature extraction (frozen
 encoder); ``finetune`` trains a copy of the encoder per split; ``zeroshot`` classifies test
@@ -56,6 +64,7 @@ class EvalContext:
     zeroshot: Any = None
     info: dict[str, Any] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
+    cache: Any = None                    # FeatureCache: frozen features by views / BN / tokens
 
 
 @dataclass
@@ -69,6 +78,7 @@ class EvalSplit:
     train_features: Optional[FeatureSet] = None
     test_features: Optional[FeatureSet] = None
     counts: dict[str, int] = field(default_factory=dict)
+    videos: Optional[list[str]] = None   # the test videos a runner's per-video outcomes belong to
 
     @property
     def config(self) -> EvalConfig:
@@ -80,15 +90,19 @@ class EvalSplit:
 
 
 #: Protocols by name, in their canonical order (results list them so).
-PROTOCOLS: Registry[Callable[[EvalSplit], dict]] = Registry("protocol")
+PROTOCOLS: Registry[Callable[[EvalSplit], dict]] = Registry("protocol", aliases={"linear:fast": "linear"})
 
 
 def register_protocol(name: str, runner: Callable[[EvalSplit], dict] | None = None, *, lazy: str | None = None,
                       features: bool = False, in_all: bool = True, setup: Callable[[EvalContext], Any] | None = None,
-                      note: Callable[[EvalConfig], str] | None = None) -> Any:
+                      note: Callable[[EvalConfig], str] | None = None, tokens: bool = False,
+                      summary: str = "", test_only: bool = False) -> Any:
     """Register ``runner`` (or ``lazy``, its ``"module:function"`` path, imported on first use; or,
-    without either, the decorated function) as protocol ``name``."""
-    return PROTOCOLS.register(name, runner, lazy=lazy, features=features, in_all=in_all, setup=setup, note=note)
+    without either, the decorated function) as protocol ``name``; ``summary`` is its line in
+    ``vidssl eval --help``; ``test_only``: it never reads the train videos (so it also runs on a
+    dataset without official splits, e.g. Kinetics' validation CSV)."""
+    return PROTOCOLS.register(name, runner, lazy=lazy, features=features or tokens, in_all=in_all,
+                              setup=setup, note=note, tokens=tokens, summary=summary, test_only=test_only)
 
 
 def resolve_protocols(protocols: str | Sequence[str]) -> list[str]:
@@ -99,9 +113,10 @@ def resolve_protocols(protocols: str | Sequence[str]) -> list[str]:
     known = PROTOCOLS.names(sort=False)
     if not names:
         raise ConfigError(f"no protocol given; choose from {known} or 'all'")
-    unknown = [p for p in names if p not in known and p != "all"]
+    unknown = [p for p in names if p not in PROTOCOLS and p != "all"]
     if unknown:
         raise ConfigError(f"unknown protocol(s) {unknown}; choose from {known} or 'all'")
+    names = [p if p == "all" else PROTOCOLS.key(p) for p in names]
     if "all" in names:
         names += PROTOCOLS.names(sort=False, in_all=True)
     return [p for p in known if p in names]
@@ -109,36 +124,39 @@ def resolve_protocols(protocols: str | Sequence[str]) -> list[str]:
 
 # ------------------------------------------------------------------ frozen-feature protocols
 
-@register_protocol("linear", features=True, note=lambda c: (
-    "linear: L-BFGS logistic regression on L2-normalised features; weight decay chosen on a "
-    "group-aware validation part of train, refit on train"))
+@register_protocol("linear", features=True, summary="L-BFGS logistic regression on cached clip-averaged "
+                   "features (fast default; alias linear:fast)", note=lambda c: (
+    "linear (linear:fast): L-BFGS logistic regression on L2-normalised features; weight decay chosen "
+    "on a group-aware validation part of train, refit on train"))
 def run_linear(s: EvalSplit) -> dict[str, float]:
     c, tr, te = s.config.linear, s.train_features, s.test_features
     return linear_probe(tr.features, tr.labels, te.features, te.labels, train_groups=tr.groups,
                         num_classes=s.num_classes, weight_decays=c.weight_decays,
                         val_fraction=c.val_fraction, seed=c.seed, max_iter=c.max_iter,
-                        device=s.context.device).metrics()
+                        device=s.context.device).outcomes()
 
 
-@register_protocol("knn", features=True, note=lambda c: (
-    f"knn: cosine, k={c.knn.k}, votes weighted by exp(s/{c.knn.temperature})"))
+@register_protocol("knn", features=True, summary="weighted kNN (k=20, t=0.07) on cached features",
+                   note=lambda c: f"knn: cosine, k={c.knn.k}, votes weighted by exp(s/{c.knn.temperature})")
 def run_knn(s: EvalSplit) -> dict[str, float]:
     tr, te = s.train_features, s.test_features
     return knn_classify(tr.features, tr.labels, te.features, te.labels, k=s.config.knn.k,
-                        temperature=s.config.knn.temperature, num_classes=s.num_classes).metrics()
+                        temperature=s.config.knn.temperature, num_classes=s.num_classes).outcomes()
 
 
-@register_protocol("retrieval", features=True, note=lambda c: (
+@register_protocol("retrieval", features=True, summary="test queries the train gallery, hit@k (cached features)",
+                   note=lambda c: (
     "retrieval: test queries the train gallery, cosine; features "
     + ("mean-centred (train mean)" if c.retrieval.center else "not mean-centred")))
 def run_retrieval(s: EvalSplit) -> dict[str, float]:
     tr, te, c = s.train_features, s.test_features, s.config.retrieval
-    return retrieval_hits(tr.features, tr.labels, te.features, te.labels, ks=c.ks, center=c.center).metrics()
+    return retrieval_hits(tr.features, tr.labels, te.features, te.labels, ks=c.ks, center=c.center).outcomes()
 
 
 # ------------------------------------------------------------------ finetuning
 
-@register_protocol("finetune", note=lambda c: (
+@register_protocol("finetune", summary="the whole network with a new head (vidssl's small-scale recipe)",
+                   note=lambda c: (
     f"finetune: {c.finetune.epochs} epoch(s), AdamW lr {c.finetune.lr:g} wd {c.finetune.weight_decay:g}, "
     f"cosine; test {c.finetune.test_clips} clips x {c.finetune.test_crops} crops"))
 def run_finetune(s: EvalSplit) -> dict[str, float]:
@@ -148,17 +166,33 @@ def run_finetune(s: EvalSplit) -> dict[str, float]:
     res = finetune(ctx.encoder, s.train, s.test, config=s.config.finetune, device=ctx.device,
                    progress=ctx.progress)
     s.counts["finetune_test_skipped"] = len(res.skipped_test)
-    return res.metrics()
+    s.videos = res.videos
+    return res.outcomes()
+
+
+# ------------------------------------------------------------------ attentive probe (cached tokens)
+
+register_protocol("attentive", lazy="vidssl.eval.attentive:run_attentive", tokens=True, in_all=False,
+                  summary="attentive probe (learned queries cross-attend to cached spatio-temporal tokens; "
+                          "lr x wd grid in one pass)",
+                  note=lambda c: (
+    f"attentive: {c.attentive.depth} block(s) ({c.attentive.depth - 1} self-attention over the tokens + "
+    f"cross-attention from {c.attentive.num_queries} quer(y/ies)), grid lr {list(c.attentive.lrs)} x wd "
+    f"{list(c.attentive.weight_decays)} trained in one pass on cached tokens (<= {list(c.attentive.token_grid)} "
+    f"cells per clip, fp16), chosen on a validation part of train"
+    + (", refit on train" if c.attentive.refit else "")
+    + f"; {c.attentive.epochs} epochs"))
 
 
 # ------------------------------------------------------------------ diagnostics (after finetune: canonical order)
 
-@register_protocol("diagnostics", features=True, note=lambda c: (
+@register_protocol("diagnostics", features=True, summary="alignment, uniformity, effective rank, per-factor probes",
+                   note=lambda c: (
     "diagnostics on test features: alignment over adjacent clips, uniformity t=2, effective rank "
     "of the covariance; probe/* = linear probes per factor"))
 def run_diagnostics(s: EvalSplit) -> dict[str, float]:
     return diagnose(s.test_features, s.train_features, root=s.context.root,
-                    config=s.config.diagnostics).metrics()
+                    config=s.config.diagnostics).outcomes()
 
 
 # ------------------------------------------------------------------ zero-shot
@@ -198,11 +232,23 @@ def _zeroshot_note(c: EvalConfig) -> str:
             + f", multi-clip video embedding, logits x{z.logit_scale:g}; test lists only")
 
 
-@register_protocol("zeroshot", in_all=False, setup=zeroshot_setup, note=_zeroshot_note)
+@register_protocol("zeroshot", in_all=False, setup=zeroshot_setup, note=_zeroshot_note,
+                   summary="CLIP text classifier (CLIP-temporal encoders, LSS checkpoints)")
 def run_zeroshot(s: EvalSplit) -> dict[str, float]:
-    from vidssl.eval.zeroshot import zeroshot_classify
+    from vidssl.eval.linear import topk_hits
+    from vidssl.eval.zeroshot import zeroshot_classify, zeroshot_logits
 
     zs = s.context.shared["zeroshot"]
     test = zs["features"].select(s.test)
     s.counts["zeroshot_test_used"] = len(test)
-    return zeroshot_classify(test.features, test.labels, zs["weights"], s.config.zeroshot.logit_scale)
+    zeroshot_classify(test.features, test.labels, zs["weights"], s.config.zeroshot.logit_scale)  # checks shapes
+    hits = topk_hits(zeroshot_logits(test.features, zs["weights"], s.config.zeroshot.logit_scale), test.labels)
+    s.videos = list(test.paths)
+    return {"top1": hits[1], "top5": hits[5]}
+
+
+# ------------------------------------------------------------------ presets: the papers' own protocols
+
+from vidssl.eval.presets import register_presets  # noqa: E402 - needs register_protocol above
+
+register_presets(register_protocol)

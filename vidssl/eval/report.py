@@ -1,7 +1,11 @@
-"""Results of an evaluation run: per-split and mean numbers, JSON and a markdown table.
+"""Results of an evaluation run: per-split and mean numbers, intervals, JSON and a markdown table.
 
 Accuracies and hit rates are stored as fractions in ``[0, 1]`` and shown as percentages in the
-markdown table; NaN (a number that could not be computed) is stored as JSON ``null``.
+markdown table; NaN (a number that could not be computed) is stored as JSON ``null``. A metric
+that is a mean over test videos keeps its per-video outcomes (``info["per_video"]``: per split
+and protocol, the scored videos and one 0/1 value per video and metric); its 95% interval is a
+percentile bootstrap over those videos (:mod:`vidssl.eval.intervals`; for the mean over splits,
+each split resampled on its own) and is shown as ``41.9 [37.5, 46.3]``.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vidssl.errors import VidsslError
 
 Metrics = dict[str, dict[str, float]]   # protocol -> metric -> value
 
 #: Hyper-parameters reported per split but not averaged across splits.
-NOT_AVERAGED = frozenset({"weight_decay"})
+NOT_AVERAGED = frozenset({"weight_decay", "lr", "epochs"})
 
 
 def is_percent(metric: str) -> bool:
@@ -32,8 +38,10 @@ def format_value(metric: str, value: float | None) -> str:
         return "–"
     if is_percent(metric):
         return f"{100.0 * value:.1f}"
-    if metric in NOT_AVERAGED:
+    if metric in ("weight_decay", "lr"):
         return f"{value:.0e}"
+    if metric in NOT_AVERAGED:
+        return f"{value:g}"
     return f"{value:.4g}"
 
 
@@ -104,12 +112,55 @@ class EvalResults:
                 out.setdefault(p, {})[m] = math.sqrt(sum((v - mu) ** 2 for v in vals) / len(vals))
         return out
 
+    # ---------------------------------------------------------------- intervals
+    def outcomes(self, split: int, protocol: str, metric: str) -> list[float] | None:
+        """Per-video outcomes of ``metric`` on ``split`` (``None`` when it has none)."""
+        entry = self.info.get("per_video", {}).get(str(split), {}).get(protocol)
+        return None if entry is None else entry["outcomes"].get(metric)
+
+    def _interval_settings(self) -> dict[str, Any]:
+        c = (self.info.get("config") or {}).get("intervals") or {}
+        return {"level": float(c.get("level", 0.95)), "resamples": int(c.get("resamples", 1000)),
+                "seed": int(c.get("seed", 0))}
+
+    @property
+    def intervals(self) -> dict[str, Any]:
+        """``{"per_split": {split: {protocol: {metric: [low, high]}}}, "mean": {...}, "level",
+        "resamples", "seed"}``: bootstrap intervals of every metric with per-video outcomes (the
+        mean's only when every split has them)."""
+        from vidssl.eval.intervals import bootstrap_interval
+
+        if getattr(self, "_intervals", None) is not None:
+            return self._intervals
+        opts = self._interval_settings()
+        per_split: dict[str, dict[str, dict[str, list[float]]]] = {}
+        mean: dict[str, dict[str, list[float]]] = {}
+        for p, m in self.metric_names():
+            groups = []
+            for s in self.splits:
+                values = self.outcomes(s, p, m)
+                if values is None or not len(values):
+                    continue
+                lo, hi = bootstrap_interval([np.asarray(values)], **opts)
+                per_split.setdefault(str(s), {}).setdefault(p, {})[m] = [lo, hi]
+                groups.append(np.asarray(values))
+            if groups and len(groups) == len(self.splits):
+                mean.setdefault(p, {})[m] = list(bootstrap_interval(groups, **opts))
+        self._intervals = {"per_split": per_split, "mean": mean, **opts}
+        return self._intervals
+
+    def interval(self, protocol: str, metric: str, split: int | None = None) -> list[float] | None:
+        """``[low, high]`` of ``metric`` on ``split`` (``None``: of the mean over splits)."""
+        iv = self.intervals
+        table = iv["mean"] if split is None else iv["per_split"].get(str(split), {})
+        return table.get(protocol, {}).get(metric)
+
     def to_dict(self) -> dict[str, Any]:
         return _nan_to_none({
             "dataset": self.dataset, "encoder": self.encoder, "splits": list(self.splits),
             "protocols": list(self.protocols),
             "per_split": {str(s): self.per_split[s] for s in self.splits if s in self.per_split},
-            "mean": self.mean, "std": self.std, "info": self.info,
+            "mean": self.mean, "std": self.std, "intervals": self.intervals, "info": self.info,
         })
 
     @classmethod
@@ -139,10 +190,11 @@ class EvalResults:
         return cls.from_dict(d)
 
     def to_markdown(self) -> str:
-        """A table: one row per ``(protocol, metric)``, one column per split, then the mean."""
+        """A table: one row per ``(protocol, metric)``, one column per split, then the mean;
+        a metric with per-video outcomes shows its bootstrap interval, ``41.9 [37.5, 46.3]``."""
         multi = len(self.splits) > 1
         head = ["protocol", "metric", *(f"split {s}" for s in self.splits),
-                "mean ± std" if multi else "mean"]
+                "mean ± std [interval]" if multi else "mean"]
         lines = [f"## {self.encoder} on {self.dataset}", ""]
         prov = self.info.get("provenance")
         if prov:  # which run, which code, which videos: a table that says what it is
@@ -156,14 +208,23 @@ class EvalResults:
         lines += ["| " + " | ".join(head) + " |",
                  "|---|---|" + "---:|" * (len(head) - 2)]
         mean, std = self.mean, self.std
+
+        def with_interval(text: str, iv: list[float] | None) -> str:
+            if iv is None or text == "–":
+                return text
+            return f"{text} [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]"
+
         for p, m in self.metric_names():
             label = f"{m} (%)" if is_percent(m) else m
-            cells = [format_value(m, self.per_split.get(s, {}).get(p, {}).get(m)) for s in self.splits]
+            cells = [with_interval(format_value(m, self.per_split.get(s, {}).get(p, {}).get(m)),
+                                   self.interval(p, m, s) if is_percent(m) else None) for s in self.splits]
             mu = mean.get(p, {}).get(m)
             avg = format_value(m, mu)
             if multi and mu is not None:
                 sd = std[p][m] * (100.0 if is_percent(m) else 1.0)
                 avg += f" ± {sd:.1f}" if is_percent(m) else f" ± {sd:.2g}"
+            if is_percent(m):
+                avg = with_interval(avg, self.interval(p, m))
             lines.append("| " + " | ".join([p, label, *cells, avg]) + " |")
         notes = self.info.get("notes", [])
         if notes:

@@ -433,7 +433,7 @@ def check_backend(path: str | os.PathLike, backend: str, ref: Reference, kind: s
     (where the file has a hole) that reading the hole raises ``VideoDecodeError``. Where the
     backend's :func:`~vidssl.data.decoders.probe_video` verifies seeking in a file it otherwise
     counts (``seek_token``, what an index hands the loader), both ways of reading are checked."""
-    from vidssl.data.decoders import open_video, probe_video
+    from vidssl.data.decoders import probe_video
     from vidssl.errors import VideoDecodeError
 
     path = os.fspath(path)

@@ -1,4 +1,4 @@
-"""R3D and R(2+1)D encoders (Tran et al., CVPR 2018) from torchvision's own building blocks.
+"""R3D, MC3 and R(2+1)D encoders (Tran et al., CVPR 2018) from torchvision's own building blocks.
 
 :class:`VideoResNetEncoder` is torchvision's ``VideoResNet`` without its pooling and classifier,
 assembled from ``torchvision.models.video.resnet``'s ``BasicBlock``, ``Conv3DSimple`` and
@@ -7,8 +7,14 @@ parameter names and shapes are torchvision's, so the published Kinetics-400 weig
 (minus ``fc.*``); ``tests/models/test_encoders.py`` checks that, and that the outputs equal
 torchvision's ``layer4`` output.
 
-Registered: ``r3d_18``, ``r2plus1d_18`` (torchvision sizes, published weights), ``r3d_tiny``,
-``r2plus1d_tiny`` (widths 16-32-64-128, one block per stage: tests and the CPU demo).
+Registered: ``r3d_18``, ``mc3_18``, ``r2plus1d_18`` (torchvision sizes, published weights),
+``r3d_tiny``, ``mc3_tiny``, ``r2plus1d_tiny`` (widths 16-32-64-128, one block per stage: tests and
+the CPU demo). MC3 ("mixed convolutions") is R3D's first stage followed by 2D (``1 x 3 x 3``)
+stages, so its only temporal down-sampling is none at all: ``T' = T``.
+
+``num_classes``: keep torchvision's classifier ``fc`` (``Linear(512, num_classes)`` on the pooled
+feature); ``forward_logits(x)`` then gives its logits, and ``pretrained="default"`` with
+``num_classes=400`` loads the Kinetics-400 head too (``class_names``: torchvision's categories).
 
 TCLR option ``temporal_dilation_last_stage=True``: the temporal stride 2 of the last stage is
 replaced by temporal dilation 2 in the first block's strided convolution (no new parameters,
@@ -21,7 +27,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, Conv3DSimple
+from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, Conv3DNoTemporal, Conv3DSimple
 
 from vidssl.data.transforms.video import KINETICS_MEAN, KINETICS_STD
 from vidssl.errors import ConfigError
@@ -30,12 +36,14 @@ from vidssl.models.encoders.base import Preprocess
 from vidssl.models.encoders.weights import (Pretrained, fetch_pretrained, load_state_dict_strict,
                                             no_pretrained_weights)
 
-_CONV_BUILDERS = {"3d": Conv3DSimple, "2plus1d": Conv2Plus1D}
+_CONV_BUILDERS = {"3d": Conv3DSimple, "2plus1d": Conv2Plus1D, "mixed": Conv3DNoTemporal}
 
-# torchvision's published Kinetics-400 weights (R3D_18_Weights / R2Plus1D_18_Weights
-# .KINETICS400_V1): 16-frame clips at 15 fps (~stride 2 at 30 fps), resize 128x171, crop 112.
+# torchvision's published Kinetics-400 weights (R3D_18_Weights / MC3_18_Weights /
+# R2Plus1D_18_Weights .KINETICS400_V1): 16-frame clips at 15 fps (~stride 2 at 30 fps),
+# resize 128x171, crop 112.
 _WEIGHT_URLS = {
     "r3d_18": "https://download.pytorch.org/models/r3d_18-b3b3357e.pth",
+    "mc3_18": "https://download.pytorch.org/models/mc3_18-a90a0ba3.pth",
     "r2plus1d_18": "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth",
 }
 KINETICS_R3D_PREPROCESS = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_frames=16,
@@ -50,7 +58,7 @@ TINY_LAYERS = (1, 1, 1, 1)
 def _stem(conv: str, width: int) -> nn.Sequential:
     """torchvision's ``BasicStem`` / ``R2Plus1dStem`` with ``width`` output channels (spatial
     stride 2, no temporal stride). The (2+1)D stem's 45 middle channels scale with ``width``."""
-    if conv == "3d":
+    if conv in ("3d", "mixed"):
         return nn.Sequential(
             nn.Conv3d(3, width, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3),
                       bias=False),
@@ -115,21 +123,25 @@ class VideoResNetEncoder(nn.Module):
 
     def __init__(self, conv: str, widths: Sequence[int] = (64, 128, 256, 512),
                  layers: Sequence[int] = (2, 2, 2, 2), temporal_dilation_last_stage: bool = False,
-                 preprocess: Preprocess = KINETICS_R3D_PREPROCESS):
+                 preprocess: Preprocess = KINETICS_R3D_PREPROCESS, num_classes: int | None = None):
         super().__init__()
         widths, layers = _check_arch(conv, widths, layers)
         self.stem = _stem(conv, widths[0])
         inplanes = widths[0]
         for i, (planes, blocks) in enumerate(zip(widths, layers)):
             stride = 1 if i == 0 else 2
-            self.add_module(f"layer{i + 1}", _stage(conv, inplanes, planes, blocks, stride))
+            stage_conv = "3d" if conv == "mixed" and i == 0 else conv
+            self.add_module(f"layer{i + 1}", _stage(stage_conv, inplanes, planes, blocks, stride))
             inplanes = planes
         if temporal_dilation_last_stage:
             dilate_temporal_stride(self.layer4)
         self.num_features: int = widths[-1]
         self.preprocess: Preprocess = preprocess
-        self.feature_stride: tuple[int, int, int] = (4 if temporal_dilation_last_stage else 8,
-                                                     16, 16)
+        t_stride = 1 if conv == "mixed" else (4 if temporal_dilation_last_stage else 8)
+        self.feature_stride: tuple[int, int, int] = (t_stride, 16, 16)
+        self.features_are_map_mean = True
+        if num_classes is not None:
+            self.fc = nn.Linear(widths[-1], int(num_classes))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -141,6 +153,9 @@ class VideoResNetEncoder(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
     def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,6 +169,14 @@ class VideoResNetEncoder(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, T, H, W)`` -> ``(B, D)``: global average of the feature map."""
         return self.forward_feature_map(x).mean(dim=(2, 3, 4))
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` -> ``(B, num_classes)``: torchvision's ``fc`` on the pooled feature
+        (only when built with ``num_classes``)."""
+        if not hasattr(self, "fc"):
+            raise ConfigError(f"{getattr(self, 'encoder_name', 'this encoder')} has no classifier; "
+                              f"build it with num_classes=N")
+        return self.fc(self.forward_features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)
@@ -174,36 +197,52 @@ def _check_arch(conv: str, widths: Sequence[int], layers: Sequence[int]
     return out[0], out[1]
 
 
+def _check_classes(name: str, num_classes: int | None) -> None:
+    if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool)
+                                    or num_classes < 1):
+        raise ConfigError(f"{name}: num_classes must be a positive integer or None, got {num_classes!r}")
+
+
 def _build(name: str, conv: str, pretrained: Pretrained, widths: Sequence[int],
            layers: Sequence[int], temporal_dilation_last_stage: bool,
-           preprocess: Preprocess) -> VideoResNetEncoder:
+           preprocess: Preprocess, num_classes: int | None = None) -> VideoResNetEncoder:
     if name not in _WEIGHT_URLS:
         no_pretrained_weights(name, pretrained)
+    _check_classes(name, num_classes)
     state, source = fetch_pretrained(pretrained, default_url=_WEIGHT_URLS.get(name),
                                      default_what=f"torchvision {name} Kinetics-400 weights")
-    model = VideoResNetEncoder(conv, widths, layers, bool(temporal_dilation_last_stage), preprocess)
+    model = VideoResNetEncoder(conv, widths, layers, bool(temporal_dilation_last_stage), preprocess,
+                               num_classes)
     model.encoder_name = name
     if state is not None:
-        load_state_dict_strict(model, state, source, ignore_prefixes=("fc.",))
+        load_state_dict_strict(model, state, source, ignore_prefixes=() if num_classes else ("fc.",))
     return model
 
 
 @register_encoder("r3d_18")
-def r3d_18(*, pretrained: Pretrained = None, temporal_dilation_last_stage: bool = False
-           ) -> VideoResNetEncoder:
+def r3d_18(*, pretrained: Pretrained = None, temporal_dilation_last_stage: bool = False,
+           num_classes: int | None = None) -> VideoResNetEncoder:
     """R3D-18 (33.2 M parameters, 512-d); ``pretrained="default"``: torchvision
     ``R3D_18_Weights.KINETICS400_V1``."""
     return _build("r3d_18", "3d", pretrained, (64, 128, 256, 512), (2, 2, 2, 2),
-                  temporal_dilation_last_stage, KINETICS_R3D_PREPROCESS)
+                  temporal_dilation_last_stage, KINETICS_R3D_PREPROCESS, num_classes)
+
+
+@register_encoder("mc3_18")
+def mc3_18(*, pretrained: Pretrained = None, num_classes: int | None = None) -> VideoResNetEncoder:
+    """MC3-18 (11.7 M parameters, 512-d): R3D's stem and first stage, then 2D stages;
+    ``pretrained="default"``: torchvision ``MC3_18_Weights.KINETICS400_V1``."""
+    return _build("mc3_18", "mixed", pretrained, (64, 128, 256, 512), (2, 2, 2, 2), False,
+                  KINETICS_R3D_PREPROCESS, num_classes)
 
 
 @register_encoder("r2plus1d_18")
-def r2plus1d_18(*, pretrained: Pretrained = None, temporal_dilation_last_stage: bool = False
-                ) -> VideoResNetEncoder:
+def r2plus1d_18(*, pretrained: Pretrained = None, temporal_dilation_last_stage: bool = False,
+                num_classes: int | None = None) -> VideoResNetEncoder:
     """R(2+1)D-18 (31.3 M parameters, 512-d); ``pretrained="default"``: torchvision
     ``R2Plus1D_18_Weights.KINETICS400_V1``."""
     return _build("r2plus1d_18", "2plus1d", pretrained, (64, 128, 256, 512), (2, 2, 2, 2),
-                  temporal_dilation_last_stage, KINETICS_R3D_PREPROCESS)
+                  temporal_dilation_last_stage, KINETICS_R3D_PREPROCESS, num_classes)
 
 
 @register_encoder("r3d_tiny")
@@ -214,6 +253,13 @@ def r3d_tiny(*, pretrained: Pretrained = None, widths: Sequence[int] = TINY_WIDT
     demo. No published weights; ``pretrained`` may be a path to weights vidssl saved."""
     return _build("r3d_tiny", "3d", pretrained, widths, layers, temporal_dilation_last_stage,
                   TINY_PREPROCESS)
+
+
+@register_encoder("mc3_tiny")
+def mc3_tiny(*, pretrained: Pretrained = None, widths: Sequence[int] = TINY_WIDTHS,
+             layers: Sequence[int] = TINY_LAYERS) -> VideoResNetEncoder:
+    """MC3 with small stages (default 16-32-64-128, one block each; 128-d)."""
+    return _build("mc3_tiny", "mixed", pretrained, widths, layers, False, TINY_PREPROCESS)
 
 
 @register_encoder("r2plus1d_tiny")

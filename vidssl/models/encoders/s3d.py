@@ -10,6 +10,12 @@ output against torchvision's ``S3D.features``.
 Registered: ``s3d`` (torchvision size, 1024-d, published weights) and ``s3d_tiny`` (the same
 topology at ``width_mult=0.125``, 128-d; tests and CPU demos). The TCLR temporal-dilation option
 is not offered for S3D (its temporal down-sampling sits in max-pools, not in a last stage).
+
+``bn_eps`` / ``bn_momentum``: torchvision's S3D uses TensorFlow's BatchNorm (``eps=1e-3``,
+``momentum=1e-3``); CoCLR's ``backbone/s3dg.py`` builds the same network with PyTorch's defaults
+(``1e-5``, ``0.1``), which its importer sets. ``num_classes``: keep torchvision's classifier
+(``AvgPool3d((2, 7, 7), stride 1)`` -> dropout -> ``1x1x1`` convolution -> mean), read by
+``forward_logits``.
 """
 
 from __future__ import annotations
@@ -59,10 +65,11 @@ _S3D_LAYOUT: tuple[tuple, ...] = (
 )
 
 
-def s3d_trunk(width_mult: float = 1.0) -> tuple[nn.Sequential, int]:
+def s3d_trunk(width_mult: float = 1.0, bn_eps: float = 0.001, bn_momentum: float = 0.001
+              ) -> tuple[nn.Sequential, int]:
     """torchvision's ``S3D.features`` with channel counts ``max(1, round(c * width_mult))``;
     returns the trunk and its output width (1024 at ``width_mult=1``)."""
-    norm = partial(nn.BatchNorm3d, eps=0.001, momentum=0.001)  # torchvision's S3D norm layer
+    norm = partial(nn.BatchNorm3d, eps=bn_eps, momentum=bn_momentum)  # torchvision's: 1e-3, 1e-3
 
     def w(c: int) -> int:
         return max(1, round(c * width_mult))
@@ -102,14 +109,29 @@ class S3DEncoder(nn.Module):
         - ``forward_features`` / ``forward``: ``(B, D)``, the map's mean.
     """
 
-    def __init__(self, width_mult: float = 1.0, preprocess: Preprocess = S3D_PREPROCESS):
+    def __init__(self, width_mult: float = 1.0, preprocess: Preprocess = S3D_PREPROCESS,
+                 bn_eps: float = 0.001, bn_momentum: float = 0.001, num_classes: int | None = None):
         super().__init__()
         if not isinstance(width_mult, (int, float)) or isinstance(width_mult, bool) \
                 or not 0 < width_mult <= 4:
             raise ConfigError(f"S3D width_mult must be a number in (0, 4], got {width_mult!r}")
-        self.features, self.num_features = s3d_trunk(float(width_mult))
+        if not 0 < bn_eps < 1 or not 0 < bn_momentum <= 1:
+            raise ConfigError(f"S3D bn_eps must be in (0, 1) and bn_momentum in (0, 1], got {bn_eps}, {bn_momentum}")
+        self.features, self.num_features = s3d_trunk(float(width_mult), float(bn_eps), float(bn_momentum))
         self.preprocess: Preprocess = preprocess
         self.feature_stride: tuple[int, int, int] = (8, 32, 32)
+        self.features_are_map_mean = True
+        if num_classes is not None:
+            self.avgpool = nn.AvgPool3d(kernel_size=(2, 7, 7), stride=1)
+            self.classifier = nn.Sequential(nn.Dropout(p=0.2),
+                                            nn.Conv3d(self.num_features, int(num_classes), kernel_size=1, bias=True))
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """torchvision's ``S3D.forward``: features -> ``AvgPool3d((2, 7, 7), 1)`` -> classifier ->
+        mean over the remaining positions (needs a map of at least 2 x 7 x 7: 16 x 224 x 224 in)."""
+        if not hasattr(self, "classifier"):
+            raise ConfigError(f"{getattr(self, 'encoder_name', 's3d')} has no classifier; build it with num_classes=N")
+        return self.classifier(self.avgpool(self.features(x))).mean(dim=(2, 3, 4))
 
     def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, T, H, W)`` -> ``(B, D, T', H', W')``: the trunk's output (before pooling)."""
@@ -124,23 +146,28 @@ class S3DEncoder(nn.Module):
 
 
 def _build(name: str, pretrained: Pretrained, width_mult: float, preprocess: Preprocess,
-           default_url: str | None) -> S3DEncoder:
+           default_url: str | None, bn_eps: float = 0.001, bn_momentum: float = 0.001,
+           num_classes: int | None = None) -> S3DEncoder:
     if default_url is None:
         no_pretrained_weights(name, pretrained)
+    if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool)
+                                    or num_classes < 1):
+        raise ConfigError(f"{name}: num_classes must be a positive integer or None, got {num_classes!r}")
     state, source = fetch_pretrained(pretrained, default_url=default_url,
                                      default_what=f"torchvision {name} Kinetics-400 weights")
-    model = S3DEncoder(width_mult, preprocess)
+    model = S3DEncoder(width_mult, preprocess, bn_eps, bn_momentum, num_classes)
     model.encoder_name = name
     if state is not None:
-        load_state_dict_strict(model, state, source, ignore_prefixes=("classifier.",))
+        load_state_dict_strict(model, state, source, ignore_prefixes=() if num_classes else ("classifier.",))
     return model
 
 
 @register_encoder("s3d")
-def s3d(*, pretrained: Pretrained = None) -> S3DEncoder:
+def s3d(*, pretrained: Pretrained = None, bn_eps: float = 0.001, bn_momentum: float = 0.001,
+        num_classes: int | None = None) -> S3DEncoder:
     """S3D (7.9 M parameters, 1024-d); ``pretrained="default"``: torchvision
     ``S3D_Weights.KINETICS400_V1``."""
-    return _build("s3d", pretrained, 1.0, S3D_PREPROCESS, _S3D_URL)
+    return _build("s3d", pretrained, 1.0, S3D_PREPROCESS, _S3D_URL, bn_eps, bn_momentum, num_classes)
 
 
 @register_encoder("s3d_tiny")

@@ -16,6 +16,13 @@ The position embeddings are a fixed table sized by ``num_frames`` and ``image_si
 input must have exactly ``(3, num_frames, image_size, image_size)``; the weights themselves do
 not depend on those sizes (no learned position table), so a checkpoint loads at any size.
 
+With ``num_classes`` the encoder keeps a finetuned checkpoint's classifier
+(``VideoMAEForVideoClassification``: mean of the tokens -> ``fc_norm`` -> ``classifier``):
+``forward_logits`` gives its logits (``forward_features`` stays the plain mean of the tokens, the
+encoder contract); ``class_names`` come from the checkpoint's ``id2label``.
+Registered: ``videomae_vit_s``, ``videomae_vit_b``, ``videomae_vit_l``, ``videomae_vit_h`` (patch
+16, tubelet 2) and ``videomae_tiny``.
+
 ``transformers`` is imported lazily; without it, building a ViT encoder raises
 :class:`~vidssl.errors.MissingDependencyError` (``pip install 'vidssl[vit]'``).
 """
@@ -44,13 +51,13 @@ VIDEOMAE_PREPROCESS = Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, num_frame
                                  crop_size=224, resize_size=256)
 
 
-def _videomae_classes() -> tuple[type, type]:
+def _videomae_classes(classification: bool = False) -> tuple[type, type]:
     try:
-        from transformers import VideoMAEConfig, VideoMAEModel
+        from transformers import VideoMAEConfig, VideoMAEForVideoClassification, VideoMAEModel
     except ImportError:
         raise MissingDependencyError(package="transformers", extra="vit",
                                      feature="the video ViT encoders") from None
-    return VideoMAEConfig, VideoMAEModel
+    return VideoMAEConfig, VideoMAEForVideoClassification if classification else VideoMAEModel
 
 
 def _one_line(err: BaseException, limit: int = 160) -> str:
@@ -73,10 +80,15 @@ class VideoMAEEncoder(nn.Module):
         - ``forward_features`` / ``forward``: ``(B, D)``, the mean over the ``N`` tokens.
     """
 
-    def __init__(self, model: nn.Module, preprocess: Preprocess):
+    def __init__(self, model: nn.Module, preprocess: Preprocess, fc_norm: nn.Module | None = None,
+                 classifier: nn.Module | None = None):
         super().__init__()
         self.model = model
+        if classifier is not None:
+            self.fc_norm = fc_norm if fc_norm is not None else nn.Identity()
+            self.classifier = classifier
         cfg = model.config
+        self.features_are_map_mean = True
         self.num_features: int = int(cfg.hidden_size)
         self.preprocess: Preprocess = preprocess
         self.tubelet_size = int(cfg.tubelet_size)
@@ -114,8 +126,27 @@ class VideoMAEEncoder(nn.Module):
         """``(B, 3, T, H, W)`` -> ``(B, D)``: mean of the tokens."""
         return self.forward_tokens(x).mean(dim=1)
 
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` -> ``(B, num_classes)``: ``classifier(fc_norm(mean of the tokens))``."""
+        if not hasattr(self, "classifier"):
+            raise ConfigError(f"{getattr(self, 'encoder_name', 'VideoMAE')} has no classifier; load a finetuned "
+                              f"checkpoint with num_classes=N")
+        return self.classifier(self.fc_norm(self.forward_features(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)
+
+
+def copy_labels(config: Any, source: str) -> None:
+    """The checkpoint's own ``id2label`` into ``config`` (same number of labels), so a classifier
+    keeps its class names; nothing when the checkpoint's config cannot be read here."""
+    try:
+        own = type(config).from_pretrained(source)
+    except Exception:  # noqa: BLE001 - the weights load below reports what is wrong
+        return
+    if getattr(own, "num_labels", None) == getattr(config, "num_labels", None):
+        config.id2label = dict(own.id2label or {})
+        config.label2id = dict(own.label2id or {v: k for k, v in config.id2label.items()})
 
 
 def _from_hub(model_cls: type, source: str, config: Any, name: str) -> nn.Module:
@@ -123,8 +154,11 @@ def _from_hub(model_cls: type, source: str, config: Any, name: str) -> nn.Module
     mismatched weights are an error (extra ones, e.g. a pre-training decoder, are dropped)."""
     from transformers.utils import logging as hf_logging
 
+    if "Classification" in model_cls.__name__:
+        copy_labels(config, source)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # our own strict check below replaces the load report
+    hf_logging.disable_progress_bar()
     try:
         model, info = model_cls.from_pretrained(source, config=config, output_loading_info=True,
                                                 ignore_mismatched_sizes=True)
@@ -139,6 +173,7 @@ def _from_hub(model_cls: type, source: str, config: Any, name: str) -> nn.Module
         ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
     missing = sorted(info.get("missing_keys") or [])
     mismatched = sorted(str(k[0] if isinstance(k, (tuple, list)) else k)
                         for k in (info.get("mismatched_keys") or []))
@@ -201,8 +236,26 @@ def _looks_like_path(source: str) -> bool:
             or source.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt")))
 
 
+def _wrap(model: nn.Module, preprocess: Preprocess, name: str) -> VideoMAEEncoder:
+    """A ``VideoMAEModel`` or a ``VideoMAEForVideoClassification`` as a vidssl encoder."""
+    if hasattr(model, "videomae"):
+        encoder = VideoMAEEncoder(model.videomae, preprocess, model.fc_norm, model.classifier)
+        labels = getattr(model.config, "id2label", None) or {}
+        encoder.class_names = [labels.get(i, labels.get(str(i), str(i))) for i in range(model.config.num_labels)]
+    else:
+        encoder = VideoMAEEncoder(model, preprocess)
+    encoder.encoder_name = name
+    return encoder
+
+
 def _build(name: str, pretrained: Pretrained, preprocess: Preprocess, default_id: str | None,
-           **config: Any) -> VideoMAEEncoder:
+           num_classes: int | None = None, **config: Any) -> VideoMAEEncoder:
+    if num_classes is not None:
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ConfigError(f"{name}: num_classes must be a positive integer or None, got {num_classes!r}")
+        if not config.get("use_mean_pooling"):
+            raise ConfigError(f"{name}: a classifier (num_classes) goes with use_mean_pooling=True (fc_norm)")
+        config["num_labels"] = num_classes
     for key in ("num_frames", "image_size", "patch_size", "tubelet_size"):
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -213,16 +266,14 @@ def _build(name: str, pretrained: Pretrained, preprocess: Preprocess, default_id
                           f"{config['image_size']}/{config['patch_size']}")
     if default_id is None:
         no_pretrained_weights(name, pretrained)
-    config_cls, model_cls = _videomae_classes()
+    config_cls, model_cls = _videomae_classes(classification=num_classes is not None)
     cfg = config_cls(num_channels=3, **config)
     if pretrained is None or pretrained is False:
         model = model_cls(cfg)
     elif wants_default_weights(pretrained):
         model = _from_hub(model_cls, default_id, cfg, name)
     elif isinstance(pretrained, (str, os.PathLike)) and os.path.isfile(pretrained):
-        model = model_cls(cfg)
-        encoder = VideoMAEEncoder(model, preprocess)
-        encoder.encoder_name = name
+        encoder = _wrap(model_cls(cfg), preprocess, name)
         load_state_dict_strict(encoder, read_state_dict(pretrained), os.fspath(pretrained))
         return encoder
     elif isinstance(pretrained, (str, os.PathLike)):
@@ -235,38 +286,82 @@ def _build(name: str, pretrained: Pretrained, preprocess: Preprocess, default_id
     else:
         raise ConfigError(f"pretrained must be None, True, 'default', a hub id or a path, "
                           f"not {type(pretrained).__name__}")
-    encoder = VideoMAEEncoder(model, preprocess)
-    encoder.encoder_name = name
-    return encoder
+    return _wrap(model, preprocess, name)
 
 
-@register_encoder("videomae_vit_b")
-def videomae_vit_b(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
-                   use_mean_pooling: bool = False, drop_path_rate: float = 0.0) -> VideoMAEEncoder:
-    """VideoMAE ViT-B/16, tubelet 2 (86 M parameters, 768-d).
+def _vit_preprocess(num_frames: int, image_size: int) -> Preprocess:
+    return Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, num_frames=num_frames,
+                      stride=VIDEOMAE_PREPROCESS.stride, crop_size=image_size,
+                      resize_size=round(image_size * 256 / 224))
 
-    ``pretrained``: ``True``/``"default"`` = ``MCG-NJU/videomae-base`` (Kinetics-400
-    self-supervised pre-training), another hub id, a local ``save_pretrained`` folder, or a
-    state-dict file. ``use_mean_pooling=False`` keeps the final LayerNorm the pre-training
-    checkpoints carry; fine-tuned checkpoints (``*-finetuned-*``) need ``True``.
-    ``drop_path_rate``: stochastic depth for fine-tuning (VideoMAE's protocol: 0.1; :func:`set_drop_path`).
-    """
-    preprocess = Preprocess(mean=IMAGENET_MEAN, std=IMAGENET_STD, num_frames=num_frames,
-                            stride=VIDEOMAE_PREPROCESS.stride, crop_size=image_size,
-                            resize_size=round(image_size * 256 / 224))
-    encoder = _build("videomae_vit_b", pretrained, preprocess, VIDEOMAE_BASE_ID,
-                     num_frames=num_frames, image_size=image_size, patch_size=16, tubelet_size=2,
-                     hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                     intermediate_size=3072, qkv_bias=True, layer_norm_eps=1e-12,
+
+# ViT sizes of the VideoMAE releases (MODEL_ZOO.md): hidden, layers, heads, MLP width.
+_VIT_SIZES = {"s": (384, 12, 6, 1536), "b": (768, 12, 12, 3072), "l": (1024, 24, 16, 4096),
+              "h": (1280, 32, 16, 5120)}
+
+
+def _vit(size: str, pretrained: Pretrained, num_frames: int, image_size: int, use_mean_pooling: bool,
+         num_classes: int | None, default_id: str | None, drop_path_rate: float = 0.0) -> VideoMAEEncoder:
+    hidden, layers, heads, mlp = _VIT_SIZES[size]
+    encoder = _build(f"videomae_vit_{size}", pretrained, _vit_preprocess(num_frames, image_size), default_id,
+                     num_classes, num_frames=num_frames, image_size=image_size, patch_size=16, tubelet_size=2,
+                     hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=mlp, qkv_bias=True, layer_norm_eps=1e-12,
                      use_mean_pooling=bool(use_mean_pooling))
     set_drop_path(encoder.model, drop_path_rate)
     return encoder
 
 
+@register_encoder("videomae_vit_b")
+def videomae_vit_b(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
+                   use_mean_pooling: bool = False, num_classes: int | None = None,
+                   drop_path_rate: float = 0.0) -> VideoMAEEncoder:
+    """VideoMAE ViT-B/16, tubelet 2 (86 M parameters, 768-d).
+
+    ``pretrained``: ``True``/``"default"`` = ``MCG-NJU/videomae-base`` (Kinetics-400
+    self-supervised pre-training), another hub id, a local ``save_pretrained`` folder, or a
+    state-dict file. ``use_mean_pooling=False`` keeps the final LayerNorm the pre-training
+    checkpoints carry; fine-tuned checkpoints (``*-finetuned-*``) need ``True`` and, to keep
+    their classifier, ``num_classes``. ``drop_path_rate``: stochastic depth for fine-tuning
+    (VideoMAE's scripts: 0.1 - 0.2; :func:`set_drop_path`), on every size below too.
+    """
+    return _vit("b", pretrained, num_frames, image_size, use_mean_pooling, num_classes, VIDEOMAE_BASE_ID,
+                drop_path_rate)
+
+
+@register_encoder("videomae_vit_s")
+def videomae_vit_s(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
+                   use_mean_pooling: bool = False, num_classes: int | None = None,
+                   drop_path_rate: float = 0.0) -> VideoMAEEncoder:
+    """VideoMAE ViT-S/16 (22 M parameters, 384-d); weights: a hub id (``MCG-NJU/videomae-small*``)
+    or a local folder."""
+    return _vit("s", pretrained, num_frames, image_size, use_mean_pooling, num_classes, "MCG-NJU/videomae-small",
+                drop_path_rate)
+
+
+@register_encoder("videomae_vit_l")
+def videomae_vit_l(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
+                   use_mean_pooling: bool = False, num_classes: int | None = None,
+                   drop_path_rate: float = 0.0) -> VideoMAEEncoder:
+    """VideoMAE ViT-L/16 (304 M parameters, 1024-d); ``"default"``: ``MCG-NJU/videomae-large``."""
+    return _vit("l", pretrained, num_frames, image_size, use_mean_pooling, num_classes, "MCG-NJU/videomae-large",
+                drop_path_rate)
+
+
+@register_encoder("videomae_vit_h")
+def videomae_vit_h(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
+                   use_mean_pooling: bool = False, num_classes: int | None = None,
+                   drop_path_rate: float = 0.0) -> VideoMAEEncoder:
+    """VideoMAE ViT-H/16 (632 M parameters, 1280-d); ``"default"``: ``MCG-NJU/videomae-huge``."""
+    return _vit("h", pretrained, num_frames, image_size, use_mean_pooling, num_classes, "MCG-NJU/videomae-huge",
+                drop_path_rate)
+
+
 @register_encoder("videomae_tiny")
 def videomae_tiny(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 64,
                   hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 4,
-                  patch_size: int = 16, drop_path_rate: float = 0.0) -> VideoMAEEncoder:
+                  use_mean_pooling: bool = False, num_classes: int | None = None, patch_size: int = 16,
+                  drop_path_rate: float = 0.0) -> VideoMAEEncoder:
     """A 2-layer, 64-wide VideoMAE (patch 16, tubelet 2) for tests and CPU demos; no
     published weights (``pretrained`` may be a state dict or folder vidssl saved). A smaller
     ``patch_size`` (8) gives small crops a finer token grid (the masked methods' CPU recipes)."""
@@ -276,9 +371,9 @@ def videomae_tiny(*, pretrained: Pretrained = None, num_frames: int = 16, image_
                           f"num_attention_heads ({num_attention_heads!r})")
     preprocess = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_frames=num_frames,
                             stride=2, crop_size=image_size, resize_size=image_size)
-    encoder = _build("videomae_tiny", pretrained, preprocess, None, num_frames=num_frames,
+    encoder = _build("videomae_tiny", pretrained, preprocess, None, num_classes, num_frames=num_frames,
                      image_size=image_size, patch_size=patch_size, tubelet_size=2, hidden_size=hidden_size,
                      num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-                     intermediate_size=4 * hidden_size, qkv_bias=True, use_mean_pooling=False)
+                     intermediate_size=4 * hidden_size, qkv_bias=True, use_mean_pooling=bool(use_mean_pooling))
     set_drop_path(encoder.model, drop_path_rate)
     return encoder
