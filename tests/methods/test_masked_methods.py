@@ -203,3 +203,23 @@ def test_learning_check_on_the_synthetic_set(tiny_synthetic, tmp_path, name):
     print(f"{name}: loss first 3 steps {first:.4f}, last 10 steps {last:.4f} ({last / first:.2f} x)")
     assert last < 0.8 * first, f"{name} did not learn: {first:.4f} -> {last:.4f}"
     assert result.steps == 60
+
+
+def test_vjepa_trains_a_vjepa2_encoder_whose_masked_forward_keeps_rotary_positions():
+    torch.manual_seed(0)
+    enc = create_encoder("vjepa2_tiny", num_frames=8, image_size=32, patch_size=8, hidden_size=32,
+                         num_attention_heads=2)
+    x = torch.randn(2, 3, 8, 32, 32)
+    full = enc.forward_tokens(x)
+    nothing_hidden = torch.zeros(2, full.shape[1], dtype=torch.bool)
+    assert torch.allclose(enc.forward_tokens(x, bool_masked_pos=nothing_hidden), full, atol=1e-5)
+    hidden = nothing_hidden.clone()
+    hidden[:, 1::2] = True
+    assert enc.forward_tokens(x, bool_masked_pos=hidden).shape == (2, full.shape[1] // 2, 32)
+    with pytest.raises(ConfigError, match="rotary"):
+        enc.forward_tokens(torch.randn(2, 3, 8, 48, 48), bool_masked_pos=torch.zeros(2, 4 * 36, dtype=torch.bool))
+    method = create_method("vjepa", enc, VJEPA_SMALL)
+    out = method({"views": [clip(0)]})
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    assert all(p.grad is not None for p in method.encoder.parameters())
