@@ -69,10 +69,17 @@ def enable_activation_checkpointing(model: nn.Module, *, what: str = "the model"
 
 def shard_model(model: nn.Module, device: torch.device) -> nn.Module:
     """``fully_shard`` every transformer block, then ``model`` itself, over all ranks (in place;
-    returns ``model``). Build the optimiser *after* this: the parameters become DTensors."""
+    returns ``model``). Build the optimiser *after* this: the parameters become DTensors.
+
+    Rank 0's parameters and buffers are broadcast first (as DDP's constructor does): each rank
+    built its model from its own seed, and ``fully_shard`` keeps every rank's own slice, which
+    would otherwise stitch one model out of differently initialised ones."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    with torch.no_grad():
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            torch.distributed.broadcast(tensor.data, src=0)
     mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
     for block in transformer_blocks(model):
         fully_shard(block, mesh=mesh)
