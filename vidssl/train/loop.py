@@ -39,6 +39,7 @@ from vidssl.runtime.sharding import STRATEGIES, enable_activation_checkpointing,
 from vidssl.train.components import (apply_step_options, build_training_index, index_arguments,
                                      resolve_decoder)
 from vidssl.train.config import PretrainConfig
+from vidssl.train.pictures import write_method_pictures
 from vidssl.train.monitor import RunMonitor
 from vidssl.train.signals import StopRequest
 from vidssl.train.state import RunState
@@ -64,6 +65,7 @@ class PretrainResult:
     last_update_loss: float = float("nan")              # loss of the last step that updated them
     stages: list["PretrainResult"] = field(default_factory=list)   # per stage (multi-stage runs)
     name: str = ""                                      # the stage's name (multi-stage runs)
+    pictures: list[str] = field(default_factory=list)   # PNGs the method drew of held clips (VideoMAE)
 
 
 def train_step(model: nn.Module, method: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
@@ -261,6 +263,8 @@ def _pretrain(cfg: PretrainConfig, resume: str | bool | None, device: torch.devi
         stop.close()
         monitor.close()
     result.steps = state.step
+    if result.stopped_by is None and state.step >= total:
+        result.pictures = write_method_pictures(method, loader.dataset, t.out_dir, device, write=is_main)
     result.clips_per_s = clips / busy if busy else math.nan
     result.data_wait = waits / busy if busy else math.nan
     result.skipped = state.skipped_everywhere()
