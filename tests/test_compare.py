@@ -79,3 +79,21 @@ def test_table_intervals_and_bn_columns():
     assert row_b.startswith("| b | 50.0 | 50.0 |")           # no outcomes: no interval
     same = comparison_table({"b": b}, DemoEval())
     assert "BN keep" not in same                               # identical under both modes: hidden
+
+
+def test_masked_entries_train_their_own_vit_and_build(tmp_path):
+    from vidssl.compare import own_encoders
+    from vidssl.methods import create_method
+    from vidssl.models.encoders import create_encoder
+
+    cfg = CompareConfig()
+    assert {"videomae", "vjepa"} <= set(cfg.entries)
+    for name in ("videomae", "vjepa"):
+        pcfg = entry_config(cfg, name, str(tmp_path), 0, str(tmp_path / name))
+        assert pcfg.encoder.name == "videomae_tiny" and pcfg.encoder.kwargs["patch_size"] == 8
+        create_method(pcfg.method.name, create_encoder(pcfg.encoder.name, **pcfg.encoder.kwargs),
+                      pcfg.method.params)
+    assert entry_config(cfg, "cvrl", "r", 0, "o").encoder.name == "r3d_tiny"
+    # one random-init baseline per distinct own encoder (both recipes share theirs)
+    assert [e.name for e in own_encoders(cfg)] == ["videomae_tiny"]
+    assert own_encoders(load_config(CompareConfig, None, ["entries=[cvrl]"])) == []
