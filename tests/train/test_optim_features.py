@@ -118,3 +118,23 @@ def test_activation_checkpointing_keeps_outputs_and_gradients():
         assert torch.allclose(pa.grad, pb.grad, atol=1e-5), name
     with pytest.raises(ConfigError, match="train.activation_checkpointing needs transformer blocks"):
         enable_activation_checkpointing(create_encoder("r3d_tiny"))
+
+
+def test_drop_path_on_a_built_vit_for_finetuning():
+    from vidssl.models.encoders.video_vit import set_encoder_drop_path
+
+    mae = create_encoder("videomae_tiny", **TINY_VIT)
+    set_encoder_drop_path(mae, 0.2)
+    assert [layer.drop_prob for layer in mae.model.encoder.layer] == pytest.approx([0.0, 0.1, 0.2])
+    jepa = create_encoder("vjepa2_tiny", num_frames=4, image_size=16, patch_size=8, hidden_size=32,
+                          num_hidden_layers=3, num_attention_heads=2)
+    set_encoder_drop_path(jepa, 0.2)
+    assert [float(getattr(layer.drop_path, "drop_prob", 0.0)) for layer in jepa.encoder.layer] == \
+        pytest.approx([0.0, 0.1, 0.2])
+    x = torch.randn(4, 3, 4, 16, 16)
+    jepa.eval()
+    a = jepa(x)
+    jepa.train()
+    assert not torch.allclose(a, jepa(x), atol=1e-5)
+    with pytest.raises(ConfigError, match="drop path is offered for the ViT encoders"):
+        set_encoder_drop_path(create_encoder("r3d_tiny"), 0.1)

@@ -179,7 +179,7 @@ _BLOCK = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 _EMBED = re.compile(r"(?:^|\.)embeddings\.")
 
 
-def layer_ids(encoder: nn.Module) -> tuple[dict[str, int], int]:
+def layer_ids(encoder: nn.Module, *, key: str = "optim.layer_decay") -> tuple[dict[str, int], int]:
     """``({parameter name: layer id}, num_layers)`` of a transformer encoder built from
     ``transformers`` modules, VideoMAE's ``get_layer_id_for_vit``: the embeddings are layer 0,
     block ``i`` (a ``...layer.<i>...`` parameter) is ``i + 1``, everything else (final norms)
@@ -192,8 +192,8 @@ def layer_ids(encoder: nn.Module) -> tuple[dict[str, int], int]:
     blocks = [int(m.group(1)) for m in map(_BLOCK.search, names) if m]
     if not blocks:
         name = getattr(encoder, "encoder_name", type(encoder).__name__)
-        raise ConfigError(f"optim.layer_decay needs a transformer encoder (numbered blocks); "
-                          f"encoder {name!r} has none: set optim.layer_decay=null")
+        raise ConfigError(f"{key} needs a transformer encoder (numbered blocks); "
+                          f"encoder {name!r} has none: set {key}=null")
     depth = max(blocks) + 1
     ids = {}
     for n in names:

@@ -229,6 +229,32 @@ def set_drop_path(model: nn.Module, rate: float) -> None:
         layer.drop_prob = rate * i / (len(layers) - 1) if len(layers) > 1 else 0.0
 
 
+def set_encoder_drop_path(encoder: nn.Module, rate: float) -> None:
+    """Stochastic depth (rising linearly over the blocks to ``rate``) in a built ViT encoder, for
+    fine-tuning: a VideoMAE encoder through :func:`set_drop_path`, a V-JEPA 2 encoder through its
+    own ``VJEPA2DropPath`` modules (transformers' V-JEPA 2 layers have a ``drop_path`` slot).
+
+    Raises:
+        ConfigError: another encoder (a CNN has no residual blocks this knows), or a rate outside [0, 1).
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"drop_path_rate must be in [0, 1), got {rate!r}")
+    name = getattr(encoder, "encoder_name", type(encoder).__name__)
+    if isinstance(encoder, VideoMAEEncoder):
+        set_drop_path(encoder.model, rate)
+        return
+    layers = list(getattr(getattr(encoder, "encoder", None), "layer", None) or [])
+    if not layers or not all(hasattr(layer, "drop_path") for layer in layers):
+        raise ConfigError(f"drop path is offered for the ViT encoders (videomae_*, vjepa2_*), not {name!r}; "
+                          f"set it to 0")
+    if rate == 0.0:
+        return
+    from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2DropPath
+
+    for i, layer in enumerate(layers):
+        layer.drop_path = VJEPA2DropPath(rate * i / (len(layers) - 1) if len(layers) > 1 else 0.0)
+
+
 def _looks_like_path(source: str) -> bool:
     """A local path rather than a hub id (``org/name``): absolute, relative, home or a file."""
     return (source.startswith(("/", ".", "~")) or source.count("/") > 1 or os.sep != "/"
