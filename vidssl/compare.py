@@ -136,6 +136,22 @@ def entry_config(cfg: CompareConfig, name: str, root: str, seed: int, out: str):
                           log_every=max(1, cfg.steps // 10), tensorboard=False))
 
 
+def copy_pictures(run_dir: str, out_dir: str, name: str, seed: int) -> list[tuple[str, str]]:
+    """The pictures a run drew of held clips (``reconstruction.png`` of VideoMAE) copied into the
+    comparison folder as ``<entry>_seed<seed>_<picture>.png``; ``[(title, file name)]`` for the report."""
+    import shutil
+
+    out = []
+    for picture in ("reconstruction",):
+        src = os.path.join(run_dir, f"{picture}.png")
+        if os.path.exists(src):
+            dst = f"{name}_seed{seed}_{picture}.png"
+            shutil.copyfile(src, os.path.join(out_dir, dst))
+            out.append((f"{name} (seed {seed}): {picture} of held training clips (input | masked | reconstructed)",
+                        dst))
+    return out
+
+
 def own_encoders(cfg: CompareConfig) -> list[EncoderConfig]:
     """The distinct encoders (name + kwargs) of the chosen entries that train their own, in order."""
     found: list[EncoderConfig] = []
@@ -205,6 +221,7 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
     run_eval = split1_evaluator(root, cfg.eval, cfg.num_workers, quiet)
     contenders: dict[str, dict[str, Any]] = {}
     losses: dict[str, list] = {}
+    pictures: list[tuple[str, str]] = []
 
     def record(name: str, seed: int, result: tuple[dict[str, float], dict[str, list[float]]],
                **extra: float) -> None:
@@ -234,9 +251,10 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
             result = run_eval(load_encoder(os.path.join(runs[-1], "checkpoints", "last.pt")))
             clips = [_clips_per_s(r) for r in runs]
             record(name, seed, result, **cost, train_clips_per_s=sum(clips) / len(clips))
+            pictures += copy_pictures(runs[-1], cfg.out_dir, name, seed)
     summary = {
         "title": "vidssl compare: methods on the synthetic action dataset (split 1)",
-        "command": "vidssl compare", "contenders": contenders, "losses": losses,
+        "command": "vidssl compare", "contenders": contenders, "losses": losses, "pictures": pictures,
         "timings": {"total": time.perf_counter() - t_start},
         "settings": {"root": root, "steps": cfg.steps, "seeds": cfg.seeds,
                      "optim": dataclasses.asdict(cfg.optim), "encoder": cfg.encoder.name,
