@@ -172,6 +172,13 @@ def test_a_cnn_or_a_clip_that_does_not_tile_is_a_one_line_error():
         create_method("vjepa", create_encoder("videomae_tiny", **VIT), {**VJEPA_SMALL, "crop_size": 36})
     with pytest.raises(ConfigError, match="position table is fixed"):
         create_method("videomae", create_encoder("videomae_tiny", **VIT), {**VIDEOMAE_SMALL, "crop_size": 48})
+    jepa2 = create_encoder("vjepa2_tiny", num_frames=8, image_size=32, patch_size=8, hidden_size=32,
+                           num_attention_heads=2)
+    with pytest.raises(ConfigError, match="rotary positions on a 32 px grid"):
+        create_method("vjepa", jepa2, {**VJEPA_SMALL, "crop_size": 48})
+    with pytest.raises(ConfigError, match=r"masks.*num_blocks") as err:
+        method_params("vjepa", {"masks": [{"num_blocks": 0}]})
+    assert "\n" not in str(err.value)
 
 
 # --------------------------------------------------------------------------- through the trainer

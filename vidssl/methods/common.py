@@ -89,6 +89,11 @@ def vit_layout(encoder: nn.Module, method: str, num_frames: int, crop_size: int)
         raise ConfigError(f"method {method!r}: encoder {name!r} takes {fixed[0]} frames x {fixed[1]} px (its position "
                           f"table is fixed); set the method's num_frames / crop_size to match or build the encoder "
                           f"with num_frames={num_frames}, image_size={crop_size}")
+    rope = getattr(encoder, "rope_size", None)
+    if rope is not None and rope != crop_size:
+        raise ConfigError(f"method {method!r}: encoder {name!r} decodes masked tokens' rotary positions on a "
+                          f"{rope} px grid; set the method's crop_size to {rope} or build the encoder with "
+                          f"image_size={crop_size}")
     inner = getattr(encoder, "model", None) or getattr(encoder, "encoder", None)
     heads = getattr(getattr(inner, "config", None), "num_attention_heads", None)
     return {"grid": (num_frames // tubelet, crop_size // patch, crop_size // patch), "tubelet": tubelet,

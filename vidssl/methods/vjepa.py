@@ -101,11 +101,14 @@ class VJEPAParams:
                                                    f"{tuple(self.momentum)}")
         if not self.momentum_schedule_scale >= 1.0:
             raise param_error("vjepa", "momentum_schedule_scale", f"must be >= 1, got {self.momentum_schedule_scale}")
+        for i, m in enumerate(self.masks):
+            try:
+                m.spec()
+            except (TypeError, ValueError) as err:
+                raise param_error("vjepa", f"masks.{i}", str(err)) from None
         with building_parts("vjepa"):
             build_sampler(self)
             RandomResizedCrop(self.crop_size, scale=tuple(self.crop_scale), ratio=tuple(self.crop_ratio))
-            for m in self.masks:
-                m.spec()
 
 
 def build_sampler(p: VJEPAParams) -> RandomClipSampler:
