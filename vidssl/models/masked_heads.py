@@ -60,7 +60,7 @@ class PixelDecoder(nn.Module):
         config = tf.VideoMAEConfig(hidden_size=encoder_dim, num_channels=3, tubelet_size=tubelet, patch_size=patch,
                                    decoder_hidden_size=dim, decoder_num_hidden_layers=depth,
                                    decoder_num_attention_heads=heads, decoder_intermediate_size=4 * dim,
-                                   qkv_bias=True)
+                                   qkv_bias=True, layer_norm_eps=1e-6)   # the authors' LayerNorm eps
         config._attn_implementation = "sdpa"   # standalone modules: pick the attention kernel here
         self.encoder_to_decoder = nn.Linear(encoder_dim, dim, bias=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
