@@ -85,6 +85,17 @@ def test_videomae_loss_is_the_mse_of_the_masked_patches_normalised_targets():
         masked_mse(pred[:, :1], t, mask)
 
 
+def test_videomae_mask_token_is_not_weight_decayed():
+    from vidssl.runtime.optim import OptimConfig, build_optimizer
+
+    method = build("videomae")
+    for layer_decay in (None, 0.75):
+        opt = build_optimizer(method, OptimConfig(weight_decay=0.05, layer_decay=layer_decay))
+        wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+        assert wd[id(method.decoder.mask_token)] == 0.0
+        assert wd[id(method.decoder.encoder_to_decoder.weight)] == 0.05
+
+
 def test_videomae_reconstruction_picture():
     method = build("videomae").eval()
     pic = method.visualize({"views": [clip(0)]}, frames=4)["reconstruction"]

@@ -100,6 +100,11 @@ class VideoMAE(nn.Module):
         self.flip = RandomHorizontalFlip(p.flip_prob)
         self.to_model = Compose([Normalize(**norm_kwargs(encoder)), ToModelLayout()])
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters the trainer leaves undecayed although they are not 1-D (the authors'
+        ``no_weight_decay()``: the decoder's mask token)."""
+        return {"decoder.mask_token"}
+
     def draw_mask(self, batch_size: int) -> torch.Tensor:
         """bool ``(B, N)``, True = masked (``mask_type`` at ``mask_ratio``)."""
         if self.params.mask_type == "tube":

@@ -204,7 +204,8 @@ def layer_ids(encoder: nn.Module, *, key: str = "optim.layer_decay") -> tuple[di
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None) -> list[dict]:
     """Weight decay on trainable weights of dimension >= 2 only (not on biases, norm scales and
-    shifts); the decayed group first.
+    shifts, nor on the names a model lists in ``no_weight_decay()``, timm's convention: VideoMAE's
+    mask token); the decayed group first.
 
     With ``layer_decay`` (``model.encoder`` a transformer, :func:`layer_ids`), one group per
     (layer, decay or not), each with ``lr_scale = layer_decay ** (L + 1 - layer id)``: the
@@ -212,11 +213,12 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     encoder (heads, decoders) at the full lr (VideoMAE ``optim_factory.py`` /
     ``LayerDecayValueAssigner``).
     """
+    exempt = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
     if layer_decay is None:
         decay, no_decay = [], []
-        for p in model.parameters():
+        for name, p in model.named_parameters():
             if p.requires_grad:
-                (decay if p.ndim >= 2 else no_decay).append(p)
+                (decay if p.ndim >= 2 and name not in exempt else no_decay).append(p)
         return [{"params": decay, "weight_decay": weight_decay},
                 {"params": no_decay, "weight_decay": 0.0}]
     if not 0.0 < layer_decay <= 1.0:
@@ -230,7 +232,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
             continue
         rel = name[len(prefix):] if name.startswith(prefix) else None
         layer = ids.get(rel, depth + 1) if rel is not None else depth + 1
-        decayed = p.ndim >= 2
+        decayed = p.ndim >= 2 and name not in exempt
         g = groups.setdefault((layer, decayed), {
             "params": [], "weight_decay": weight_decay if decayed else 0.0,
             "lr_scale": layer_decay ** (depth + 1 - layer), "layer": layer})
