@@ -79,3 +79,39 @@ def test_table_intervals_and_bn_columns():
     assert row_b.startswith("| b | 50.0 | 50.0 |")           # no outcomes: no interval
     same = comparison_table({"b": b}, DemoEval())
     assert "BN keep" not in same                               # identical under both modes: hidden
+
+
+def test_masked_entries_train_their_own_vit_and_build(tmp_path):
+    from vidssl.compare import own_encoders
+    from vidssl.methods import create_method
+    from vidssl.models.encoders import create_encoder
+
+    cfg = CompareConfig()
+    assert {"videomae", "vjepa"} <= set(cfg.entries)
+    for name in ("videomae", "vjepa"):
+        pcfg = entry_config(cfg, name, str(tmp_path), 0, str(tmp_path / name))
+        assert pcfg.encoder.name == "videomae_tiny" and pcfg.encoder.kwargs["patch_size"] == 8
+        create_method(pcfg.method.name, create_encoder(pcfg.encoder.name, **pcfg.encoder.kwargs),
+                      pcfg.method.params)
+    assert entry_config(cfg, "cvrl", "r", 0, "o").encoder.name == "r3d_tiny"
+    # one random-init baseline per distinct own encoder (both recipes share theirs)
+    assert [e.name for e in own_encoders(cfg)] == ["videomae_tiny"]
+    assert own_encoders(load_config(CompareConfig, None, ["entries=[cvrl]"])) == []
+
+
+def test_a_runs_reconstruction_picture_reaches_the_report(tmp_path):
+    from PIL import Image
+
+    from vidssl.compare import copy_pictures
+    from vidssl.report import write_report
+
+    run, out = tmp_path / "videomae_seed0", tmp_path / "cmp"
+    run.mkdir()
+    out.mkdir()
+    Image.new("RGB", (12, 4)).save(run / "reconstruction.png")
+    pictures = copy_pictures(str(run), str(out), "videomae", 0)
+    assert [p[1] for p in pictures] == ["videomae_seed0_reconstruction.png"]
+    assert copy_pictures(str(tmp_path), str(out), "cvrl", 0) == []           # a run without pictures
+    html = open(write_report(str(out), {"title": "t", "pictures": pictures, "contenders": {
+        "random init": {"metrics": {"linear_top1": [0.3]}}}}), encoding="utf-8").read()
+    assert "<img src='videomae_seed0_reconstruction.png'>" in html and "input | masked | reconstructed" in html

@@ -37,6 +37,8 @@ class Entry:
     recipe: str
     params: dict[str, Any] = field(default_factory=dict)
     batch_size: Optional[int] = None
+    own_encoder: bool = False   # train the recipe's encoder (name + kwargs), not the compared CNN: the
+                                # masked methods need a ViT with a token interface
 
 
 #: The compared runs. Sizes live in the recipes (one home per method, shared with ``vidssl
@@ -51,12 +53,15 @@ ENTRIES: dict[str, Entry] = {
     "dpc": Entry("dpc"),
     "coclr": Entry("coclr"),  # three stages share the budget: RGB InfoNCE, residual InfoNCE, RGB co-training
     "lss": Entry("lss"),      # the synthetic vocabulary encoded by the tiny random-init CLIP text tower
+    "videomae": Entry("videomae", own_encoder=True),   # a 4-block ViT (videomae_tiny, patch 8), tube masks 90%
+    "vjepa": Entry("vjepa", own_encoder=True),         # the same ViT; multi-block masks, EMA target, L1
 }
 
 
 class _Entries(Mapping):
-    """Entry name -> ``{"recipe", "method", "batch_size", "encoder_kwargs", "params", "stages"}``,
-    resolved from the recipe when asked for."""
+    """Entry name -> ``{"recipe", "method", "batch_size", "encoder_kwargs", "params", "stages"}``
+    (+ ``"encoder"``, the recipe's encoder name, for an entry with ``own_encoder``), resolved from
+    the recipe when asked for."""
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         from vidssl.methods import method_stages
@@ -64,10 +69,13 @@ class _Entries(Mapping):
         e = ENTRIES[name]
         base = load_recipe(e.recipe)
         params = {**base.method.params, **e.params}
-        return {"recipe": recipe_name(e.recipe), "method": base.method.name,
-                "batch_size": e.batch_size or base.data.batch_size,
-                "encoder_kwargs": dict(base.encoder.kwargs), "params": params,
-                "stages": max(1, len(method_stages(base.method.name, params)))}
+        out = {"recipe": recipe_name(e.recipe), "method": base.method.name,
+               "batch_size": e.batch_size or base.data.batch_size,
+               "encoder_kwargs": dict(base.encoder.kwargs), "params": params,
+               "stages": max(1, len(method_stages(base.method.name, params)))}
+        if e.own_encoder:
+            out["encoder"] = base.encoder.name
+        return out
 
     def __iter__(self) -> Iterator[str]:
         return iter(ENTRIES)
@@ -117,12 +125,42 @@ def entry_config(cfg: CompareConfig, name: str, root: str, seed: int, out: str):
         raise VidsslError(f"unknown compare entry {name!r}; known: {', '.join(COMPARE_ENTRIES)}")
     e = COMPARE_ENTRIES[name]
     params = {**e["params"], **cfg.overrides.get(name, {})}
-    encoder = dataclasses.replace(cfg.encoder, kwargs={**cfg.encoder.kwargs, **e.get("encoder_kwargs", {})})
+    if "encoder" in e:       # its own encoder (a ViT): the recipe's, not the compared one
+        encoder = EncoderConfig(e["encoder"], None, dict(e["encoder_kwargs"]))
+    else:
+        encoder = dataclasses.replace(cfg.encoder, kwargs={**cfg.encoder.kwargs, **e.get("encoder_kwargs", {})})
     return PretrainConfig(
         data=DataConfig(dataset="synthetic", root=root, num_workers=cfg.num_workers, batch_size=e["batch_size"]),
         encoder=encoder, method=MethodConfig(e["method"], params), optim=dataclasses.replace(cfg.optim),
         train=TrainConfig(epochs=10_000, max_steps=max(1, cfg.steps // e.get("stages", 1)), seed=seed, out_dir=out, progress=False,
                           log_every=max(1, cfg.steps // 10), tensorboard=False))
+
+
+def copy_pictures(run_dir: str, out_dir: str, name: str, seed: int) -> list[tuple[str, str]]:
+    """The pictures a run drew of held clips (``reconstruction.png`` of VideoMAE) copied into the
+    comparison folder as ``<entry>_seed<seed>_<picture>.png``; ``[(title, file name)]`` for the report."""
+    import shutil
+
+    out = []
+    for picture in ("reconstruction",):
+        src = os.path.join(run_dir, f"{picture}.png")
+        if os.path.exists(src):
+            dst = f"{name}_seed{seed}_{picture}.png"
+            shutil.copyfile(src, os.path.join(out_dir, dst))
+            out.append((f"{name} (seed {seed}): {picture} of held training clips (input | masked | reconstructed)",
+                        dst))
+    return out
+
+
+def own_encoders(cfg: CompareConfig) -> list[EncoderConfig]:
+    """The distinct encoders (name + kwargs) of the chosen entries that train their own, in order."""
+    found: list[EncoderConfig] = []
+    for name in cfg.entries:
+        e = COMPARE_ENTRIES[name]
+        enc = EncoderConfig(e["encoder"], None, dict(e["encoder_kwargs"])) if "encoder" in e else None
+        if enc is not None and enc not in found:
+            found.append(enc)
+    return found
 
 
 def pretrain_in_child(pcfg, threads: Optional[int] = None) -> dict[str, float]:
@@ -183,6 +221,7 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
     run_eval = split1_evaluator(root, cfg.eval, cfg.num_workers, quiet)
     contenders: dict[str, dict[str, Any]] = {}
     losses: dict[str, list] = {}
+    pictures: list[tuple[str, str]] = []
 
     def record(name: str, seed: int, result: tuple[dict[str, float], dict[str, list[float]]],
                **extra: float) -> None:
@@ -193,6 +232,9 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
         say(f"random init (seed {seed})")
         torch.manual_seed(seed)
         record("random init", seed, run_eval(create_encoder(cfg.encoder.name, **cfg.encoder.kwargs)))
+        for enc in own_encoders(cfg):   # the ViT entries' own baseline
+            torch.manual_seed(seed)
+            record(f"random init ({enc.name})", seed, run_eval(create_encoder(enc.name, **enc.kwargs)))
         for name in cfg.entries:
             out = os.path.join(cfg.out_dir, f"{name}_seed{seed}")
             say(f"{name} (seed {seed}, {cfg.steps} steps)")
@@ -209,9 +251,10 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
             result = run_eval(load_encoder(os.path.join(runs[-1], "checkpoints", "last.pt")))
             clips = [_clips_per_s(r) for r in runs]
             record(name, seed, result, **cost, train_clips_per_s=sum(clips) / len(clips))
+            pictures += copy_pictures(runs[-1], cfg.out_dir, name, seed)
     summary = {
         "title": "vidssl compare: methods on the synthetic action dataset (split 1)",
-        "command": "vidssl compare", "contenders": contenders, "losses": losses,
+        "command": "vidssl compare", "contenders": contenders, "losses": losses, "pictures": pictures,
         "timings": {"total": time.perf_counter() - t_start},
         "settings": {"root": root, "steps": cfg.steps, "seeds": cfg.seeds,
                      "optim": dataclasses.asdict(cfg.optim), "encoder": cfg.encoder.name,

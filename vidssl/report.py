@@ -212,6 +212,9 @@ def write_report(out_dir: str, summary: dict[str, Any]) -> str:
         images.append(("Retrieval: test queries and their nearest training videos "
                        "(red = wrong class)",
                        plot_retrieval(summary["retrieval"], os.path.join(out_dir, "retrieval.png"))))
+    for title, name in summary.get("pictures", []):   # files a run drew, already copied into out_dir
+        if os.path.exists(os.path.join(out_dir, name)):
+            images.append((title, name))
     head, rows = metric_table_rows(summary)
     e = html.escape
     table = "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" + "".join(

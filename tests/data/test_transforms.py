@@ -454,3 +454,38 @@ def test_cuda_matches_cpu(name: str) -> None:
         cuda = PRESETS[name]()(x.cuda(), generator=gen(21))  # CPU generator: same parameters
     assert cuda.device.type == "cuda" and cuda.dtype == torch.float32
     torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-3, rtol=0)
+
+
+# ----------------------------------------------------------------------------- multi-scale crop (VideoMAE)
+
+
+def test_multiscale_crop_pairs_offsets_and_boxes() -> None:
+    msc = T.MultiScaleCrop(224, (1.0, 0.875, 0.75, 0.66), max_distort=1)
+    # short side 256: sides 256, 224, 192, 168 (224 snaps to the output size within 3 px)
+    pairs = msc.crop_pairs(256, 340)
+    assert (256, 256) in pairs and (224, 192) in pairs and (168, 192) in pairs
+    assert (256, 168) not in pairs                                 # |i - j| <= max_distort
+    assert len(pairs) == 4 + 3 + 3
+    assert len(msc.offsets(256, 340, 224, 224)) == 13
+    assert len(T.MultiScaleCrop(224, more_fix_crop=False).offsets(256, 340, 224, 224)) == 5
+    params = msc.sample_params((400, 2, 3, 256, 340), gen(4))
+    boxes = params["boxes"]
+    top, left, bh, bw = boxes.unbind(1)
+    assert (top >= 0).all() and (left >= 0).all() and (top + bh <= 256).all() and (left + bw <= 340).all()
+    assert {(int(w), int(h)) for h, w in zip(bh, bw)} == set(pairs)     # every allowed pair is drawn
+    for (t, l, h, w) in boxes.tolist()[:50]:                              # only the fixed offsets
+        assert (int(l), int(t)) in msc.offsets(256, 340, int(h), int(w))
+
+
+def test_multiscale_crop_output_and_one_draw_per_clip() -> None:
+    x = static_clip_batch(b=3, t=4, h=40, w=48)
+    out = T.MultiScaleCrop(32)(x, generator=gen(2))
+    assert out.shape == (3, 4, 3, 32, 32) and out.dtype == torch.float32
+    assert torch.equal(out[:, :1].expand_as(out), out), "every frame of a clip gets the same crop"
+    # the full frame at scale 1 (and no distortion) is a plain resize
+    full = T.MultiScaleCrop(40, scales=(1.0,), max_distort=0)(x[..., :40, :40], generator=gen())
+    torch.testing.assert_close(full, x[..., :40, :40].float() / 255, atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="scales"):
+        T.MultiScaleCrop(32, scales=(1.5,))
+    with pytest.raises(ValueError, match="max_distort"):
+        T.MultiScaleCrop(32, max_distort=-1)

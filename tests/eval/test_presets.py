@@ -95,6 +95,7 @@ def test_defaults_are_the_sources_numbers():
     assert (m.lr, m.lr_batch_base, m.layer_decay, m.epochs, m.batch_size, m.mixup, m.cutmix, m.label_smoothing) == \
         (5e-4, 256, 0.7, 100, 128, 0.8, 1.0, 0.1)
     assert (m.test_clips, m.test_crops, m.dropout, m.min_lr, m.repeated_aug) == (5, 3, 0.5, 1e-5, 2)
+    assert m.drop_path == 0.2
     f = PRESETS["finetune:coclr"].defaults()
     assert (f.dropout, f.backbone_lr_scale, f.epochs, f.milestones, f.test_crops) == (0.9, 0.1, 500, [400, 450], 10)
     r = PRESETS["retrieval:coclr"].defaults()

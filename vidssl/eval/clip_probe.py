@@ -48,7 +48,7 @@ from vidssl.eval.features import eval_mode, iterate_views, resolve_clip_settings
 from vidssl.eval.linear import topk_hits
 from vidssl.eval.views import ViewSpec, view_sampler
 from vidssl.runtime.device import autocast, autocast_dtype, resolve_device
-from vidssl.runtime.optim import check_finite, optimizer_step, warmup_cosine
+from vidssl.runtime.optim import check_finite, layer_ids, optimizer_step, warmup_cosine
 from vidssl.runtime.progress import progress_bar
 
 log = logging.getLogger("vidssl.eval")
@@ -99,30 +99,9 @@ class ProbeModel(nn.Module):
 
 # ---------------------------------------------------------------------- optimiser
 
-def _layer_id(name: str, num_layers: int) -> int:
-    """VideoMAE's ``get_layer_id_for_vit`` for transformers ViTs: embeddings 0, block ``i`` is
-    ``i + 1``, everything after the blocks ``num_layers + 1``."""
-    if ".embeddings." in f".{name}":
-        return 0
-    parts = name.split(".")
-    if "layer" in parts:
-        i = parts.index("layer")
-        if i + 1 < len(parts) and parts[i + 1].isdigit():
-            return int(parts[i + 1]) + 1
-    return num_layers + 1
-
-
 def param_groups_for(model: ProbeModel, s: Any, lr: float) -> list[dict[str, Any]]:
     """Trainable parameters grouped by learning rate (encoder scale, layer decay) and weight decay."""
-    layer_names = [n for n, _ in model.encoder.named_parameters()]
-    depth = 0
-    if s.layer_decay is not None:
-        ids = {int(p[p.index("layer") + 1]) for p in (n.split(".") for n in layer_names)
-               if "layer" in p and p.index("layer") + 1 < len(p) and p[p.index("layer") + 1].isdigit()}
-        if not ids or not any(".embeddings." in f".{n}" for n in layer_names):
-            raise ConfigError("layer_decay needs a transformer encoder (embeddings + encoder.layer.N); set "
-                              "the preset's layer_decay=null for this encoder")
-        depth = max(ids) + 1
+    ids, depth = layer_ids(model.encoder, key="layer_decay") if s.layer_decay is not None else ({}, 0)
     groups: dict[tuple[float, float], list[nn.Parameter]] = defaultdict(list)
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -131,7 +110,7 @@ def param_groups_for(model: ProbeModel, s: Any, lr: float) -> list[dict[str, Any
         if name.startswith("encoder."):
             scale *= s.backbone_lr_scale
             if s.layer_decay is not None:
-                scale *= s.layer_decay ** (depth + 1 - _layer_id(name[len("encoder."):], depth))
+                scale *= s.layer_decay ** (depth + 1 - ids[name[len("encoder."):]])
         elif s.layer_decay is not None:
             scale *= 1.0                                    # the head: the last "layer"
         wd = s.weight_decay if (s.decay_all or (p.ndim >= 2 and not name.endswith(".bias"))) else 0.0
@@ -230,6 +209,10 @@ def train_and_test(encoder: nn.Module, train_index: VideoIndex, test_index: Vide
     mean, std = pre["mean"], pre["std"]
     enc = copy.deepcopy(encoder).to(dev)
     frozen = s.train == "head"
+    if s.drop_path and not frozen:
+        from vidssl.models.encoders.video_vit import set_encoder_drop_path
+
+        set_encoder_drop_path(enc, s.drop_path)
     facts: dict[str, Any] = {"bn": s.bn, "batchnorm_layers": len(batchnorm_layers(enc))}
     if frozen:
         enc.requires_grad_(False)

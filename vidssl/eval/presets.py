@@ -73,6 +73,7 @@ class TrainedProbeSettings:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     backbone_lr_scale: float = 1.0      # encoder lr = lr x this (CoCLR finetune: 0.1)
     layer_decay: Optional[float] = None  # ViT layer-wise lr decay (VideoMAE)
+    drop_path: float = 0.0              # ViT stochastic depth while finetuning (train="all"), rising over the blocks
     batch_size: int = 32
     epochs: int = 100
     schedule: str = "multistep"         # multistep | cosine | plateau
@@ -301,7 +302,8 @@ _add(Preset(
         train="all", bn="train", clip_len=16, stride=4, size=224, resize_size=256, augment="videomae_finetune",
         repeated_aug=2, mixup=0.8, cutmix=1.0, mix_prob=1.0, mix_switch_prob=0.5, label_smoothing=0.1,
         head_norm=True, dropout=0.5, head_init_std=0.001 * 0.02, optimizer="adamw", lr=5e-4, lr_batch_base=256,
-        weight_decay=0.05, decay_all=False, betas=[0.9, 0.999], layer_decay=0.7, batch_size=128, epochs=100,
+        weight_decay=0.05, decay_all=False, betas=[0.9, 0.999], layer_decay=0.7, drop_path=0.2, batch_size=128,
+        epochs=100,
         schedule="cosine", warmup_epochs=5.0, warmup_lr=1e-8, min_lr=1e-5, test_clips=5, test_layout="uniform",
         test_crops=3, test_size=224, test_resize_size=224),
     source="MCG-NJU/VideoMAE run_class_finetuning.py, scripts/ucf101/"
@@ -311,11 +313,11 @@ _add(Preset(
             "(5 warm-up), mixup 0.8 / cutmix 1.0, smoothing 0.1, RandAugment, erasing, 5 clips x 3 crops",
     reported="UCF101 ViT-B (3200 ep UCF101 pretraining): 91.3 (MODEL_ZOO)",
     differences=(
-        "no drop path (the script's 0.2): transformers' VideoMAE has no stochastic depth",
+        "drop path and layer decay apply to ViT encoders (another encoder: "
+        "presets.finetune:videomae.drop_path=0, layer_decay=null)",
         "RandAugment: torchvision's RandAugment(4, 7) (timm's rand-m7-n4-mstd0.5-inc1 adds magnitude "
         "noise and its own op set)",
         "head init N(0, 2e-5) (timm trunc_normal(0.02) x init_scale 0.001)",
-        "layer decay applies to VideoMAE encoders (another encoder: presets.finetune:videomae.layer_decay=null)",
         "no DeepSpeed / fp16 loss scaling; AMP bf16 on CUDA",
         "the warm-up rises from lr / W (the runtime's warmup_cosine) instead of warmup_lr 1e-8",
     ),

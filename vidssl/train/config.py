@@ -73,6 +73,9 @@ class TrainConfig:
     deterministic: bool = False
     freeze_bn: bool = False           # BatchNorm uses running statistics (eval mode), no updates
     channels_last: bool = False       # encoder weights and inputs in channels_last_3d memory format
+    activation_checkpointing: bool = False  # recompute transformer blocks' activations in backward (ViTs)
+    strategy: str = "ddp"             # under torchrun: ddp (replicas) | fsdp (fully_shard: parameters,
+                                      # gradients and optimiser state split over the ranks)
     compile: bool = False             # torch.compile the encoder (heads and losses stay eager)
     log_every: int = 10
     ckpt_every: int = 0               # steps; 0 = end of every epoch only

@@ -33,11 +33,13 @@ from vidssl.models.encoders import create_encoder
 from vidssl.provenance import provenance
 from vidssl.runtime import dist
 from vidssl.runtime.device import autocast, autocast_dtype, resolve_device
-from vidssl.runtime.optim import build_optimizer, build_scheduler, check_finite, optimizer_step
+from vidssl.runtime.optim import build_optimizer, check_finite, optimizer_step, schedule_from_config
 from vidssl.runtime.rundir import claim_run_dir, remove_run_outputs
+from vidssl.runtime.sharding import STRATEGIES, enable_activation_checkpointing, shard_model
 from vidssl.train.components import (apply_step_options, build_training_index, index_arguments,
                                      resolve_decoder)
 from vidssl.train.config import PretrainConfig
+from vidssl.train.pictures import write_method_pictures
 from vidssl.train.monitor import RunMonitor
 from vidssl.train.signals import StopRequest
 from vidssl.train.state import RunState
@@ -63,6 +65,7 @@ class PretrainResult:
     last_update_loss: float = float("nan")              # loss of the last step that updated them
     stages: list["PretrainResult"] = field(default_factory=list)   # per stage (multi-stage runs)
     name: str = ""                                      # the stage's name (multi-stage runs)
+    pictures: list[str] = field(default_factory=list)   # PNGs the method drew of held clips (VideoMAE)
 
 
 def train_step(model: nn.Module, method: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
@@ -90,6 +93,8 @@ def build_components(cfg: PretrainConfig, device: torch.device):
     encoder = create_encoder(cfg.encoder.name, pretrained=cfg.encoder.pretrained, **cfg.encoder.kwargs)
     method = create_method(cfg.method.name, encoder, cfg.method.params).to(device)
     apply_step_options(encoder, cfg.train)
+    if cfg.train.activation_checkpointing:
+        enable_activation_checkpointing(method, what=f"method {cfg.method.name!r} with encoder {cfg.encoder.name!r}")
     index = build_training_index(data)
 
     def make_dataset(decoder: str) -> ClipDataset:
@@ -139,6 +144,8 @@ def write_run_files(cfg: PretrainConfig, start_step: int) -> None:
 def setup_process(cfg: PretrainConfig) -> torch.device:
     """Device, process group (under torchrun), seeds and determinism for this rank."""
     t = cfg.train
+    if t.strategy not in STRATEGIES:
+        raise ConfigError(f"train.strategy must be one of {', '.join(STRATEGIES)}, got {t.strategy!r}")
     device = resolve_device(t.device, key="train.device")
     dist.init_distributed(device)
     if device.type == "cuda" and dist.is_distributed():
@@ -184,14 +191,17 @@ def _pretrain(cfg: PretrainConfig, resume: str | bool | None, device: torch.devi
         log.warning("optim.warmup_steps=%d is not below this run's %d steps: the warm-up is cut to %d "
                     "steps and the cosine decay has one step", cfg.optim.warmup_steps, total, total - 1)
 
+    sharded = t.strategy == "fsdp" and dist.is_distributed()
+    if sharded:  # before the optimiser: the parameters become DTensors
+        shard_model(method, device)
     optimizer = build_optimizer(method, cfg.optim, device)
-    scheduler = build_scheduler(optimizer, total, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio)
-    state = RunState(os.path.join(t.out_dir, "checkpoints", "last.pt"), steps_per_epoch, total)
+    scheduler = schedule_from_config(optimizer, cfg.optim, total)
+    state = RunState(os.path.join(t.out_dir, "checkpoints", "last.pt"), steps_per_epoch, total, sharded=sharded)
     if resume == "auto" and not os.path.exists(state.path) and is_main:
         remove_run_outputs(t.out_dir)  # an attempt of this job killed before its first checkpoint
     if state.resume(resume, method, optimizer, scheduler, seed=t.seed, device=device):
         log.info("resumed from step %d of %d", state.step, total)
-    model = nn.parallel.DistributedDataParallel(method) if dist.is_distributed() else method
+    model = nn.parallel.DistributedDataParallel(method) if dist.is_distributed() and not sharded else method
     amp_dtype = autocast_dtype(t.amp, device, key="train.amp")
     if is_main:
         write_run_files(cfg, state.step)
@@ -215,7 +225,8 @@ def _pretrain(cfg: PretrainConfig, resume: str | bool | None, device: torch.devi
             for batch in loader:
                 t_ready = time.perf_counter()
                 state.skipped.update(batch)
-                lr = optimizer.param_groups[0]["lr"]
+                lr = max(g["lr"] for g in optimizer.param_groups)  # layer decay: the top group's
+                wd = scheduler.weight_decay(state.step)
                 out = train_step(model, method, batch_to_device(batch, device), optimizer, scheduler,
                                  clip_grad=cfg.optim.clip_grad, amp_dtype=amp_dtype,
                                  step=state.step, total=total)
@@ -229,6 +240,8 @@ def _pretrain(cfg: PretrainConfig, resume: str | bool | None, device: torch.devi
                            for k, v in out.items() if v.numel() == 1}
                 scalars.update(lr=lr, clips_per_s=n / (t_done - t_wait),
                                data_wait=(t_ready - t_wait) / (t_done - t_wait))
+                if wd is not None:
+                    scalars["weight_decay"] = wd
                 result.losses.append(scalars["loss"])
                 if not bool(out.get("skip_update", False)):
                     result.updates += 1
@@ -250,6 +263,8 @@ def _pretrain(cfg: PretrainConfig, resume: str | bool | None, device: torch.devi
         stop.close()
         monitor.close()
     result.steps = state.step
+    if result.stopped_by is None and state.step >= total:
+        result.pictures = write_method_pictures(method, loader.dataset, t.out_dir, device, write=is_main)
     result.clips_per_s = clips / busy if busy else math.nan
     result.data_wait = waits / busy if busy else math.nan
     result.skipped = state.skipped_everywhere()

@@ -20,7 +20,9 @@ from torch import nn
 from vidssl.data.dataset import SkipCounter
 from vidssl.models.checkpoint import load_checkpoint, save_checkpoint
 from vidssl.provenance import provenance
+from vidssl.errors import VidsslError
 from vidssl.runtime import dist
+from vidssl.runtime.sharding import full_state_dicts, is_name_keyed, load_full_state_dicts
 
 log = logging.getLogger("vidssl")
 
@@ -57,6 +59,7 @@ class RunState:
     steps_per_epoch: int
     total_steps: int = 0              # the run's planned steps (a resume may change it)
     step: int = 0
+    sharded: bool = False             # the method is FSDP-sharded (train.strategy: fsdp)
     skipped: SkipCounter = field(default_factory=SkipCounter)
 
     def resume(self, resume: str | bool | None, method: nn.Module, optimizer, scheduler, *, seed: int,
@@ -70,8 +73,15 @@ class RunState:
         if not resume:
             return False
         state = load_checkpoint(self.path if resume is True else resume, map_location=device)
-        method.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        name_keyed = is_name_keyed(state["optimizer"])
+        if self.sharded and state["optimizer"].get("state") and not name_keyed:
+            raise VidsslError("this checkpoint was written by a train.strategy=ddp (or single-process) run; "
+                              "resume it with that strategy (FSDP reads checkpoints written under FSDP)")
+        if self.sharded or name_keyed:
+            load_full_state_dicts(method, optimizer, state["model"], state["optimizer"])
+        else:
+            method.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         saved_total = state.get("total_steps")
@@ -83,6 +93,8 @@ class RunState:
         for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
             group["lr"] = base * factor(scheduler.last_epoch)
         scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        if hasattr(scheduler, "apply_weight_decay"):  # this run's weight-decay schedule, not the saved one
+            scheduler.apply_weight_decay()
         world, rank = dist.world_size(), dist.rank()
         per_rank = state.get("rng_per_rank") or []
         skips = state.get("skipped_per_rank") or []
@@ -104,11 +116,16 @@ class RunState:
         """Write the checkpoint (call on every rank at the same steps: the RNG states and skip
         counts of all ranks are gathered; rank 0 writes, the others wait for it)."""
         rngs, skips = zip(*dist.all_gather_object((rng_state(), self.skipped.state())))
+        if self.sharded:  # a collective: every rank takes part, rank 0 receives the full tensors
+            model_state, optim_state = full_state_dicts(method, optimizer)
+            encoder_state = {k[len("encoder."):]: v for k, v in model_state.items() if k.startswith("encoder.")}
+        elif dist.is_main():
+            model_state, optim_state, encoder_state = method.state_dict(), optimizer.state_dict(), encoder.state_dict()
         if dist.is_main():
             save_checkpoint({
-                "model": method.state_dict(), "encoder": encoder.state_dict(),
+                "model": model_state, "encoder": encoder_state,
                 "encoder_spec": {"name": cfg.encoder.name, "kwargs": dict(cfg.encoder.kwargs)},
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "optimizer": optim_state, "scheduler": scheduler.state_dict(),
                 "step": self.step, "epoch": self.step // self.steps_per_epoch,
                 "batch_in_epoch": self.step % self.steps_per_epoch, "rng": rngs[0],
                 "rng_per_rank": list(rngs), "config": dataclasses.asdict(cfg),

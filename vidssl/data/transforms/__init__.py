@@ -10,7 +10,8 @@ from vidssl.data.transforms.photometric import (ColorJitter, GaussianBlur, Rando
                                                 RandomSolarize)
 from vidssl.data.transforms.presets import (blur_kernel_size, cvrl_augment, dino_augment, dpc_augment,
                                             eval_transform, tclr_augment)
-from vidssl.data.transforms.spatial import CenterCrop, RandomErase, RandomHorizontalFlip, RandomResizedCrop, Resize
+from vidssl.data.transforms.spatial import (CenterCrop, MultiScaleCrop, RandomErase, RandomHorizontalFlip,
+                                           RandomResizedCrop, Resize)
 from vidssl.data.transforms.video import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -33,6 +34,7 @@ __all__ = [
     "Resize",
     "CenterCrop",
     "RandomResizedCrop",
+    "MultiScaleCrop",
     "RandomHorizontalFlip",
     "ColorJitter",
     "RandomGrayscale",

@@ -24,7 +24,7 @@ from vidssl.data.transforms.video import (
     _uniform,
 )
 
-__all__ = ["Resize", "CenterCrop", "RandomResizedCrop", "RandomHorizontalFlip", "RandomErase"]
+__all__ = ["Resize", "CenterCrop", "RandomResizedCrop", "MultiScaleCrop", "RandomHorizontalFlip", "RandomErase"]
 
 
 class Resize(VideoTransform):
@@ -144,6 +144,67 @@ class RandomResizedCrop(VideoTransform):
 
     def extra_repr(self) -> str:
         return f"size={self.size}, scale={self.scale}, ratio={self.ratio}, backend={self.backend!r}"
+
+
+class MultiScaleCrop(VideoTransform):
+    """TSN's multi-scale crop, the pre-training crop of VideoMAE (``transforms.py``
+    ``GroupMultiScaleCrop(input_size, [1, .875, .75, .66])``), one draw per clip.
+
+    The crop side is a fraction ``scales[i]`` of the frame's short side, chosen independently for
+    the height and the width with ``|i - j| <= max_distort`` (one ``(w, h)`` pair drawn uniformly
+    from the allowed ones; a side within 3 px of the output size snaps to it), placed at one of
+    5 (``more_fix_crop=False``) or 13 fixed offsets (corners, centre, edge middles, quarter
+    points: steps of a quarter of the free space), then resized to ``size``. The resize is the
+    batched bilinear ``grid_sample`` (the authors' PIL bilinear resize antialiases when it
+    shrinks a crop by a large factor; this one does not).
+    """
+
+    def __init__(self, size: Size, scales: Sequence[float] = (1.0, 0.875, 0.75, 0.66), max_distort: int = 1,
+                 more_fix_crop: bool = True, generator: torch.Generator | None = None):
+        super().__init__(generator)
+        self.size = _pair(size)
+        if not scales or not all(0.0 < float(v) <= 1.0 for v in scales):
+            raise ValueError(f"scales must be fractions in (0, 1], got {tuple(scales)}")
+        if isinstance(max_distort, bool) or not isinstance(max_distort, int) or max_distort < 0:
+            raise ValueError(f"max_distort must be an int >= 0, got {max_distort!r}")
+        self.scales, self.max_distort, self.more_fix_crop = tuple(float(v) for v in scales), max_distort, more_fix_crop
+
+    def crop_pairs(self, h: int, w: int) -> list[tuple[int, int]]:
+        """The allowed ``(crop_w, crop_h)`` pairs for an ``h x w`` frame."""
+        sides = [int(min(h, w) * v) for v in self.scales]
+        ch = [self.size[0] if abs(x - self.size[0]) < 3 else x for x in sides]
+        cw = [self.size[1] if abs(x - self.size[1]) < 3 else x for x in sides]
+        return [(cw[j], ch[i]) for i in range(len(ch)) for j in range(len(cw)) if abs(i - j) <= self.max_distort]
+
+    def offsets(self, h: int, w: int, crop_h: int, crop_w: int) -> list[tuple[int, int]]:
+        """The fixed ``(left, top)`` offsets (``fill_fix_offset``)."""
+        ws, hs = (w - crop_w) // 4, (h - crop_h) // 4
+        out = [(0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)]
+        if self.more_fix_crop:
+            out += [(0, 2 * hs), (4 * ws, 2 * hs), (2 * ws, 4 * hs), (2 * ws, 0), (ws, hs), (3 * ws, hs),
+                    (ws, 3 * hs), (3 * ws, 3 * hs)]
+        return out
+
+    def sample_params(self, shape: Sequence[int], generator: torch.Generator | None = None) -> Params:
+        """``boxes``: ``(B, 4)`` ``(top, left, height, width)`` in pixels of a frame of size ``frame``."""
+        b, h, w = shape[0], shape[-2], shape[-1]
+        pairs = self.crop_pairs(h, w)
+        u = torch.rand((b, 2), generator=generator)
+        boxes = []
+        for i in range(b):
+            cw, ch = pairs[min(int(u[i, 0] * len(pairs)), len(pairs) - 1)]
+            cw, ch = min(cw, w), min(ch, h)
+            offs = self.offsets(h, w, ch, cw)
+            left, top = offs[min(int(u[i, 1] * len(offs)), len(offs) - 1)]
+            boxes.append([top, left, ch, cw])
+        return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(b, 4),
+                "frame": torch.tensor([[h, w]]).expand(b, 2)}
+
+    def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        return F.resized_crop(F.to_float(x), params["boxes"], self.size)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, scales={self.scales}, max_distort={self.max_distort}"
 
 
 class RandomHorizontalFlip(VideoTransform):

@@ -29,6 +29,7 @@ Registered: ``videomae_vit_s``, ``videomae_vit_b``, ``videomae_vit_l``, ``videom
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -185,6 +186,75 @@ def _from_hub(model_cls: type, source: str, config: Any, name: str) -> nn.Module
     return model.float()
 
 
+def drop_path(x: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample (timm's ``drop_path``): in training, each sample's residual
+    branch is zeroed with probability ``prob`` and the kept ones scaled by ``1 / (1 - prob)``."""
+    if prob == 0.0 or not training:
+        return x
+    keep = 1.0 - prob
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+@functools.lru_cache(maxsize=None)
+def _drop_path_layer_class() -> type:
+    from transformers.models.videomae.modeling_videomae import VideoMAELayer
+
+    class DropPathVideoMAELayer(VideoMAELayer):
+        """``VideoMAELayer.forward`` with drop path on its attention and MLP branches."""
+
+        def forward(self, hidden_states: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            attention = self.attention(self.layernorm_before(hidden_states), **kwargs)
+            hidden_states = hidden_states + drop_path(attention, self.drop_prob, self.training)
+            mlp = self.output.dropout(self.output.dense(self.intermediate(self.layernorm_after(hidden_states))))
+            return hidden_states + drop_path(mlp, self.drop_prob, self.training)
+
+    return DropPathVideoMAELayer
+
+
+def set_drop_path(model: nn.Module, rate: float) -> None:
+    """Stochastic depth in a ``transformers`` VideoMAE encoder, as VideoMAE's fine-tuning
+    (``modeling_finetune.py``: ``drop_path_rate`` rising linearly over the blocks, from 0 on
+    the first to ``rate`` on the last, on both residual branches of every block). HF's
+    ``VideoMAELayer`` has none, so each layer becomes a subclass whose ``forward`` is the same
+    computation with drop path on the two branches (weights and keys unchanged; ``rate = 0``
+    leaves the model as it is)."""
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"drop_path_rate must be in [0, 1), got {rate!r}")
+    if rate == 0.0:
+        return
+    layers = list(model.encoder.layer)
+    for i, layer in enumerate(layers):
+        layer.__class__ = _drop_path_layer_class()
+        layer.drop_prob = rate * i / (len(layers) - 1) if len(layers) > 1 else 0.0
+
+
+def set_encoder_drop_path(encoder: nn.Module, rate: float) -> None:
+    """Stochastic depth (rising linearly over the blocks to ``rate``) in a built ViT encoder, for
+    fine-tuning: a VideoMAE encoder through :func:`set_drop_path`, a V-JEPA 2 encoder through its
+    own ``VJEPA2DropPath`` modules (transformers' V-JEPA 2 layers have a ``drop_path`` slot).
+
+    Raises:
+        ConfigError: another encoder (a CNN has no residual blocks this knows), or a rate outside [0, 1).
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"drop_path_rate must be in [0, 1), got {rate!r}")
+    name = getattr(encoder, "encoder_name", type(encoder).__name__)
+    if isinstance(encoder, VideoMAEEncoder):
+        set_drop_path(encoder.model, rate)
+        return
+    layers = list(getattr(getattr(encoder, "encoder", None), "layer", None) or [])
+    if not layers or not all(hasattr(layer, "drop_path") for layer in layers):
+        raise ConfigError(f"drop path is offered for the ViT encoders (videomae_*, vjepa2_*), not {name!r}; "
+                          f"set it to 0")
+    if rate == 0.0:
+        return
+    from transformers.models.vjepa2.modeling_vjepa2 import VJEPA2DropPath
+
+    for i, layer in enumerate(layers):
+        layer.drop_path = VJEPA2DropPath(rate * i / (len(layers) - 1) if len(layers) > 1 else 0.0)
+
+
 def _looks_like_path(source: str) -> bool:
     """A local path rather than a hub id (``org/name``): absolute, relative, home or a file."""
     return (source.startswith(("/", ".", "~")) or source.count("/") > 1 or os.sep != "/"
@@ -257,64 +327,79 @@ _VIT_SIZES = {"s": (384, 12, 6, 1536), "b": (768, 12, 12, 3072), "l": (1024, 24,
 
 
 def _vit(size: str, pretrained: Pretrained, num_frames: int, image_size: int, use_mean_pooling: bool,
-         num_classes: int | None, default_id: str | None) -> VideoMAEEncoder:
+         num_classes: int | None, default_id: str | None, drop_path_rate: float = 0.0) -> VideoMAEEncoder:
     hidden, layers, heads, mlp = _VIT_SIZES[size]
-    return _build(f"videomae_vit_{size}", pretrained, _vit_preprocess(num_frames, image_size), default_id,
-                  num_classes, num_frames=num_frames, image_size=image_size, patch_size=16, tubelet_size=2,
-                  hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                  intermediate_size=mlp, qkv_bias=True, layer_norm_eps=1e-12,
-                  use_mean_pooling=bool(use_mean_pooling))
+    encoder = _build(f"videomae_vit_{size}", pretrained, _vit_preprocess(num_frames, image_size), default_id,
+                     num_classes, num_frames=num_frames, image_size=image_size, patch_size=16, tubelet_size=2,
+                     hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=mlp, qkv_bias=True, layer_norm_eps=1e-12,
+                     use_mean_pooling=bool(use_mean_pooling))
+    set_drop_path(encoder.model, drop_path_rate)
+    return encoder
 
 
 @register_encoder("videomae_vit_b")
 def videomae_vit_b(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
-                   use_mean_pooling: bool = False, num_classes: int | None = None) -> VideoMAEEncoder:
+                   use_mean_pooling: bool = False, num_classes: int | None = None,
+                   drop_path_rate: float = 0.0) -> VideoMAEEncoder:
     """VideoMAE ViT-B/16, tubelet 2 (86 M parameters, 768-d).
 
     ``pretrained``: ``True``/``"default"`` = ``MCG-NJU/videomae-base`` (Kinetics-400
     self-supervised pre-training), another hub id, a local ``save_pretrained`` folder, or a
     state-dict file. ``use_mean_pooling=False`` keeps the final LayerNorm the pre-training
     checkpoints carry; fine-tuned checkpoints (``*-finetuned-*``) need ``True`` and, to keep
-    their classifier, ``num_classes``.
+    their classifier, ``num_classes``. ``drop_path_rate``: stochastic depth for fine-tuning
+    (VideoMAE's scripts: 0.1 - 0.2; :func:`set_drop_path`), on every size below too.
     """
-    return _vit("b", pretrained, num_frames, image_size, use_mean_pooling, num_classes, VIDEOMAE_BASE_ID)
+    return _vit("b", pretrained, num_frames, image_size, use_mean_pooling, num_classes, VIDEOMAE_BASE_ID,
+                drop_path_rate)
 
 
 @register_encoder("videomae_vit_s")
 def videomae_vit_s(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
-                   use_mean_pooling: bool = False, num_classes: int | None = None) -> VideoMAEEncoder:
+                   use_mean_pooling: bool = False, num_classes: int | None = None,
+                   drop_path_rate: float = 0.0) -> VideoMAEEncoder:
     """VideoMAE ViT-S/16 (22 M parameters, 384-d); weights: a hub id (``MCG-NJU/videomae-small*``)
     or a local folder."""
-    return _vit("s", pretrained, num_frames, image_size, use_mean_pooling, num_classes, "MCG-NJU/videomae-small")
+    return _vit("s", pretrained, num_frames, image_size, use_mean_pooling, num_classes, "MCG-NJU/videomae-small",
+                drop_path_rate)
 
 
 @register_encoder("videomae_vit_l")
 def videomae_vit_l(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
-                   use_mean_pooling: bool = False, num_classes: int | None = None) -> VideoMAEEncoder:
+                   use_mean_pooling: bool = False, num_classes: int | None = None,
+                   drop_path_rate: float = 0.0) -> VideoMAEEncoder:
     """VideoMAE ViT-L/16 (304 M parameters, 1024-d); ``"default"``: ``MCG-NJU/videomae-large``."""
-    return _vit("l", pretrained, num_frames, image_size, use_mean_pooling, num_classes, "MCG-NJU/videomae-large")
+    return _vit("l", pretrained, num_frames, image_size, use_mean_pooling, num_classes, "MCG-NJU/videomae-large",
+                drop_path_rate)
 
 
 @register_encoder("videomae_vit_h")
 def videomae_vit_h(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 224,
-                   use_mean_pooling: bool = False, num_classes: int | None = None) -> VideoMAEEncoder:
+                   use_mean_pooling: bool = False, num_classes: int | None = None,
+                   drop_path_rate: float = 0.0) -> VideoMAEEncoder:
     """VideoMAE ViT-H/16 (632 M parameters, 1280-d); ``"default"``: ``MCG-NJU/videomae-huge``."""
-    return _vit("h", pretrained, num_frames, image_size, use_mean_pooling, num_classes, "MCG-NJU/videomae-huge")
+    return _vit("h", pretrained, num_frames, image_size, use_mean_pooling, num_classes, "MCG-NJU/videomae-huge",
+                drop_path_rate)
 
 
 @register_encoder("videomae_tiny")
 def videomae_tiny(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 64,
                   hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 4,
-                  use_mean_pooling: bool = False, num_classes: int | None = None) -> VideoMAEEncoder:
+                  use_mean_pooling: bool = False, num_classes: int | None = None, patch_size: int = 16,
+                  drop_path_rate: float = 0.0) -> VideoMAEEncoder:
     """A 2-layer, 64-wide VideoMAE (patch 16, tubelet 2) for tests and CPU demos; no
-    published weights (``pretrained`` may be a state dict or folder vidssl saved)."""
+    published weights (``pretrained`` may be a state dict or folder vidssl saved). A smaller
+    ``patch_size`` (8) gives small crops a finer token grid (the masked methods' CPU recipes)."""
     if not isinstance(hidden_size, int) or not isinstance(num_attention_heads, int) \
             or num_attention_heads <= 0 or hidden_size % num_attention_heads:
         raise ConfigError(f"videomae_tiny: hidden_size ({hidden_size!r}) must be a multiple of "
                           f"num_attention_heads ({num_attention_heads!r})")
     preprocess = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_frames=num_frames,
                             stride=2, crop_size=image_size, resize_size=image_size)
-    return _build("videomae_tiny", pretrained, preprocess, None, num_classes, num_frames=num_frames,
-                  image_size=image_size, patch_size=16, tubelet_size=2, hidden_size=hidden_size,
-                  num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-                  intermediate_size=4 * hidden_size, qkv_bias=True, use_mean_pooling=bool(use_mean_pooling))
+    encoder = _build("videomae_tiny", pretrained, preprocess, None, num_classes, num_frames=num_frames,
+                     image_size=image_size, patch_size=patch_size, tubelet_size=2, hidden_size=hidden_size,
+                     num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+                     intermediate_size=4 * hidden_size, qkv_bias=True, use_mean_pooling=bool(use_mean_pooling))
+    set_drop_path(encoder.model, drop_path_rate)
+    return encoder

@@ -5,7 +5,8 @@
 self-supervised checkpoints is not kept. Rotary positions have no fixed table, so any clip with
 ``T`` a multiple of the tubelet and ``H, W`` multiples of the patch goes through.
 
-- ``forward_tokens``: the last layer's tokens ``(B, N, D)``, ``N = (T/2)(H/16)(W/16)``;
+- ``forward_tokens``: the last layer's tokens ``(B, N, D)``, ``N = (T/2)(H/16)(W/16)``; with
+  ``bool_masked_pos`` only the visible ones (V-JEPA's context encoder, :mod:`vidssl.methods.vjepa`);
 - ``forward_feature_map``: ``(B, D, T/2, H/16, W/16)`` (token order ``t, h, w``);
 - ``forward_features``: the mean of the tokens;
 - with a classification checkpoint (``VJEPA2ForVideoClassification``: the authors' attentive
@@ -64,15 +65,31 @@ class VJEPA2Encoder(nn.Module):
         self.num_features: int = int(config.hidden_size)
         self.preprocess: Preprocess = preprocess
         self.tubelet_size, self.patch_size = int(config.tubelet_size), int(config.patch_size)
+        self.rope_size = int(config.crop_size)   # the grid masked tokens' rotary positions are decoded on
         self.feature_stride: tuple[int, int, int] = (self.tubelet_size, self.patch_size, self.patch_size)
         self.features_are_map_mean = True
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_tokens(self, x: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, N, D)``; with ``bool_masked_pos`` (bool ``(B, N)``, True = hidden, the same count
+        per clip) only the visible tokens go through the blocks, each keeping its rotary
+        position (the authors' context encoder: ``apply_masks`` after the patch embedding)."""
         t, h, w = x.shape[2:]
         if x.dim() != 5 or t % self.tubelet_size or h % self.patch_size or w % self.patch_size:
             raise ConfigError(f"{getattr(self, 'encoder_name', 'V-JEPA 2')} takes (B, 3, T, H, W) clips with T a "
                               f"multiple of {self.tubelet_size} and H, W of {self.patch_size}, got {tuple(x.shape)}")
-        return self.encoder(pixel_values_videos=x.transpose(1, 2)).last_hidden_state
+        if bool_masked_pos is None:
+            return self.encoder(pixel_values_videos=x.transpose(1, 2)).last_hidden_state
+        if h != self.rope_size or w != self.rope_size:
+            raise ConfigError(f"{getattr(self, 'encoder_name', 'V-JEPA 2')}: masked tokens decode their rotary "
+                              f"positions on a {self.rope_size} px grid (crop_size), got {h}x{w} px clips")
+        enc = self.encoder
+        tokens = enc.embeddings(x.transpose(1, 2))
+        b, d = tokens.shape[0], tokens.shape[-1]
+        keep = (~bool_masked_pos).nonzero()[:, 1].view(b, -1)
+        hidden = torch.gather(tokens, 1, keep.unsqueeze(-1).expand(-1, -1, d))
+        for layer in enc.layer:
+            hidden = layer(hidden, keep)[0]
+        return enc.layernorm(hidden)
 
     def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.forward_tokens(x)
@@ -188,9 +205,13 @@ def vjepa2_vit_g(*, pretrained: Pretrained = None, num_frames: int = 64, image_s
 @register_encoder("vjepa2_tiny")
 def vjepa2_tiny(*, pretrained: Pretrained = None, num_frames: int = 16, image_size: int = 64,
                 hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 4,
-                num_pooler_layers: int = 1, num_classes: int | None = None) -> VJEPA2Encoder:
-    """A 2-layer, 64-wide V-JEPA 2 (tiny predictor) for tests and CPU runs; no published weights."""
-    return _build("vjepa2_tiny", pretrained, None, num_frames, image_size, num_classes, hidden_size=hidden_size,
+                num_pooler_layers: int = 1, num_classes: int | None = None, patch_size: int = 16) -> VJEPA2Encoder:
+    """A 2-layer, 64-wide V-JEPA 2 (tiny predictor) for tests and CPU runs; no published weights.
+    A smaller ``patch_size`` (8) gives small crops a finer token grid (the V-JEPA CPU recipe)."""
+    if not isinstance(patch_size, int) or isinstance(patch_size, bool) or patch_size < 1:
+        raise ConfigError(f"vjepa2_tiny: patch_size must be a positive integer, got {patch_size!r}")
+    return _build("vjepa2_tiny", pretrained, None, num_frames, image_size, num_classes, patch_size=patch_size,
+                  hidden_size=hidden_size,
                   num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
                   num_pooler_layers=num_pooler_layers, pred_hidden_size=32, pred_num_attention_heads=2,
                   pred_num_hidden_layers=1)
