@@ -93,8 +93,8 @@ class CoCLRParams:
         to the other-modality embedding of ``mine_with``: ``"key"`` (default, the authors: the
         key clip) or ``"query"`` (the query clip); entries already positive (same video, same
         group) are skipped so ``topk`` new ones are found. until_queue_full: ``"train"``
-        (default, the authors: plain InfoNCE on what the queue holds, no mining, until it is
-        full) or ``"skip"`` (no update until it is full). self_positive_mask_prob (0.9): on
+        (default, the authors: until it is full, the loss on what the queue holds with
+        no mined positives, only the true key and same-video / group entries) or ``"skip"`` (no update until it is full). self_positive_mask_prob (0.9): on
         this fraction of the steps (one draw per step, as main_coclr.py), rows with other
         positives drop their own key from the positive set (it stays in the denominator);
         0 = off.
