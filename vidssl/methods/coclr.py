@@ -26,7 +26,8 @@ for the keys (``m = 0.999``), a queue of past keys (2048, 128-d), ``tau = 0.07``
   ``skip_update`` instead and only enqueues).
 - BatchNorm (``bn_splits``): each process's batch is encoded as that many sub-batches, the
   queries in order and the keys after a random permutation (MoCo's shuffle BN, which the
-  authors run across GPUs), so a query and its key are never normalised with the same batch.
+  authors run across GPUs), so a key is normalised with a random set of clips, not with the
+  sub-batch of its query.
 
 ``schedule`` runs the paper's alternation from one config: e.g. ``["infonce:rgb",
 "infonce:residual", "cotrain:rgb", "cotrain:residual"]``. :func:`plan_stages` describes the
