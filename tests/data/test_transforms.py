@@ -325,6 +325,24 @@ def test_blur_matches_torchvision_per_clip() -> None:
     assert T.blur_kernel_size(224) == 23 and T.blur_kernel_size(112) == 11
 
 
+def test_cvrl_blur_sigma_scales_with_the_crop() -> None:
+    """CVRL's blur values are for 224 px: by default the sigma range (and so every drawn sigma)
+    at 48 px is 48/224 of the one at 224 px; ``blur_sigma="fixed"`` keeps (0.1, 2.0)."""
+    def blur_of(pipeline):
+        return next(t for t in pipeline.transforms if isinstance(t, T.GaussianBlur))
+
+    big, small = blur_of(T.cvrl_augment(224, 0)), blur_of(T.cvrl_augment(48, 0))
+    assert big.sigma == pytest.approx((0.1, 2.0))
+    assert small.sigma == pytest.approx((0.1 * 48 / 224, 2.0 * 48 / 224))
+    assert (big.kernel_size, small.kernel_size) == (23, 5)
+    s_big = big.sample_params((6, 4, 3, 8, 8), gen(3))["sigma"]
+    s_small = small.sample_params((6, 4, 3, 8, 8), gen(3))["sigma"]
+    torch.testing.assert_close(s_small, s_big * 48 / 224)
+    assert blur_of(T.cvrl_augment(48, 1, blur_sigma="fixed")).sigma == pytest.approx((0.1, 2.0))
+    with pytest.raises(ValueError, match="blur_sigma"):
+        T.cvrl_augment(48, 0, blur_sigma="tf")
+
+
 def reference_jitter(frames: torch.Tensor, params: dict, index: tuple) -> torch.Tensor:
     """torchvision ops in the drawn order, for one clip (index=(b,)) or one frame (index=(b, t))."""
     if not bool(params["applied"][index]):

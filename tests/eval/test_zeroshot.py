@@ -100,8 +100,15 @@ def test_lss_checkpoint_of_any_encoder_zeroshot_cli(small_synthetic, tmp_path, c
     assert isinstance(spec.head, torch.nn.Sequential) and spec.clip_model == "vidssl-tiny-clip"
     from vidssl.models.checkpoint import load_checkpoint, load_encoder
 
-    state = load_checkpoint(ckpt)["model"]
-    torch.testing.assert_close(spec.head[0].weight, state["head.0.weight"])
+    full = load_checkpoint(ckpt)
+    state = full["model"]
+    # export: teacher (default): the checkpoint's encoder and the zero-shot head are the EMA
+    # teacher's, not the student's (which one SGD step has moved away from it)
+    torch.testing.assert_close(spec.head[0].weight, state["head_t.0.weight"])
+    assert not torch.equal(state["head_t.0.weight"], state["head.0.weight"])
+    for k, v in full["encoder"].items():
+        torch.testing.assert_close(v, state[f"encoder_t.{k}"])
+    assert any(not torch.equal(v, state[f"encoder.{k}"]) for k, v in full["encoder"].items())
     out = tmp_path / "eval"
     rc = main(["eval", "--checkpoint", ckpt, "--dataset", "synthetic", "--root", str(small_synthetic),
                "--protocol", "zeroshot", "--splits", "1", "--out", str(out), "--quiet", "--", *FEATS])

@@ -207,6 +207,18 @@ def test_tclr_instance_local_equals_authors_sum_over_ordered_pairs():
     assert authors == pytest.approx(14 * ours.item(), rel=1e-5)
 
 
+def test_authors_loss_scale_holds_the_factors_checked_here():
+    """The factors TCLR's ``loss_weights: paper`` applies are the ones the tests above derive
+    from the authors' sums: 1, 14 (56 ordered pairs / 4), B, 4K = 16."""
+    from vidssl.losses.tclr import authors_loss_scale
+
+    assert authors_loss_scale(4, 40) == {"ic_global": 1.0, "ic_local": 14.0, "ll": 40.0, "gl": 16.0}
+    assert authors_loss_scale(4, 8, "same_clip")["ic_local"] == 2.0     # 8 ordered pairs / 4
+    assert authors_loss_scale(2, 8)["gl"] == 8.0
+    with pytest.raises(ValueError):
+        authors_loss_scale(1, 8)
+
+
 def test_tclr_instance_loss_shapes_are_checked():
     loss = TCLRInstanceLoss()
     with pytest.raises(ValueError, match="global_z"):

@@ -1,5 +1,7 @@
 """CoCLR: the multi-positive loss against a loop, positives mined from the *other* modality's
-top-K, no update until the queue is full (method and trainer), momentum/queue bookkeeping."""
+top-K around the *key* clip, never among same-video / same-group entries, training while the
+queue fills (or no update until it is full, as an option; method and trainer), the self-positive
+mask, shuffle BN over sub-batches, momentum/queue bookkeeping."""
 
 from __future__ import annotations
 
@@ -89,9 +91,11 @@ def test_infonce_stage_two_cpu_steps(modality):
 
 
 def test_cotrain_waits_for_a_full_queue_then_mines(residual_checkpoint):
+    """until_queue_full: skip (vidssl's option): no update until the queue is full."""
     torch.manual_seed(0)
     method = create_method("coclr", create_encoder("r3d_tiny"),
-                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint})
+                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint,
+                            "until_queue_full": "skip", "self_positive_mask_prob": 0.0})
     assert not any(p.requires_grad for p in method.other.parameters())
     method.train()
     assert not method.other.training                         # frozen BN statistics
@@ -113,7 +117,8 @@ def test_trainer_skips_the_update_while_the_queue_fills(residual_checkpoint):
 
     torch.manual_seed(0)
     method = create_method("coclr", create_encoder("r3d_tiny"),
-                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint})
+                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint,
+                            "until_queue_full": "skip"})
     opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     weights = [p.detach().clone() for p in method.encoder.parameters()]
@@ -127,10 +132,172 @@ def test_trainer_skips_the_update_while_the_queue_fills(residual_checkpoint):
     assert any(not torch.equal(a, b) for a, b in zip(weights, method.encoder.parameters()))
 
 
+def test_cotrain_trains_while_the_queue_fills(residual_checkpoint):
+    """The authors' default: before the queue is full the step is plain InfoNCE on what the
+    queue holds (the true key is the only positive, no mining) and the weights move."""
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"),
+                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint})
+    assert method.params.until_queue_full == "train"
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+    before = [p.detach().clone() for p in method.encoder.parameters()]
+    out = method({"views": views(0), "targets": {}})
+    assert "skip_update" not in out and out["loss"].item() > 0 and out["num_positives"].item() == 1.0
+    opt.zero_grad()
+    out["loss"].backward()
+    opt.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, method.encoder.parameters()))
+
+
+def _fixed_modalities(method, b: int = 4, seed: int = 0):
+    """Replace the augmentation by fixed model-layout inputs: clip c -> (rgb_c, residual_c)."""
+    g = torch.Generator().manual_seed(seed)
+    fixed = [tuple(torch.randn(b, 3, 4, 32, 32, generator=g) for _ in range(2)) for _ in range(2)]
+    calls = iter(fixed * 100)
+    method.modalities = lambda clip, paired=None: next(calls)
+    return fixed
+
+
+def _spy_on_mining(monkeypatch):
+    import vidssl.methods.coclr as coclr_module
+
+    captured = {}
+
+    def spy_mine(anchor, queue_other, k, exclude=None):
+        mined = mine_positives(anchor, queue_other, k, exclude)
+        captured.update(anchor=anchor, exclude=exclude, mined=mined)
+        return mined
+
+    def spy_loss(logits, positives):
+        captured.update(positives=positives)
+        return multi_positive_nce(logits, positives)
+
+    monkeypatch.setattr(coclr_module, "mine_positives", spy_mine)
+    monkeypatch.setattr(coclr_module, "multi_positive_nce", spy_loss)
+    return captured
+
+
+def _full_queue(method, seed: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    q = method.params.queue_size
+    method.queue_other.copy_(F.normalize(torch.randn(q, method.params.proj_dim, generator=g), dim=1))
+    method.queue_count.fill_(q)
+
+
+@pytest.mark.parametrize("mine_with", ["key", "query"])
+def test_mining_uses_the_key_clips_other_modality(residual_checkpoint, monkeypatch, mine_with):
+    """The authors mine with the key clip's other-modality embedding (``kf = sampler(f2)``);
+    ``mine_with: query`` uses the query clip's."""
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"),
+                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint,
+                            "mine_with": mine_with})
+    fixed = _fixed_modalities(method)
+    _full_queue(method)
+    captured = _spy_on_mining(monkeypatch)
+    method({"views": views(0), "targets": {}})
+    with torch.no_grad():
+        key_other = method.embed(method.other.encoder, method.other.head, fixed[1][1])
+        query_other = method.embed(method.other.encoder, method.other.head, fixed[0][1])
+    want, other = (key_other, query_other) if mine_with == "key" else (query_other, key_other)
+    torch.testing.assert_close(captured["anchor"], want)
+    assert not torch.allclose(captured["anchor"], other, atol=1e-3)
+    expect = (want @ method.queue_other.T).topk(SMALL["topk"], dim=1).indices.sort(1).values
+    assert captured["mined"].nonzero()[:, 1].view(4, -1).tolist() == expect.tolist()
+
+
+@pytest.mark.parametrize("mode", ["positive", "ignore", "negative"])
+def test_same_video_and_group_entries_are_never_mined(residual_checkpoint, monkeypatch, mode):
+    """Queue slot 0 holds row 0's own video and slot 1 its group, both the nearest entries in
+    the other modality: they are excluded before top-K (the authors' ``mask_sim[mask_source] =
+    -inf``), so row 0 still gets ``topk`` new positives, and a same-video entry is never a
+    positive unless ``queue_same_video: positive`` makes it one."""
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"),
+                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint,
+                            "queue_same_video": mode, "group_positives": True,
+                            "self_positive_mask_prob": 0.0})
+    fixed = _fixed_modalities(method)
+    _full_queue(method)
+    with torch.no_grad():
+        key_other = method.embed(method.other.encoder, method.other.head, fixed[1][1])
+    method.queue_other[0] = key_other[0]
+    method.queue_other[1] = key_other[0]
+    method.queue_video[0], method.queue_group[1] = 10, 7
+    captured = _spy_on_mining(monkeypatch)
+    method({"views": views(0), "targets": {}, "index": torch.tensor([10, 11, 12, 13]),
+            "group": torch.tensor([7, -1, -1, -1])})
+    mined, pos = captured["mined"], captured["positives"]
+    assert not mined[0, :2].any() and int(mined[0].sum()) == SMALL["topk"]
+    assert pos[0, 1].item() == (mode == "positive") and pos[0, 2].item()   # slot 0 video, slot 1 group
+    assert int(pos[0].sum()) == 1 + SMALL["topk"] + 1 + (mode == "positive")
+
+
+def test_mine_positives_skips_excluded_entries():
+    anchor = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
+    queue = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [0.0, 1.0]]), dim=1)
+    exclude = torch.tensor([[True, False, False, False], [True, True, True, False]])
+    mined = mine_positives(anchor, queue, 2, exclude)
+    assert mined[0].nonzero().flatten().tolist() == [1, 2]
+    assert mined[1].nonzero().flatten().tolist() == [3]          # only one entry left
+    assert not (mined & exclude).any()
+
+
+def test_self_positive_is_masked_on_most_steps(residual_checkpoint, monkeypatch):
+    """main_coclr.py: with probability 0.9 per step, rows that have other positives lose the
+    true key from their positive set (one draw for the whole batch)."""
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"),
+                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint})
+    assert method.params.self_positive_mask_prob == 0.9
+    _fixed_modalities(method)
+    _full_queue(method)
+    captured = _spy_on_mining(monkeypatch)
+    kept = []
+    for _ in range(40):
+        method({"views": views(0), "targets": {}})
+        row_keeps = captured["positives"][:, 0]
+        assert row_keeps.all() or not row_keeps.any()              # one draw per step
+        kept.append(bool(row_keeps.all()))
+    assert 0 < sum(kept) < 12                                       # ~10% of 40 steps
+
+
+def test_shuffle_bn_encodes_sub_batches_keys_permuted():
+    """bn_splits 2: the query encoder sees rows [0, 1] and [2, 3]; the key encoder sees two
+    sub-batches of a random permutation, and the keys come back in row order."""
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"), SMALL)
+    assert method.params.bn_splits == 2
+    fixed = _fixed_modalities(method)
+    seen = {"q": [], "k": []}
+    for name, enc in (("q", method.encoder), ("k", method.encoder_k)):
+        fwd = enc.forward_features
+
+        def record(x, _fwd=fwd, _name=name):
+            seen[_name].append(x)
+            return _fwd(x)
+        enc.forward_features = record
+    method({"views": views(0), "targets": {}})
+
+    def rows(batches, full):
+        return [[int(torch.nonzero((full == r).flatten(1).all(1))[0]) for r in x] for x in batches]
+
+    assert rows(seen["q"], fixed[0][0]) == [[0, 1], [2, 3]]
+    key_rows = rows(seen["k"], fixed[1][0])
+    assert [len(r) for r in key_rows] == [2, 2] and sorted(sum(key_rows, [])) == [0, 1, 2, 3]
+    method.eval()                 # BN on running statistics: the split changes nothing
+    x = fixed[1][0]
+    whole = method.embed(method.encoder_k, method.head_k, x)
+    torch.testing.assert_close(method.embed_split(method.encoder_k, method.head_k, x, torch.tensor([2, 0, 3, 1])),
+                               whole, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("params,key", [({"stage": "cotrain"}, "other_checkpoint"),
                                         ({"train_modality": "flow"}, "train_modality"),
                                         ({"topk": 8}, "topk"), ({"momentum": 1.0}, "momentum"),
-                                        ({"stage": "moco"}, "stage")])
+                                        ({"stage": "moco"}, "stage"), ({"mine_with": "both"}, "mine_with"),
+                                        ({"until_queue_full": "wait"}, "until_queue_full"),
+                                        ({"bn_splits": 0}, "bn_splits")])
 def test_bad_params_are_config_errors(params, key):
     with pytest.raises(ConfigError, match=key):
         create_method("coclr", create_encoder("r3d_tiny"), {**SMALL, **params})

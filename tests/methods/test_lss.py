@@ -105,6 +105,48 @@ def test_clip_temporal_gets_an_identity_head_and_other_encoders_an_mlp():
     assert isinstance(concept_head("auto", 512, 512, same_space=True), torch.nn.Identity)
 
 
+def test_the_teacher_is_what_checkpoints_export():
+    """export: teacher (default, DINO / SVT): the encoder object the trainer built and saves is
+    the EMA teacher, the student a copy; export: student swaps them."""
+    enc = create_encoder("r3d_tiny")
+    m = create_method("lss", enc, LSS_SMALL)
+    assert m.params.export == "teacher"
+    assert m.encoder_t is enc and m.exported_encoder is enc and m.encoder is not enc
+    assert not any(p.requires_grad for p in enc.parameters())
+    assert all(p.requires_grad for p in m.encoder.parameters())
+    enc2 = create_encoder("r3d_tiny")
+    s = create_method("lss", enc2, {**LSS_SMALL, "export": "student"})
+    assert s.encoder is enc2 and s.exported_encoder is enc2 and s.encoder_t is not enc2
+    assert all(p.requires_grad for p in enc2.parameters())
+    # after a step the exported (teacher) weights are the EMA, not the student
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
+    m.set_step(0, 10)
+    m(views(m))["loss"].backward()
+    opt.step()
+    m.after_step(0, 10)
+    moved = [(a, b) for a, b in zip(m.encoder.parameters(), enc.parameters()) if not torch.equal(a, b)]
+    assert moved
+
+
+def test_teacher_temperature_warm_up():
+    """DINO's linear warm-up from warmup_teacher_temp to teacher_temp over the first
+    warmup_teacher_temp_fraction of the steps; SVT's defaults (0.04 -> 0.04, 0) keep it constant."""
+    m = create_method("lss", create_encoder("r3d_tiny"), LSS_SMALL)
+    assert (m.params.warmup_teacher_temp, m.params.warmup_teacher_temp_fraction) == (0.04, 0.0)
+    assert [m.teacher_temp_at(s, 100) for s in (0, 50, 99)] == [0.04] * 3
+    w = create_method("lss", create_encoder("r3d_tiny"),
+                      {**LSS_SMALL, "teacher_temp": 0.07, "warmup_teacher_temp": 0.04,
+                       "warmup_teacher_temp_fraction": 0.3})
+    got = [w.teacher_temp_at(s, 100) for s in (0, 15, 29, 30, 99)]
+    assert got == pytest.approx([0.04, 0.055, 0.04 + 0.03 * 29 / 30, 0.07, 0.07])
+    w.set_step(15, 100)
+    assert w(views(w))["teacher_temp"].item() == pytest.approx(0.055)
+    with pytest.raises(ConfigError, match="warmup_teacher_temp_fraction"):
+        method_params("lss", {**LSS_SMALL, "warmup_teacher_temp_fraction": 1.5})
+    with pytest.raises(ConfigError, match="export"):
+        method_params("lss", {**LSS_SMALL, "export": "both"})
+
+
 def test_params_validation():
     for bad, match in [({"alignment": "bogus"}, "alignment"), ({"concept_mode": "pooled"}, "class_attribute"),
                        ({"concept_mode": "separate", "attributes": None}, "attributes"),

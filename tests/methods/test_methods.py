@@ -97,7 +97,7 @@ def test_cvrl_outputs_and_sampler():
 
 def test_tclr_outputs_view_order_and_weights():
     torch.manual_seed(0)
-    method = build("tclr", TCLR_SMALL)
+    method = build("tclr", {**TCLR_SMALL, "loss_weights": "mean"})   # weights over plain means
     assert isinstance(method.sampler, TCLRSampler)
     assert method.sampler.view_names == ("global", "local0", "local1", "local2", "local3")
     assert method.sampler.view_lengths == (16, 4, 4, 4, 4)
@@ -110,7 +110,8 @@ def test_tclr_outputs_view_order_and_weights():
     assert out["loss_ic"].item() == pytest.approx(out["loss_ic_global"].item() + out["loss_ic_local"].item(), rel=1e-5)
     assert out["loss"].item() == pytest.approx(
         out["loss_ic"].item() + out["loss_ll"].item() + out["loss_gl"].item(), rel=1e-5)
-    weighted = create_method("tclr", method.encoder, {**TCLR_SMALL, "ic_weight": 0.0, "ll_weight": 2.0, "gl_weight": 0.5})
+    weighted = create_method("tclr", method.encoder, {**TCLR_SMALL, "loss_weights": "mean", "ic_weight": 0.0,
+                                                      "ll_weight": 2.0, "gl_weight": 0.5})
     weighted.head.load_state_dict(method.head.state_dict())
     weighted.eval()
     torch.manual_seed(1)
@@ -164,6 +165,40 @@ def test_tclr_pairs_slices_with_the_right_local_clips():
         assert out["acc"].item() == 1.0
 
 
+def test_tclr_loss_weights_paper_is_the_authors_sum_and_mean_the_plain_sum():
+    """``loss_weights: paper`` (default) = IC_global + 14 IC_local + B LL + 16 GL (the authors'
+    train_gen_all_step.py sums, K = 4, B = 4 videos); ``mean`` = IC + LL + GL."""
+    for weights in ("paper", "mean"):
+        torch.manual_seed(0)
+        method = build("tclr", {**TCLR_SMALL, "loss_weights": weights})
+        out = method(batch_for(method))
+        c = (1, 14, B, 16) if weights == "paper" else (1, 1, 1, 1)
+        expect = (c[0] * out["loss_ic_global"] + c[1] * out["loss_ic_local"] + c[2] * out["loss_ll"]
+                  + c[3] * out["loss_gl"])
+        assert out["loss"].item() == pytest.approx(expect.item(), rel=1e-5)
+    assert method_params("tclr").loss_weights == "paper"
+
+
+def test_tclr_head_normalises_each_slice_on_its_own():
+    """slice_bn: per_slice (default, the authors' mlp.py) runs the head once per slice index:
+    slice j's embedding is the head on slice j alone (its own batch statistics), and the BN
+    running statistics take K updates; "shared" normalises all slices together."""
+    torch.manual_seed(0)
+    method = build("tclr", TCLR_SMALL).train()
+    assert method.params.slice_bn == "per_slice"
+    slices = torch.randn(6, 4, method.encoder.num_features) * torch.arange(1.0, 5.0).view(1, 4, 1)
+    bn = method.head.bn1
+    before = int(bn.num_batches_tracked)
+    z = method.embed_slices(slices)
+    assert z.shape == (6, 4, 128) and int(bn.num_batches_tracked) == before + 4
+    for j in range(4):
+        torch.testing.assert_close(z[:, j], method.head(slices[:, j]))
+    method.params.slice_bn = "shared"
+    shared = method.embed_slices(slices)
+    torch.testing.assert_close(shared, method.head(slices.flatten(0, 1)).view(6, 4, -1))
+    assert not torch.allclose(shared, z, atol=1e-3)
+
+
 def test_tclr_with_cvrl_augmentation_and_same_clip_pairs():
     torch.manual_seed(0)
     method = build("tclr", {**TCLR_SMALL, "augment": "cvrl", "ic_local_pairs": "same_clip"})
@@ -192,13 +227,16 @@ def pinned_run(name: str, params: dict, steps: int = 3) -> list[float]:
 
 # Regenerate with: python -c "from tests.methods.test_methods import *; print(pinned_run('cvrl', CVRL_SMALL))"
 PINNED = {
-    "cvrl": [5.12563, 4.21226, 7.64737],
-    "tclr": [10.2138, 11.8462, 11.4293],
+    "cvrl": [5.84373, 4.44213, 5.55853],       # blur sigma scaled with the crop (issue 21)
+    "cvrl_fixed_blur": [5.12563, 4.21226, 7.64737],   # blur_sigma: fixed (before issue 21)
+    "tclr": [87.6372, 106.112, 122.63],        # loss_weights: paper, slice_bn: per_slice (issue 21)
+    "tclr_mean_shared": [10.2138, 11.8462, 11.4293],   # loss_weights: mean, slice_bn: shared (before issue 21)
     "vcop": [1.51729, 1.79433, 1.74436],
     "o3n": [2.10921, 1.4153, 1.18865],
     "dpc": [3.75371, 4.11393, 3.89897],
     "dpc_feature_map": [3.55969, 3.54539, 3.62486],   # targets: feature_map (before issue 21), tests/methods/test_dpc.py
-    "coclr": [1.40172, 1.42088, 1.40077],
+    "coclr": [1.42624, 1.37458, 1.39537],      # shuffle BN over 2 sub-batches, bn_splits: 2 (issue 21)
+    "coclr_one_bn_batch": [1.40172, 1.42088, 1.40077],   # bn_splits: 1 (before issue 21)
     "lss": [1.31837, 1.24696, 1.24667],
 }
 # Relative tolerance per step. Float rounding differs between CPUs (ATen's vectorised kernels:
@@ -208,10 +246,15 @@ PINNED = {
 # step 1 3.9e-6, step 2 2.8e-4, step 3 2.6e-3 (TCLR). The tolerances are 4-25x those; a change
 # of sampler, augmentation, head, loss or initialisation moves step 1 by far more.
 PINNED_RTOL = (1e-4, 2e-3, 1e-2)
+# CVRL with its blur sigma scaled to the 32-px crop (issue 21) amplifies rounding more by step 3:
+# 5.43319 with ATEN_CPU_CAPABILITY=default (1 and 2 threads) vs 5.5585 with AVX2 / AVX512 (2.3%),
+# while steps 1-2 agree to 8e-6 / 8e-5 (the augmented inputs agree to 3e-5).
+PINNED_RTOL_FOR = {"cvrl": (1e-4, 2e-3, 5e-2)}
 
 
 def check_pinned(name: str, losses: list[float]) -> None:
-    for step, (got, want, rtol) in enumerate(zip(losses, PINNED[name], PINNED_RTOL), 1):
+    rtols = PINNED_RTOL_FOR.get(name, PINNED_RTOL)
+    for step, (got, want, rtol) in enumerate(zip(losses, PINNED[name], rtols), 1):
         assert got == pytest.approx(want, rel=rtol), (
             f"{name} step {step}: loss {got} vs pinned {want} (rtol {rtol}); all steps: {losses}")
 
@@ -221,6 +264,20 @@ def test_pinned_short_run(name, params):
     """Three seeded SGD steps: a change of sampler, augmentation, head, loss or encoder numerics
     moves these values beyond what CPU kernels and torch releases move them (PINNED_RTOL)."""
     check_pinned(name, pinned_run(name, params))
+
+
+# Options that restore a default from before issue 21 give that default's pinned values.
+PREVIOUS_DEFAULTS = {
+    "cvrl_fixed_blur": ("cvrl", {**CVRL_SMALL, "blur_sigma": "fixed"}),
+    "tclr_mean_shared": ("tclr", {**TCLR_SMALL, "loss_weights": "mean", "slice_bn": "shared"}),
+    "coclr_one_bn_batch": ("coclr", {**COCLR_SMALL, "bn_splits": 1}),
+}
+
+
+@pytest.mark.parametrize("key", sorted(PREVIOUS_DEFAULTS))
+def test_options_reproduce_the_previous_defaults(key):
+    name, params = PREVIOUS_DEFAULTS[key]
+    check_pinned(key, pinned_run(name, params))
 
 
 @pytest.mark.slow
@@ -253,6 +310,7 @@ def test_defaults_are_the_papers():
     t = method_params("tclr")
     assert (t.num_frames, t.global_stride, t.num_local, t.crop_size, t.temperature) == (16, 4, 4, 112, 0.1)
     assert (t.proj_dim, t.ic_weight, t.ll_weight, t.gl_weight, t.ic_local_pairs) == (128, 1.0, 1.0, 1.0, "all")
+    assert (t.loss_weights, t.slice_bn) == ("paper", "per_slice")   # the authors' code (issue 21)
     assert TCLRSampler(16, 4, 4).view_lengths == build_sampler_lengths(t)
 
 
@@ -269,6 +327,7 @@ def build_sampler_lengths(t: TCLRParams) -> tuple[int, ...]:
     ("cvrl", {"crop_scale": [0.9, 0.1]}),
     ("cvrl", {"blur_prob": [1.0, 1.5]}),
     ("cvrl", {"loss_reduction": "max"}),
+    ("cvrl", {"blur_sigma": "tf"}),
     ("cvrl", {"hidden_dim": 0}),
     ("cvrl", {"unknown_key": 1}),
     ("cvrl", {"color_jitter": [0.8, 0.8, 0.8, 0.9]}),
@@ -278,6 +337,8 @@ def build_sampler_lengths(t: TCLRParams) -> tuple[int, ...]:
     ("tclr", {"augment": "simclr"}),
     ("tclr", {"ic_local_pairs": "some"}),
     ("tclr", {"ll_weight": -1.0}),
+    ("tclr", {"loss_weights": "sum"}),
+    ("tclr", {"slice_bn": "per_clip"}),
     ("tclr", {"crop_size": 0}),
     ("tclr", {"short_video": "wrap"}),
 ])

@@ -86,7 +86,14 @@ def zeroshot_spec_from_checkpoint(path: str) -> ZeroShotSpec:
     if method.get("name") != "lss":
         return zeroshot_spec_from_encoder(load_encoder(path))
     p = method_params("lss", method.get("params") or {})
-    head_state = submodule_state(state["model"], "head")
+    # the head that goes with the checkpoint's encoder: the EMA teacher's when the saved encoder
+    # is the teacher (LSS's export: teacher), else the student's (export: student, and
+    # checkpoints written before LSS exported its teacher)
+    teacher = submodule_state(state["model"], "encoder_t")
+    saved = state.get("encoder") or {}
+    is_teacher = bool(saved) and saved.keys() == teacher.keys() and all(
+        torch.equal(v, teacher[k]) for k, v in saved.items())
+    head_state = submodule_state(state["model"], "head_t" if is_teacher else "head")
     concepts = state["model"].get("concepts")
     if concepts is None:
         raise VidsslError(f"checkpoint {path} has no concept vectors (not an LSS checkpoint?)")

@@ -5,6 +5,8 @@ Reference code: ``TengdaHan/CoCLR`` (model/pretrain.py ``CoCLR``).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 __all__ = ["multi_positive_nce", "mine_positives", "queue_positives"]
@@ -24,17 +26,26 @@ def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.T
     return (logits.logsumexp(1) - pos).mean()
 
 
-def mine_positives(query_other: torch.Tensor, queue_other: torch.Tensor, k: int) -> torch.Tensor:
-    """For each query, the ``k`` queue entries nearest in the other modality (cosine; inputs
-    L2-normalised).
+def mine_positives(anchor_other: torch.Tensor, queue_other: torch.Tensor, k: int,
+                   exclude: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """For each row, the ``k`` queue entries nearest in the other modality (cosine; inputs
+    L2-normalised), never an ``exclude``-d entry.
+
+    The authors (``model/pretrain.py`` ``CoCLR.forward``) mine with the *key* clip's
+    other-modality embedding and set the similarity of same-source entries (the query's own
+    video, or its UCF101 source video) to ``-inf`` first, so that ``k`` *new* positives are
+    found. A row with fewer than ``k`` entries left gets only those.
 
     Shape:
-        - query_other: ``(N, E)``; queue_other: ``(Q, E)``.
-        - output: bool ``(N, Q)``, ``k`` entries ``True`` per row.
+        - anchor_other: ``(N, E)``; queue_other: ``(Q, E)``; exclude: bool ``(N, Q)`` or None.
+        - output: bool ``(N, Q)``, at most ``k`` entries ``True`` per row.
     """
-    idx = (query_other @ queue_other.T).topk(k, dim=1).indices
-    return torch.zeros(query_other.shape[0], queue_other.shape[0], dtype=torch.bool,
-                       device=query_other.device).scatter_(1, idx, True)
+    sim = anchor_other @ queue_other.T
+    if exclude is not None:
+        sim = sim.masked_fill(exclude, float("-inf"))
+    top = sim.topk(k, dim=1)
+    mined = torch.zeros_like(sim, dtype=torch.bool)
+    return mined.scatter_(1, top.indices, torch.isfinite(top.values))
 
 
 def queue_positives(video: torch.Tensor, queue_video: torch.Tensor, group: torch.Tensor,

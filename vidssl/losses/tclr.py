@@ -18,8 +18,9 @@ draws ``a in {0, 1}`` of every clip, cosine similarity ``s`` and temperature ``t
   per video) is trained with cross-entropy toward the diagonal, on rows (slice -> local clip) and
   on columns (local clip -> slice).
 
-Each loss is a mean over its anchors (the authors' code sums some of them; ``docs/methods.md``
-lists the factors).
+Each loss is a mean over its anchors. The authors' code sums some of them;
+:func:`authors_loss_scale` gives the factors that turn these means into the authors' terms
+(``docs/methods.md``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from torch import nn
 from vidssl.losses.info_nce import check_temperature, gather_batch, nt_xent
 from vidssl.runtime import dist
 
-__all__ = ["TCLRInstanceLoss", "LocalLocalLoss", "GlobalLocalLoss", "LOCAL_PAIRS", "local_view_pairs"]
+__all__ = ["TCLRInstanceLoss", "LocalLocalLoss", "GlobalLocalLoss", "LOCAL_PAIRS", "local_view_pairs",
+           "authors_loss_scale"]
 
 LOCAL_PAIRS: tuple[str, ...] = ("all", "same_clip", "none")
 
@@ -51,6 +53,29 @@ def local_view_pairs(num_local: int, mode: str) -> list[tuple[int, int]]:
     if mode == "same_clip":
         return [(k, num_local + k) for k in range(num_local)]
     return []
+
+
+def authors_loss_scale(num_local: int, batch_size: int, local_pairs: str = "all") -> dict[str, float]:
+    """Factors ``{"ic_global", "ic_local", "ll", "gl"}`` by which the authors' summed terms
+    exceed this module's means (``DAVEISHAN/TCLR`` ``tclr_pretraining/train_gen_all_step.py``;
+    their ``NTXentLoss`` in ``contrastive_loss/nt_xent_original.py`` is a mean over its ``2N``
+    anchors, their ``global_local_temporal_contrastive`` a sum over rows divided by ``2N``):
+
+    - ``ic_global`` 1: ``loss_ic2`` is one NT-Xent on the two global draws;
+    - ``ic_local`` ``P / 2``: ``loss_ic1`` adds the NT-Xent of every *ordered* pair of the chosen
+      local views (``2P`` for ``P`` unordered pairs, NT-Xent being symmetric) and divides by 4;
+      14 for ``K = 4`` and ``local_pairs="all"`` (56 ordered pairs);
+    - ``ll`` ``batch_size``: the per-video ``NTXentLoss(batch_size=4)`` is summed over the
+      videos of the batch (the whole batch: the authors run one process);
+    - ``gl`` ``4 K``: four (global draw, local draw) pairs, each a sum of ``2 N K``
+      cross-entropies over ``2 N``, i.e. ``K`` times the mean; 16 for ``K = 4``.
+
+    The authors' code is written for ``K = 4`` only; other ``K`` follow the same sums.
+    """
+    if num_local < 2 or batch_size < 1:
+        raise ValueError(f"need num_local >= 2 and batch_size >= 1, got {num_local} and {batch_size}")
+    pairs = len(local_view_pairs(num_local, local_pairs))
+    return {"ic_global": 1.0, "ic_local": pairs / 2, "ll": float(batch_size), "gl": 4.0 * num_local}
 
 
 class TCLRInstanceLoss(nn.Module):

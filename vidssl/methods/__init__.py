@@ -10,7 +10,10 @@ so unknown keys are errors). What the training engine relies on:
   other scalars worth logging; a true ``"skip_update"`` makes the trainer skip backward and
   the optimiser for that step (CoCLR while its queue fills). Augmentations run inside, on the
   device, batched;
-- ``method.encoder``: the backbone that evaluation and checkpoints export;
+- ``method.encoder``: the backbone being trained; checkpoints export the encoder object the
+  trainer built and passed to the method, which is ``method.encoder`` except where a method
+  says otherwise (LSS with ``export: teacher`` makes that object its EMA teacher
+  ``encoder_t``; such a method names it ``method.exported_encoder``);
 - optional ``method.set_step(step: int, total_steps: int)``, called before each step with the
   0-based index of the step about to run (also the first one after ``--resume``): behaviour
   that follows the schedule (DPC's curriculum);

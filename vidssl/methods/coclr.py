@@ -16,10 +16,18 @@ for the keys (``m = 0.999``), a queue of past keys (2048, 128-d), ``tau = 0.07``
   video is the only positive.
 - ``stage: cotrain``: the other modality's network, frozen (``other_checkpoint``, from its own
   InfoNCE stage), embeds the same clips; its embeddings of the queued keys sit in a second queue.
-  The ``topk`` (5) queue entries most similar *in the other modality* to the query's clip join
-  the true key as positives (:func:`~vidssl.losses.coclr.mine_positives`), multi-instance
-  InfoNCE (:func:`~vidssl.losses.coclr.multi_positive_nce`). Nothing is updated until the queue
-  is full (the step returns ``skip_update`` and only enqueues).
+  Once the queue is full, the ``topk`` (5) queue entries most similar *in the other modality*
+  to the key's clip (``mine_with``), among those not already positives of the query (its own
+  video, its group), join the true key as positives
+  (:func:`~vidssl.losses.coclr.mine_positives`), multi-instance InfoNCE
+  (:func:`~vidssl.losses.coclr.multi_positive_nce`); on 90% of the steps the true key then
+  leaves the positive set of rows that have others. Until the queue is full the step trains on
+  what the queue holds without mining, as the authors (``until_queue_full: skip`` returns
+  ``skip_update`` instead and only enqueues).
+- BatchNorm (``bn_splits``): each process's batch is encoded as that many sub-batches, the
+  queries in order and the keys after a random permutation (MoCo's shuffle BN, which the
+  authors run across GPUs), so a key is normalised with a random set of clips, not with the
+  sub-batch of its query.
 
 ``schedule`` runs the paper's alternation from one config: e.g. ``["infonce:rgb",
 "infonce:residual", "cotrain:rgb", "cotrain:residual"]``. :func:`plan_stages` describes the
@@ -29,7 +37,8 @@ checkpoint of the other modality from an earlier stage; ``--resume`` skips finis
 Either stage can train the RGB network (``train_modality: rgb``, the exported ``encoder``) or
 the second-modality one.
 
-Reference code: ``TengdaHan/CoCLR`` (model/pretrain.py ``InfoNCE``/``CoCLR``, main_coclr.py).
+Reference code: ``TengdaHan/CoCLR`` (model/pretrain.py ``InfoNCE``/``CoCLR``, main_coclr.py
+``train_one_epoch``).
 See ``docs/methods.md``.
 """
 
@@ -61,6 +70,8 @@ __all__ = ["CoCLRParams", "CoCLR", "plan_stages"]
 SECOND_MODALITIES: tuple[str, ...] = ("residual", "flow", "flow_video")
 STAGES: tuple[str, ...] = ("infonce", "cotrain")
 SAME_VIDEO: tuple[str, ...] = ("positive", "ignore", "negative")
+MINE_WITH: tuple[str, ...] = ("key", "query")
+UNTIL_FULL: tuple[str, ...] = ("train", "skip")
 
 
 @dataclass
@@ -79,10 +90,18 @@ class CoCLRParams:
         the network it trains, as in the paper).
     Augmentation: crop_size (128), crop_scale (0.3-1), colour jitter on RGB (p 0.8).
     MoCo: proj_dim (128), momentum (0.999), queue_size (2048), temperature (0.07).
-    Mining: topk (5) positives from the other modality. self_positive_mask_prob: when a query
-        has mined positives, drop its own key from the positive set (it stays in the
-        denominator) with this probability (the design notes' "mask the self-positive with
-        p = 0.9" fix; 0 = off, the default; confirm against the authors' code).
+    Mining (``cotrain``): topk (5) positives from the other modality, the queue entries nearest
+        to the other-modality embedding of ``mine_with``: ``"key"`` (default, the authors: the
+        key clip) or ``"query"`` (the query clip); entries already positive (same video, same
+        group) are skipped so ``topk`` new ones are found. until_queue_full: ``"train"``
+        (default, the authors: until it is full, the loss on what the queue holds with
+        no mined positives, only the true key and same-video / group entries) or ``"skip"`` (no update until it is full). self_positive_mask_prob (0.9): on
+        this fraction of the steps (one draw per step, as main_coclr.py), rows with other
+        positives drop their own key from the positive set (it stays in the denominator);
+        0 = off.
+    BatchNorm: bn_splits (2): the batch of each process is encoded as this many sub-batches,
+        queries in order and keys shuffled (MoCo's shuffle BN; the authors shuffle across
+        GPUs); 1 = one batch for both (queries and their keys share BN statistics).
     Queue entries of the query's own video (keys of earlier clips of it): queue_same_video
         ``"positive"`` (they are the same instance), ``"ignore"`` (out of the denominator) or
         ``"negative"`` (plain MoCo). group_positives: entries of the same dataset group (UCF101's
@@ -109,7 +128,10 @@ class CoCLRParams:
     queue_size: int = 2048
     temperature: float = 0.07
     topk: int = 5
-    self_positive_mask_prob: float = 0.0
+    mine_with: str = "key"
+    until_queue_full: str = "train"
+    self_positive_mask_prob: float = 0.9
+    bn_splits: int = 2
     queue_same_video: str = "positive"
     group_positives: bool = False
     schedule: list[str] = field(default_factory=list)
@@ -119,6 +141,8 @@ class CoCLRParams:
             return param_error("coclr", key, msg)
 
         check_choice("coclr", "queue_same_video", self.queue_same_video, SAME_VIDEO)
+        check_choice("coclr", "mine_with", self.mine_with, MINE_WITH)
+        check_choice("coclr", "until_queue_full", self.until_queue_full, UNTIL_FULL)
         check_choice("coclr", "stage", self.stage, STAGES)
         check_choice("coclr", "second_modality", self.second_modality, SECOND_MODALITIES)
         plan_stages(self)  # a schedule that cannot run is an error now, not at its stage
@@ -128,7 +152,7 @@ class CoCLRParams:
         if self.stage == "cotrain" and not self.other_checkpoint and not self.schedule:
             raise bad("other_checkpoint", "stage 'cotrain' needs the frozen other-modality network's "
                                           "checkpoint (from its 'infonce' stage)")
-        check_ints("coclr", self, {"crop_size": 1, "proj_dim": 1, "queue_size": 1, "topk": 1})
+        check_ints("coclr", self, {"crop_size": 1, "proj_dim": 1, "queue_size": 1, "topk": 1, "bn_splits": 1})
         if self.topk >= self.queue_size:
             raise bad("topk", f"must be smaller than queue_size ({self.queue_size}), got {self.topk}")
         check_range("coclr", self, {"self_positive_mask_prob": "[0, 1]", "momentum": "[0, 1)", "temperature": "> 0"})
@@ -180,7 +204,8 @@ class CoCLR(nn.Module):
     ``forward(batch)``: ``batch["views"]`` = ``[clip0, clip1]`` uint8 ``(B, T + 1, C, H, W)``.
     Returns ``loss``, ``acc`` (the true key ranks first), ``num_positives`` (mean positives per
     query), ``queue_fill`` (fraction of the queue holding real keys) and, while a ``cotrain``
-    queue is filling, ``skip_update = 1`` (the trainer then skips the optimiser step).
+    queue is filling under ``until_queue_full: skip``, ``skip_update = 1`` (the trainer then
+    skips the optimiser step).
     ``after_step`` updates the momentum encoder and enqueues the step's keys.
     """
 
@@ -249,6 +274,17 @@ class CoCLR(nn.Module):
     def embed(self, encoder: nn.Module, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(head(encoder.forward_features(x)).float(), dim=1)
 
+    def embed_split(self, encoder: nn.Module, head: nn.Module, x: torch.Tensor,
+                    perm: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:meth:`embed` on ``bn_splits`` sub-batches (each its own BN statistics): the rows in
+        order, or those of ``perm`` (CPU indices) with the result put back in row order."""
+        n = min(self.params.bn_splits, x.shape[0])
+        if perm is None:
+            return torch.cat([self.embed(encoder, head, part) for part in x.tensor_split(n)])
+        perm = perm.to(x.device)
+        z = torch.cat([self.embed(encoder, head, x[idx]) for idx in perm.tensor_split(n)])
+        return torch.empty_like(z).index_copy_(0, perm, z)
+
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         views = batch["views"]
         p = self.params
@@ -258,36 +294,38 @@ class CoCLR(nn.Module):
             raise ValueError(f"CoCLR with second_modality {p.second_modality!r} expects {want} views{hint}, "
                              f"got {len(views)}")
         own = 0 if p.train_modality == "rgb" else 1
+        b = views[0].shape[0]
         with torch.no_grad():
             paired = views[2:] if want == 4 else [None, None]
             m0, m1 = self.modalities(views[0], paired[0]), self.modalities(views[1], paired[1])
-            k = self.embed(self.encoder_k, self.head_k, m1[own])
-            k_other = q_other = None
-            if self.other is not None:
-                q_other = self.embed(self.other.encoder, self.other.head, m0[1 - own])
+            shuffle = torch.randperm(b) if min(p.bn_splits, b) > 1 else None   # shuffle BN
+            k = self.embed_split(self.encoder_k, self.head_k, m1[own], shuffle)
+            k_other = anchor = None
+            if self.other is not None:   # frozen, BN in eval mode: one call
                 k_other = self.embed(self.other.encoder, self.other.head, m1[1 - own])
-        b = k.shape[0]
+                anchor = k_other if p.mine_with == "key" else self.embed(
+                    self.other.encoder, self.other.head, m0[1 - own])
         video = batch.get("index", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
         group = batch.get("group", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
         self._pending = (_gather(k), None if k_other is None else _gather(k_other),
                          _gather(video.double()).long(), _gather(group.double()).long())
         full = int(self.queue_count) >= p.queue_size
-        q = self.embed(self.encoder, self.head, m0[own])
+        q = self.embed_split(self.encoder, self.head, m0[own])
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.T], 1) / p.temperature
         positives, same_video = queue_positives(video, self.queue_video, group, self.queue_group,
                                                 same_video=p.queue_same_video, group_positives=p.group_positives)
         out: dict[str, torch.Tensor] = {}
-        if self.other is not None:
-            if full:
-                positives[:, 1:] |= mine_positives(q_other, self.queue_other, p.topk)
-                if p.self_positive_mask_prob > 0:
-                    drop = torch.rand(b, device=q.device) < p.self_positive_mask_prob
-                    positives[:, 0] &= ~(drop & positives[:, 1:].any(1))
-            else:
-                out["skip_update"] = torch.tensor(1.0)
+        if self.other is not None and full:   # new positives only: same video / group excluded
+            positives[:, 1:] |= mine_positives(anchor, self.queue_other, p.topk,
+                                               exclude=positives[:, 1:] | same_video[:, 1:])
+        elif self.other is not None and p.until_queue_full == "skip":
+            out["skip_update"] = torch.tensor(1.0)
         if p.queue_same_video == "ignore":  # out of the denominator, and so never a positive
             logits = logits.masked_fill(same_video, float("-inf"))
             positives &= ~same_video
+        if self.other is not None and p.self_positive_mask_prob > 0 \
+                and float(torch.rand(())) < p.self_positive_mask_prob:   # one draw per step
+            positives[:, 0] &= ~positives[:, 1:].any(1)
         loss = multi_positive_nce(logits, positives)
         if "skip_update" in out:
             loss = loss * 0.0

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from vidssl.data.samplers import CVRLIntervalSampler
-from vidssl.data.transforms import Compose, cvrl_augment
+from vidssl.data.transforms import BLUR_SIGMA_MODES, Compose, cvrl_augment
 from vidssl.losses import InfoNCELoss
-from vidssl.methods import building_parts, check_ints, register_method
+from vidssl.methods import building_parts, check_choice, check_ints, register_method
 from vidssl.methods.common import norm_kwargs
 from vidssl.models.heads import CVRLProjectionHead
 
@@ -45,6 +45,9 @@ class CVRLParams:
         color_jitter_prob: probability of jittering a clip (0.8).
         grayscale_prob: (0.2).
         blur_prob: Gaussian blur probability per view (1.0, 0.1); kernel ~10% of the crop.
+        blur_sigma: ``"scaled"`` (default: sigma range (0.1, 2.0) x ``crop_size / 224``, the
+            same blur relative to the frame as the authors' 224-px setting) or ``"fixed"``
+            ((0.1, 2.0) at every crop size, as the TF code's ``random_blur`` is written).
         solarize_prob: solarize probability per view (0.0, 0.2).
     Head and loss:
         hidden_dim, num_hidden_layers, proj_dim: projection MLP (2048, 3, 128).
@@ -66,6 +69,7 @@ class CVRLParams:
     grayscale_prob: float = 0.2
     blur_prob: tuple[float, float] = (1.0, 0.1)
     solarize_prob: tuple[float, float] = (0.0, 0.2)
+    blur_sigma: str = "scaled"
     hidden_dim: int = 2048
     num_hidden_layers: int = 3
     proj_dim: int = 128
@@ -75,6 +79,7 @@ class CVRLParams:
 
     def __post_init__(self) -> None:
         check_ints("cvrl", self, {"crop_size": 1, "hidden_dim": 1, "num_hidden_layers": 0, "proj_dim": 1})
+        check_choice("cvrl", "blur_sigma", self.blur_sigma, BLUR_SIGMA_MODES)
         with building_parts("cvrl"):
             build_sampler(self)
             for view in (0, 1):
@@ -103,7 +108,7 @@ def cvrl_view_augment(
     return cvrl_augment(p.crop_size, view, crop_scale=p.crop_scale, crop_ratio=p.crop_ratio,
                         flip_prob=p.flip_prob, color_jitter=p.color_jitter,
                         color_jitter_prob=p.color_jitter_prob, grayscale_prob=p.grayscale_prob,
-                        blur_prob=p.blur_prob, solarize_prob=p.solarize_prob, **norm)
+                        blur_prob=p.blur_prob, solarize_prob=p.solarize_prob, blur_sigma=p.blur_sigma, **norm)
 
 
 @register_method("cvrl", CVRLParams)

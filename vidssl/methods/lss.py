@@ -16,7 +16,13 @@ named parameter (``docs/language.md`` has the confirmed-vs-chosen table).
 - **Losses** (:mod:`vidssl.losses.lss`): ``distill_weight * concept distillation +
   align_weight * concept alignment`` (``alignment``: ``class_attribute`` | ``entropy`` |
   ``none``). The teacher's similarities are centred (EMA centre, ``center_momentum``) and
-  sharpened (``teacher_temp`` 0.04); the student's use ``student_temp`` 0.1.
+  sharpened (``teacher_temp`` 0.04, after DINO's linear warm-up from ``warmup_teacher_temp``
+  over the first ``warmup_teacher_temp_fraction`` of the steps; SVT's defaults make it
+  constant); the student's use ``student_temp`` 0.1.
+- **Export** (``export``): the **teacher** by default, as DINO / SVT evaluate it
+  (``--checkpoint_key teacher``): the encoder object the trainer built, and so the one its
+  checkpoints save as ``encoder``, is the teacher, and the student is a copy; ``"student"``
+  swaps them.
 
 No labels or captions of the training videos are used: only class *names* of a vocabulary.
 """
@@ -42,7 +48,9 @@ from vidssl.methods import building_parts, check_choice, check_ints, check_range
 from vidssl.methods.common import ema_update, norm_kwargs
 from vidssl.models.heads import HEAD_KINDS, concept_head
 
-__all__ = ["LSSParams", "LSS"]
+__all__ = ["LSSParams", "LSS", "EXPORTS"]
+
+EXPORTS: tuple[str, ...] = ("teacher", "student")
 
 
 @dataclass
@@ -60,8 +68,14 @@ class LSSParams:
         concept_cache_dir (None = ~/.cache/vidssl/concepts).
     Head: head ("auto" | "mlp" | "linear" | "identity"), head_hidden_dim (2048), head_layers (3).
     Distillation: teacher_temp (0.04), student_temp (0.1), center_momentum (0.9),
-        momentum (0.996, cosine to 1). Loss: distill_weight (1), align_weight (1),
-        alignment ("class_attribute" | "entropy" | "none").
+        momentum (0.996, cosine to 1). Teacher temperature warm-up (DINO): linear from
+        warmup_teacher_temp (0.04) to teacher_temp over the first warmup_teacher_temp_fraction
+        (0.0) of the training steps (DINO's warmup_teacher_temp_epochs / epochs), then constant;
+        the defaults are SVT's (train_ssl.py: 0.04 -> 0.04 over 0 epochs, i.e. constant).
+        Loss: distill_weight (1), align_weight (1), alignment ("class_attribute" | "entropy" |
+        "none").
+    Export: export ("teacher": the EMA teacher is the checkpoint's encoder and the zero-shot
+        head, as DINO / SVT evaluate; "student": the trained student).
     """
 
     num_global: int = 2
@@ -90,6 +104,9 @@ class LSSParams:
     student_temp: float = 0.1
     center_momentum: float = 0.9
     momentum: float = 0.996
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_fraction: float = 0.0
+    export: str = "teacher"
     distill_weight: float = 1.0
     align_weight: float = 1.0
     alignment: str = "class_attribute"
@@ -106,11 +123,13 @@ class LSSParams:
             raise bad("attributes", f"concept_mode {self.concept_mode!r} needs attributes; "
                                     f"use concept_mode 'classes' without")
         check_choice("lss", "head", self.head, HEAD_KINDS)
+        check_choice("lss", "export", self.export, EXPORTS)
         check_ints("lss", self, {"crop_size": 1, "head_hidden_dim": 1, "head_layers": 1})
         if self.num_global + self.num_local < 2:
             raise bad("num_local", "distillation needs at least two views in all")
         check_range("lss", self, {"teacher_temp": "> 0", "student_temp": "> 0", "momentum": "[0, 1]",
-                                  "center_momentum": "[0, 1]"})
+                                  "center_momentum": "[0, 1]", "warmup_teacher_temp": "> 0",
+                                  "warmup_teacher_temp_fraction": "[0, 1]"})
         with building_parts("lss"):
             build_sampler(self)
             RandomResizedCrop(self.crop_size, scale=tuple(self.global_scale))
@@ -136,7 +155,11 @@ class LSS(nn.Module):
     def __init__(self, encoder: nn.Module, params: LSSParams, concepts=None):
         super().__init__()
         self.params = p = params
-        self.encoder = encoder
+        # The trainer saves (and evaluation loads) the encoder object it built and passed here:
+        # with export "teacher" that object becomes the teacher and the student is its copy.
+        copy_ = copy.deepcopy(encoder)
+        student, teacher = (copy_, encoder) if p.export == "teacher" else (encoder, copy_)
+        self.encoder = student
         self.sampler = build_sampler(p)
         space = concepts if concepts is not None else vocabulary_concept_space(
             p.vocabulary, p.attributes, mode=p.concept_mode, model=p.clip_model, pretrained=p.clip_pretrained,
@@ -148,12 +171,27 @@ class LSS(nn.Module):
         self.register_buffer("center", torch.zeros(len(space)))
         self.head = concept_head(p.head, encoder.num_features, space.dim, p.head_hidden_dim, p.head_layers,
                                  same_space=getattr(encoder, "clip_model", None) == p.clip_model)
-        self.encoder_t = copy.deepcopy(encoder).requires_grad_(False)
+        self.encoder_t = teacher.requires_grad_(False)
         self.head_t = copy.deepcopy(self.head).requires_grad_(False)
         norm = norm_kwargs(encoder)
         self.global_aug = dino_augment(p.crop_size, p.global_scale, p.color_jitter_prob, **norm)
         self.local_aug = dino_augment(p.local_crop_size or p.crop_size, p.local_scale, p.color_jitter_prob, **norm)
         self._momentum = p.momentum
+        self._teacher_temp = self.teacher_temp_at(0, 1)
+
+    @property
+    def exported_encoder(self) -> nn.Module:
+        """The encoder checkpoints save and evaluation reads (``export``)."""
+        return self.encoder_t if self.params.export == "teacher" else self.encoder
+
+    def teacher_temp_at(self, step: int, total_steps: int) -> float:
+        """DINO's teacher temperature: linear from ``warmup_teacher_temp`` to ``teacher_temp``
+        over the first ``warmup_teacher_temp_fraction * total_steps`` steps, then constant."""
+        p = self.params
+        warm = p.warmup_teacher_temp_fraction * max(1, total_steps)
+        if step >= warm:
+            return p.teacher_temp
+        return p.warmup_teacher_temp + (p.teacher_temp - p.warmup_teacher_temp) * step / warm
 
     def embed(self, x: torch.Tensor, teacher: bool = False) -> torch.Tensor:
         """Model-layout clips ``(B, C, T, H, W)`` -> unit embeddings ``(B, E)`` in the concept space."""
@@ -161,7 +199,9 @@ class LSS(nn.Module):
         return F.normalize(head(enc.forward_features(x)), dim=-1)
 
     def set_step(self, step: int, total_steps: int) -> None:
-        """Teacher momentum: ``1 - (1 - m0) (cos(pi step / total) + 1) / 2``."""
+        """Teacher momentum ``1 - (1 - m0) (cos(pi step / total) + 1) / 2`` and temperature
+        (:meth:`teacher_temp_at`)."""
+        self._teacher_temp = self.teacher_temp_at(step, total_steps)
         frac = step / max(1, total_steps)
         self._momentum = 1.0 - (1.0 - self.params.momentum) * (math.cos(math.pi * frac) + 1) / 2
 
@@ -186,15 +226,17 @@ class LSS(nn.Module):
             s_student += list((z_l @ c.T).split(b))
         with torch.no_grad():
             s_teacher = list((self.embed(torch.cat(globals_), teacher=True) @ c.T).split(b))
-        distill = concept_distillation(s_teacher, s_student, self.center, p.teacher_temp, p.student_temp)
+        tt = self._teacher_temp
+        distill = concept_distillation(s_teacher, s_student, self.center, tt, p.student_temp)
         align = concept_alignment(p.alignment, s_student, s_teacher, self.class_index, self.num_classes,
-                                  self.center, p.teacher_temp, p.student_temp)
+                                  self.center, tt, p.student_temp)
         loss = p.distill_weight * distill + p.align_weight * align
         with torch.no_grad():
             t_all = torch.cat(s_teacher)
-            entropy = mean_entropy(teacher_distribution(t_all, self.center, p.teacher_temp))
+            entropy = mean_entropy(teacher_distribution(t_all, self.center, tt))
             agree = (s_student[0].argmax(-1) == s_teacher[-1].argmax(-1)).float().mean()
             update_center(self.center, t_all, p.center_momentum)
         return {"loss": loss, "loss_distill": distill.detach(), "loss_align": align.detach(),
                 "teacher_entropy": entropy, "agreement": agree,
-                "momentum": torch.tensor(self._momentum, device=c.device)}
+                "momentum": torch.tensor(self._momentum, device=c.device),
+                "teacher_temp": torch.tensor(tt, device=c.device)}

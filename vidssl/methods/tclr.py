@@ -12,7 +12,8 @@ keeps ``K = 4`` temporal positions) gives a feature map per clip; it is pooled o
 - kept per temporal position -> ``K`` slice embeddings of the global clip,
 
 all through one shared projection head (Linear D->D, BN, ReLU, Linear D->128 no bias, BN,
-L2-norm). Losses (:mod:`vidssl.losses.tclr`, ``tau = 0.1``):
+L2-norm), called once per slice index as the authors do (``slice_bn="per_slice"``: each slice
+is normalised on its own batch statistics) or on all slices at once (``"shared"``). Losses (:mod:`vidssl.losses.tclr`, ``tau = 0.1``):
 
 - IC: NT-Xent on the two draws of the global clip, plus NT-Xent on pairs of local views of one
   video (all pairs in the authors' code), negatives from other videos, gathered over ranks;
@@ -20,7 +21,11 @@ L2-norm). Losses (:mod:`vidssl.losses.tclr`, ``tau = 0.1``):
 - GL: per video and for each of the 2 x 2 (global draw, local draw) combinations, the ``K x K``
   slice/local-clip similarity trained toward its diagonal on rows and columns.
 
-``loss = ic_weight * (IC_global + IC_local) + ll_weight * LL + gl_weight * GL``.
+``loss = ic_weight * (c_icg IC_global + c_icl IC_local) + ll_weight * c_ll LL + gl_weight * c_gl GL``
+where every term is a mean over its anchors and the ``c`` are ``loss_weights``: ``"paper"`` (the
+default) the authors' effective factors (:func:`~vidssl.losses.tclr.authors_loss_scale`:
+``IC_global + 14 IC_local + B LL + 16 GL`` for ``K = 4`` and a global batch of ``B`` videos),
+``"mean"`` all 1 (the paper's written ``IC + LL + GL`` of means).
 
 Reference code: ``DAVEISHAN/TCLR`` ``tclr_pretraining/`` (train_gen_all_step.py, mlp.py,
 dl_tclr.py, contrastive_loss/). See ``docs/methods.md``.
@@ -37,14 +42,17 @@ from torch import nn
 from vidssl.data.samplers import TCLRSampler
 from vidssl.data.transforms import cvrl_augment, tclr_augment
 from vidssl.errors import ConfigError
-from vidssl.losses.tclr import LOCAL_PAIRS, GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss
+from vidssl.losses.tclr import LOCAL_PAIRS, GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss, authors_loss_scale
 from vidssl.methods import building_parts, check_choice, check_ints, check_range, param_error, register_method
 from vidssl.methods.common import norm_kwargs
 from vidssl.models.heads import TCLRProjectionHead
+from vidssl.runtime import dist
 
 __all__ = ["TCLRParams", "TCLR", "temporal_slices"]
 
 AUGMENTS: tuple[str, ...] = ("tclr", "cvrl")
+LOSS_WEIGHTS: tuple[str, ...] = ("paper", "mean")
+SLICE_BN: tuple[str, ...] = ("per_slice", "shared")
 
 
 @dataclass
@@ -69,7 +77,15 @@ class TCLRParams:
         temperature: ``tau`` of all three losses (0.1).
         ic_local_pairs: ``"all"`` (authors' code: any two local views of a video are IC
             positives), ``"same_clip"`` or ``"none"``.
-        ic_weight, ll_weight, gl_weight: loss weights (1, 1, 1: the paper's ``IC + LL + GL``).
+        ic_weight, ll_weight, gl_weight: loss weights (1, 1, 1), applied on top of loss_weights.
+        loss_weights: ``"paper"`` (default: the authors' code's effective scale of each term,
+            ``IC_global + 14 IC_local + B LL + 16 GL`` for ``K = 4``, ``B`` the global batch:
+            :func:`~vidssl.losses.tclr.authors_loss_scale`) or ``"mean"`` (every term a mean,
+            ``IC + LL + GL``: the balance does not depend on the batch size).
+        slice_bn: ``"per_slice"`` (default, the authors' ``mlp.py``: the head runs once per
+            temporal slice index, so its BatchNorms normalise each slice on its own batch
+            statistics, same weights and running statistics) or ``"shared"`` (one head call on
+            all slices: statistics pooled over slices).
         gather_negatives: under DDP, IC negatives from every rank (True).
     """
 
@@ -89,6 +105,8 @@ class TCLRParams:
     ic_weight: float = 1.0
     ll_weight: float = 1.0
     gl_weight: float = 1.0
+    loss_weights: str = "paper"
+    slice_bn: str = "per_slice"
     gather_negatives: bool = True
 
     def __post_init__(self) -> None:
@@ -101,6 +119,8 @@ class TCLRParams:
             raise bad("num_local", f"the local-local and global-local losses need >= 2 local clips, got {self.num_local}")
         check_choice("tclr", "augment", self.augment, AUGMENTS)
         check_choice("tclr", "ic_local_pairs", self.ic_local_pairs, LOCAL_PAIRS)
+        check_choice("tclr", "loss_weights", self.loss_weights, LOSS_WEIGHTS)
+        check_choice("tclr", "slice_bn", self.slice_bn, SLICE_BN)
         check_range("tclr", self, {"ic_weight": ">= 0", "ll_weight": ">= 0", "gl_weight": ">= 0"})
         with building_parts("tclr"):
             build_sampler(self)
@@ -139,8 +159,9 @@ class TCLR(nn.Module):
     instance task; ``acc_ll`` and ``acc_gl`` (top-1 of the positive in the LL and GL tasks).
 
     BatchNorm: the encoder sees the ``2B`` global clips in one call and the ``2KB`` local clips
-    in another; the head normalises pooled global, slice and pooled local embeddings as three
-    groups (the authors call both once per clip set of ``B``).
+    in another; the head normalises pooled global and pooled local embeddings as two groups and
+    the slices per slice index (``slice_bn="per_slice"``) or as one group (``"shared"``); the
+    authors call both once per clip set of ``B``.
     """
 
     def __init__(self, encoder: nn.Module, params: TCLRParams):
@@ -163,6 +184,22 @@ class TCLR(nn.Module):
         """uint8 ``(n, T, C, H, W)`` -> float ``(2n, C, T, S, S)``: draw 0 then draw 1."""
         return torch.cat([self.augment[0](clips), self.augment[1](clips)])
 
+    def embed_slices(self, slices: torch.Tensor) -> torch.Tensor:
+        """``(n, K, D)`` slice features -> ``(n, K, E)`` embeddings: one head call per slice index
+        (``slice_bn="per_slice"``) or one call on all ``n K`` rows (``"shared"``)."""
+        if self.params.slice_bn == "per_slice":
+            return torch.stack([self.head(slices[:, j]) for j in range(slices.shape[1])], dim=1)
+        return self.head(slices.flatten(0, 1)).view(*slices.shape[:2], -1)
+
+    def loss_scale(self, batch_size: int) -> dict[str, float]:
+        """The factor of each mean loss term under ``loss_weights`` (``batch_size``: this rank's)."""
+        p = self.params
+        if p.loss_weights == "mean":
+            return {"ic_global": 1.0, "ic_local": 1.0, "ll": 1.0, "gl": 1.0}
+        # the authors sum LL over their whole (single-process) batch: the global batch here, so
+        # that DDP's gradient average gives their gradient
+        return authors_loss_scale(p.num_local, batch_size * dist.world_size(), p.ic_local_pairs)
+
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         views = batch["views"]
         k = self.params.num_local
@@ -176,7 +213,7 @@ class TCLR(nn.Module):
         fmap_global = self.encoder.forward_feature_map(x_global)
         slices = temporal_slices(fmap_global, k)                                   # (2B, K, D)
         z_global = self.head(slices.mean(dim=1)).view(2, b, -1)                    # draw, video
-        z_slices = self.head(slices.flatten(0, 1)).view(2, b, k, -1)               # draw, video, slice
+        z_slices = self.embed_slices(slices).view(2, b, k, -1)                     # draw, video, slice
         fmap_local = self.encoder.forward_feature_map(x_local)
         z_local = self.head(fmap_local.mean(dim=(2, 3, 4))).view(2, k, b, -1)      # draw, clip, video
 
@@ -188,9 +225,10 @@ class TCLR(nn.Module):
         loss_gl, stats_gl = self.global_local_loss(
             z_slices[combos_g].flatten(0, 1), local_by_video[combos_l].flatten(0, 1), return_stats=True)
 
-        p = self.params
+        p, c = self.params, self.loss_scale(b)
         loss_ic = ic_global + ic_local
-        loss = p.ic_weight * loss_ic + p.ll_weight * loss_ll + p.gl_weight * loss_gl
+        loss = (p.ic_weight * (c["ic_global"] * ic_global + c["ic_local"] * ic_local)
+                + p.ll_weight * c["ll"] * loss_ll + p.gl_weight * c["gl"] * loss_gl)
         return {"loss": loss, "loss_ic": loss_ic.detach(), "loss_ic_global": ic_global.detach(),
                 "loss_ic_local": ic_local.detach(), "loss_ll": loss_ll.detach(), "loss_gl": loss_gl.detach(),
                 **stats, "acc_ll": stats_ll["acc"], "acc_gl": stats_gl["acc"]}

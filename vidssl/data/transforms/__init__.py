@@ -8,8 +8,8 @@ from vidssl.data.transforms import functional
 from vidssl.data.transforms.clip import ResizeClip, clip_transform
 from vidssl.data.transforms.photometric import (ColorJitter, GaussianBlur, RandomChannelDrop, RandomGrayscale,
                                                 RandomSolarize)
-from vidssl.data.transforms.presets import (blur_kernel_size, cvrl_augment, dino_augment, dpc_augment,
-                                            eval_transform, tclr_augment)
+from vidssl.data.transforms.presets import (BLUR_SIGMA_MODES, blur_kernel_size, blur_sigma_range, cvrl_augment,
+                                            dino_augment, dpc_augment, eval_transform, tclr_augment)
 from vidssl.data.transforms.spatial import (CenterCrop, MultiScaleCrop, RandomErase, RandomHorizontalFlip,
                                            RandomResizedCrop, Resize)
 from vidssl.data.transforms.video import (
@@ -50,6 +50,8 @@ __all__ = [
     "dino_augment",
     "eval_transform",
     "blur_kernel_size",
+    "blur_sigma_range",
+    "BLUR_SIGMA_MODES",
     "KINETICS_MEAN",
     "KINETICS_STD",
     "IMAGENET_MEAN",

@@ -16,12 +16,30 @@ from vidssl.data.transforms.photometric import (ColorJitter, GaussianBlur, Rando
 from vidssl.data.transforms.spatial import CenterCrop, RandomErase, RandomHorizontalFlip, RandomResizedCrop, Resize
 from vidssl.data.transforms.video import KINETICS_MEAN, KINETICS_STD, Compose, Normalize, ToModelLayout
 
-__all__ = ["cvrl_augment", "dpc_augment", "tclr_augment", "dino_augment", "eval_transform", "blur_kernel_size"]
+__all__ = ["cvrl_augment", "dpc_augment", "tclr_augment", "dino_augment", "eval_transform", "blur_kernel_size",
+           "blur_sigma_range", "BLUR_SIGMA_MODES"]
+
+#: How CVRL's blur sigma follows the crop side: ``"scaled"`` (the 224-px range times
+#: ``size / 224``) or ``"fixed"`` (the 224-px range at every size, as the TF code is written).
+BLUR_SIGMA_MODES: tuple[str, ...] = ("scaled", "fixed")
+BLUR_REFERENCE_SIZE = 224   # the crop side CVRL's blur values were chosen for
+BLUR_SIGMA = (0.1, 2.0)     # CVRL's sigma range at 224 px (TF ``random_blur``)
 
 
 def blur_kernel_size(size: int) -> int:
-    """SimCLR/CVRL's blur kernel: about 10% of the crop side, made odd (224 -> 23, 112 -> 11)."""
+    """SimCLR/CVRL's blur kernel: about 10% of the crop side, made odd (224 -> 23, 112 -> 11);
+    the TF code's ``height // 10`` rounded to ``2 * radius + 1``."""
     return 2 * (size // 20) + 1
+
+
+def blur_sigma_range(size: int, mode: str = "scaled") -> tuple[float, float]:
+    """CVRL's blur sigma range for a crop of side ``size``: ``"scaled"`` = (0.1, 2.0) x
+    ``size / 224`` (the same blur relative to the frame as at 224 px, where CVRL's values come
+    from), ``"fixed"`` = (0.1, 2.0) at every size (the TF code draws from it whatever the crop)."""
+    if mode not in BLUR_SIGMA_MODES:
+        raise ValueError(f"blur_sigma must be one of {BLUR_SIGMA_MODES}, got {mode!r}")
+    factor = size / BLUR_REFERENCE_SIZE if mode == "scaled" else 1.0
+    return (BLUR_SIGMA[0] * factor, BLUR_SIGMA[1] * factor)
 
 
 def cvrl_augment(
@@ -36,6 +54,7 @@ def cvrl_augment(
     grayscale_prob: float = 0.2,
     blur_prob: Sequence[float] = (1.0, 0.1),
     solarize_prob: Sequence[float] = (0.0, 0.2),
+    blur_sigma: str = "scaled",
     mean: Sequence[float] = KINETICS_MEAN,
     std: Sequence[float] = KINETICS_STD,
     generator: torch.Generator | None = None,
@@ -44,8 +63,9 @@ def cvrl_augment(
 
     With the defaults (the paper's): random resized crop (area 0.3-1, aspect 0.5-2), horizontal
     flip p=0.5, colour jitter (0.8, 0.8, 0.8, 0.2) p=0.8 in random order, grayscale p=0.2,
-    Gaussian blur (kernel :func:`blur_kernel_size`, sigma 0.1-2) with p=1 for view 0 and p=0.1
-    for view 1, solarize (threshold 0.5) p=0.2 on view 1 only; then normalise and permute to
+    Gaussian blur (kernel :func:`blur_kernel_size`, about 10% of the crop; sigma 0.1-2 at 224 px,
+    :func:`blur_sigma_range` with ``blur_sigma``: scaled by ``size / 224`` by default, or
+    ``"fixed"``) with p=1 for view 0 and p=0.1 for view 1, solarize (threshold 0.5) p=0.2 on view 1 only; then normalise and permute to
     ``(B, C, T, H, W)``. Every parameter is drawn once per clip. ``blur_prob`` and
     ``solarize_prob`` hold one probability per view; view 1 always has its solarize step (view 0
     only when its probability is positive), so the random draws follow the paper's pipeline.
@@ -61,7 +81,7 @@ def cvrl_augment(
         RandomHorizontalFlip(p=flip_prob),
         ColorJitter(b, c, s, h, p=color_jitter_prob),
         RandomGrayscale(p=grayscale_prob),
-        GaussianBlur(blur_kernel_size(size), sigma=(0.1, 2.0), p=blur_prob[view]),
+        GaussianBlur(blur_kernel_size(size), sigma=blur_sigma_range(size, blur_sigma), p=blur_prob[view]),
     ]
     if solarize_prob[view] > 0 or view == 1:
         steps.append(RandomSolarize(threshold=0.5, p=solarize_prob[view]))
