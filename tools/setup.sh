@@ -25,7 +25,9 @@ die() { echo "[setup] error: $*" >&2; exit 1; }
 # ------------------------------------------------------------------ system packages
 # ldconfig lives in /sbin, which a plain user's PATH (or `env -i PATH=/usr/bin:/bin`) lacks.
 ldconfig_bin() { command -v ldconfig || { [ -x /sbin/ldconfig ] && echo /sbin/ldconfig; } || echo /usr/sbin/ldconfig; }
-have_ffmpeg() { "$(ldconfig_bin)" -p 2>/dev/null | grep -q 'libavcodec\.so' && command -v ffmpeg >/dev/null; }
+# grep without -q reads the whole list: with pipefail, `grep -q` quitting at the first match can
+# end ldconfig with SIGPIPE, and the check would then fail although FFmpeg is there.
+have_ffmpeg() { "$(ldconfig_bin)" -p 2>/dev/null | grep 'libavcodec\.so' >/dev/null && command -v ffmpeg >/dev/null; }
 venv_works() { # a throwaway environment with pip: what python3-venv (ensurepip) provides
   local probe; probe="$(mktemp -d)"
   "$PYTHON" -m venv "$probe/env" >/dev/null 2>&1 && "$probe/env/bin/python" -m pip --version >/dev/null 2>&1
