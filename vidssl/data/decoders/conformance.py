@@ -391,6 +391,16 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
 
+    def settle(self) -> "Outcome":
+        """Set ``status`` from what the checks found (an opened file starts ``"exact"``)."""
+        if self.problems:
+            self.status = "wrong"
+        elif self.refusals:
+            self.status = "partial"
+        elif self.max_diff:
+            self.status = "tolerance"
+        return self
+
     @property
     def passed(self) -> bool:
         """Never a wrong frame (refusals are judged by the caller, per backend and kind)."""
@@ -449,13 +459,7 @@ def check_backend(path: str | os.PathLike, backend: str, ref: Reference, kind: s
     if token:
         _check_reads(path, backend, ref, out, seed + 1, {"verified_seek": token},
                      "(seeking verified) ")
-    if out.problems:
-        out.status = "wrong"
-    elif out.refusals:
-        out.status = "partial"
-    elif out.max_diff:
-        out.status = "tolerance"
-    return out
+    return out.settle()
 
 
 def _check_reads(path: str, backend: str, ref: Reference, out: Outcome, seed: int,
@@ -620,13 +624,7 @@ def check_raw(path: str | os.PathLike, library: str, ref: Reference, kind: str =
             if diff > tol:
                 out.problems.append(f"frame {k} {describe_mismatch(frame, ref)}")
                 break
-    if out.problems:
-        out.status = "wrong"
-    elif out.refusals:
-        out.status = "partial"
-    elif out.max_diff:
-        out.status = "tolerance"
-    return out
+    return out.settle()
 
 
 def run_conformance(directory: str | os.PathLike, backends: Sequence[str] | None = None,
