@@ -47,7 +47,7 @@ def test_two_cpu_steps_train_the_encoder(name, params, key):
     opt = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)
     for step in range(2):
         out = method(batch_for(method, key, seed=step))
-        assert set(out) == {"loss", "acc"} and torch.isfinite(out["loss"])
+        assert set(out) == {"loss", "acc", "chance"} and torch.isfinite(out["loss"])
         opt.zero_grad()
         out["loss"].backward()
         assert all(p.grad is not None for p in method.encoder.parameters())

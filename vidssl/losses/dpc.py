@@ -82,7 +82,8 @@ class DenseContrastiveLoss(nn.Module):
             off = same_pos.masked_fill(torch.eye(k, dtype=torch.bool, device=q.device)[None, :, :, None],
                                        float("-inf")).amax(2)                 # (n, k, p)
             acc_temporal = (diag.transpose(1, 2) > off).float().mean() if k > 1 else acc.new_ones(())
-        return loss, {"acc": acc, "acc_easy": acc_easy, "acc_temporal": acc_temporal}
+        return loss, {"acc": acc, "acc_easy": acc_easy, "acc_temporal": acc_temporal,
+                      "chance": acc.new_tensor(1.0 / cands.shape[0])}
 
     def extra_repr(self) -> str:
         return f"similarity={self.similarity!r}, temperature={self.temperature}, gather_distributed={self.gather_distributed}"

@@ -131,7 +131,8 @@ def nt_xent(
     Returns:
         the loss, and with ``return_stats`` a dict of detached scalars: ``acc`` (fraction of
         anchors whose highest logit is the positive), ``pos_sim`` (mean cosine of the positive
-        pairs), ``neg_sim`` (mean cosine to the negatives).
+        pairs), ``neg_sim`` (mean cosine to the negatives), ``chance`` (``acc`` of a guess at
+        random: the mean of 1 / candidates per anchor).
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -153,7 +154,8 @@ def nt_xent(
         negatives = finite.clone()
         negatives.scatter_(1, flat_targets[:, None], False)
         neg = (flat.where(negatives, torch.zeros_like(flat)).sum() / negatives.sum().clamp(min=1)) * temperature
-    return loss, {"acc": acc, "pos_sim": pos, "neg_sim": neg}
+        chance = (1.0 / finite.sum(1).clamp(min=1).float()).mean()
+    return loss, {"acc": acc, "pos_sim": pos, "neg_sim": neg, "chance": chance}
 
 
 class InfoNCELoss(nn.Module):

@@ -207,7 +207,7 @@ class GlobalLocalLoss(nn.Module):
         with torch.no_grad():
             acc = (both.argmax(dim=-1) == targets).float().mean()
             pos = sim.diagonal(dim1=1, dim2=2).mean() * self.temperature
-        return loss, {"acc": acc, "pos_sim": pos}
+        return loss, {"acc": acc, "pos_sim": pos, "chance": acc.new_tensor(1.0 / k)}
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"

@@ -19,7 +19,12 @@ so unknown keys are errors). What the training engine relies on:
   that follows the schedule (DPC's curriculum);
 - optional ``method.after_step(step: int, total_steps: int)`` for EMA / queue updates;
 - optional static ``stages(params) -> list[Stage]``: one config that runs as several stages
-  (CoCLR's alternation), as plain data the trainer expands (:func:`method_stages`).
+  (CoCLR's alternation), as plain data the trainer expands (:func:`method_stages`);
+- optional static ``pretext(params) -> Pretext``: which logged scalar measures the method's own
+  task (instance / order / odd-one-out accuracy, DPC top-1, teacher-student agreement); the
+  forward then also logs ``"chance"``, that scalar's value for a guess at random on this batch
+  (:func:`method_pretext`: the learning checks, ``vidssl compare``'s pretext curves, the demo's
+  supervised bound).
 
 One method per file, no shared base class, discovered from this package: a new method is its
 file plus a config (see ``docs/architecture.md``).
@@ -30,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 from torch import nn
 
@@ -105,6 +110,21 @@ def method_stages(name: str, params: dict[str, Any] | None = None) -> list[Stage
     declares them with a static ``stages(params_dataclass) -> list[Stage]``."""
     fn = getattr(METHODS[name], "stages", None)
     return list(fn(method_params(name, params))) if fn is not None else []
+
+
+class Pretext(NamedTuple):
+    """A method's own task, as logged: ``metric`` is a key of the forward's output (an accuracy
+    in ``[0, 1]``), ``what`` names it for people; the forward logs ``"chance"`` beside it."""
+
+    metric: str
+    what: str
+
+
+def method_pretext(name: str, params: dict[str, Any] | None = None) -> Optional[Pretext]:
+    """The pretext metric of method ``name`` with ``params`` (``None``: the method declares
+    none, e.g. the masked-modelling methods, whose measure is their loss)."""
+    fn = getattr(METHODS[name], "pretext", None)
+    return fn(method_params(name, params)) if fn is not None else None
 
 
 def params_dict(p: Any) -> dict[str, Any]:

@@ -58,8 +58,8 @@ from vidssl.data.transforms import (ColorJitter, Compose, Normalize, RandomGrays
 from vidssl.data.transforms.functional import residual_frames
 from vidssl.errors import ConfigError
 from vidssl.losses.coclr import mine_positives, multi_positive_nce, queue_positives
-from vidssl.methods import (Stage, building_parts, check_choice, check_ints, check_range, param_error,
-                            register_method)
+from vidssl.methods import (Pretext, Stage, building_parts, check_choice, check_ints, check_range,
+                            param_error, register_method)
 from vidssl.methods.common import ema_update, norm_kwargs
 from vidssl.models.checkpoint import load_checkpoint, load_encoder, load_submodule, submodule_state
 from vidssl.models.heads import moco_head
@@ -211,6 +211,10 @@ class CoCLR(nn.Module):
 
     stages = staticmethod(plan_stages)
 
+    @staticmethod
+    def pretext(params) -> Pretext:
+        return Pretext("acc", "instance accuracy against the queue")
+
     def __init__(self, encoder: nn.Module, params: CoCLRParams):
         super().__init__()
         self.params = p = params
@@ -331,6 +335,7 @@ class CoCLR(nn.Module):
             loss = loss * 0.0
         with torch.no_grad():
             out.update(acc=(logits.argmax(1) == 0).float().mean(),
+                       chance=(1.0 / torch.isfinite(logits).sum(1).clamp(min=1).float()).mean(),
                        num_positives=positives.sum(1).float().mean(),
                        queue_fill=torch.tensor(min(1.0, float(self.queue_count) / p.queue_size)))
         return {"loss": loss, **out}

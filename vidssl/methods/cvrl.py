@@ -22,7 +22,7 @@ from torch import nn
 from vidssl.data.samplers import CVRLIntervalSampler
 from vidssl.data.transforms import BLUR_SIGMA_MODES, Compose, cvrl_augment
 from vidssl.losses import InfoNCELoss
-from vidssl.methods import building_parts, check_choice, check_ints, register_method
+from vidssl.methods import Pretext, building_parts, check_choice, check_ints, register_method
 from vidssl.methods.common import norm_kwargs
 from vidssl.models.heads import CVRLProjectionHead
 
@@ -121,6 +121,10 @@ class CVRL(nn.Module):
     positive/negative pairs) and ``interval`` (mean start interval in frames, when the sampler
     target is in the batch).
     """
+
+    @staticmethod
+    def pretext(params) -> Pretext:
+        return Pretext("acc", "instance accuracy (the positive clip ranks first among the batch)")
 
     def __init__(self, encoder: nn.Module, params: CVRLParams):
         super().__init__()

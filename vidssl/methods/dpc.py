@@ -40,7 +40,7 @@ from vidssl.data.samplers import DPCBlockSampler
 from vidssl.data.transforms import dpc_augment
 from vidssl.errors import ConfigError
 from vidssl.losses.dpc import SIMILARITIES, DenseContrastiveLoss
-from vidssl.methods import building_parts, check_choice, check_ints, param_error, register_method
+from vidssl.methods import Pretext, building_parts, check_choice, check_ints, param_error, register_method
 from vidssl.methods.common import norm_kwargs
 from vidssl.models.heads import ConvGRU, dense_predictor
 
@@ -121,6 +121,10 @@ class DPC(nn.Module):
     ``forward(batch)``: ``batch["views"]`` = ``[blocks]`` uint8 ``(B, N L, C, H, W)``. Returns
     ``loss`` and the loss's ``acc``, ``acc_easy``, ``acc_temporal``, plus ``pred_steps``.
     """
+
+    @staticmethod
+    def pretext(params) -> Pretext:
+        return Pretext("acc", "top-1 of the predicted future blocks among every block and position")
 
     def __init__(self, encoder: nn.Module, params: DPCParams):
         super().__init__()

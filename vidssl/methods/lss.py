@@ -44,7 +44,7 @@ from vidssl.errors import ConfigError
 from vidssl.language.concept_space import MODES, vocabulary_concept_space
 from vidssl.losses.lss import (ALIGNMENT_FORMS, concept_alignment, concept_distillation, mean_entropy,
                                teacher_distribution, update_center)
-from vidssl.methods import building_parts, check_choice, check_ints, check_range, param_error, register_method
+from vidssl.methods import Pretext, building_parts, check_choice, check_ints, check_range, param_error, register_method
 from vidssl.methods.common import ema_update, norm_kwargs
 from vidssl.models.heads import HEAD_KINDS, concept_head
 
@@ -152,6 +152,10 @@ class LSS(nn.Module):
     teacher of the other global pick the same concept) and ``momentum``.
     """
 
+    @staticmethod
+    def pretext(params) -> Pretext:
+        return Pretext("agreement", "teacher-student agreement on the top concept")
+
     def __init__(self, encoder: nn.Module, params: LSSParams, concepts=None):
         super().__init__()
         self.params = p = params
@@ -237,6 +241,6 @@ class LSS(nn.Module):
             agree = (s_student[0].argmax(-1) == s_teacher[-1].argmax(-1)).float().mean()
             update_center(self.center, t_all, p.center_momentum)
         return {"loss": loss, "loss_distill": distill.detach(), "loss_align": align.detach(),
-                "teacher_entropy": entropy, "agreement": agree,
+                "teacher_entropy": entropy, "agreement": agree, "chance": agree.new_tensor(1.0 / c.shape[0]),
                 "momentum": torch.tensor(self._momentum, device=c.device),
                 "teacher_temp": torch.tensor(tt, device=c.device)}

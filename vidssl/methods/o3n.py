@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.data.samplers import OddOneOutSampler
-from vidssl.methods import building_parts, check_choice, check_ints, register_method
+from vidssl.methods import Pretext, building_parts, check_choice, check_ints, register_method
 from vidssl.methods.common import crop_flip_augment, encode_elements
 
 __all__ = ["O3NParams", "O3N", "SumOfDifferencesHead", "FUSIONS"]
@@ -118,6 +118,10 @@ class O3N(nn.Module):
     (cross-entropy over positions) and ``acc``.
     """
 
+    @staticmethod
+    def pretext(params) -> Pretext:
+        return Pretext("acc", "odd-one-out accuracy")
+
     def __init__(self, encoder: nn.Module, params: O3NParams):
         super().__init__()
         self.params = params
@@ -139,4 +143,5 @@ class O3N(nn.Module):
         logits = self.head(v)
         odd = odd.to(logits.device).long()
         loss = F.cross_entropy(logits, odd)
-        return {"loss": loss, "acc": (logits.argmax(1) == odd).float().mean().detach()}
+        return {"loss": loss, "acc": (logits.argmax(1) == odd).float().mean().detach(),
+                "chance": loss.new_tensor(1.0 / logits.shape[1]).detach()}

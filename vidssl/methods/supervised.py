@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from vidssl.data.samplers import RandomClipSampler
 from vidssl.data.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToModelLayout
-from vidssl.methods import register_method
+from vidssl.methods import Pretext, register_method
 from vidssl.models.heads import classifier_head
 
 
@@ -32,6 +32,10 @@ class SupervisedParams:
 
 @register_method("supervised", SupervisedParams)
 class Supervised(nn.Module):
+    @staticmethod
+    def pretext(params) -> Pretext:
+        return Pretext("acc", "training accuracy on the action labels")
+
     def __init__(self, encoder: nn.Module, p: SupervisedParams):
         super().__init__()
         if p.num_classes < 2:
@@ -51,4 +55,4 @@ class Supervised(nn.Module):
         label = batch["label"]
         loss = F.cross_entropy(logits, label, label_smoothing=self.params.label_smoothing)
         acc = (logits.argmax(1) == label).float().mean()
-        return {"loss": loss, "acc": acc.detach()}
+        return {"loss": loss, "acc": acc.detach(), "chance": acc.new_tensor(1.0 / logits.shape[1])}

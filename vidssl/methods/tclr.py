@@ -43,7 +43,7 @@ from vidssl.data.samplers import TCLRSampler
 from vidssl.data.transforms import cvrl_augment, tclr_augment
 from vidssl.errors import ConfigError
 from vidssl.losses.tclr import LOCAL_PAIRS, GlobalLocalLoss, LocalLocalLoss, TCLRInstanceLoss, authors_loss_scale
-from vidssl.methods import building_parts, check_choice, check_ints, check_range, param_error, register_method
+from vidssl.methods import Pretext, building_parts, check_choice, check_ints, check_range, param_error, register_method
 from vidssl.methods.common import norm_kwargs
 from vidssl.models.heads import TCLRProjectionHead
 from vidssl.runtime import dist
@@ -164,6 +164,10 @@ class TCLR(nn.Module):
     authors call both once per clip set of ``B``.
     """
 
+    @staticmethod
+    def pretext(params) -> Pretext:
+        return Pretext("acc_gl", "global-local temporal accuracy (each slice of the global clip finds its own local clip)")
+
     def __init__(self, encoder: nn.Module, params: TCLRParams):
         super().__init__()
         self.params = params
@@ -231,4 +235,4 @@ class TCLR(nn.Module):
                 + p.ll_weight * c["ll"] * loss_ll + p.gl_weight * c["gl"] * loss_gl)
         return {"loss": loss, "loss_ic": loss_ic.detach(), "loss_ic_global": ic_global.detach(),
                 "loss_ic_local": ic_local.detach(), "loss_ll": loss_ll.detach(), "loss_gl": loss_gl.detach(),
-                **stats, "acc_ll": stats_ll["acc"], "acc_gl": stats_gl["acc"]}
+                **stats, "acc_ll": stats_ll["acc"], "acc_gl": stats_gl["acc"], "chance": stats_gl["chance"]}

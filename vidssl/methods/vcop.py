@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.data.samplers import ShuffleLearnSampler, VCOPSampler
-from vidssl.methods import building_parts, check_choice, check_ints, register_method
+from vidssl.methods import Pretext, building_parts, check_choice, check_ints, register_method
 from vidssl.methods.common import crop_flip_augment, encode_elements
 
 __all__ = ["VCOPParams", "VCOP", "OrderHead", "TUPLES"]
@@ -137,6 +137,10 @@ class VCOP(nn.Module):
     ``loss`` (cross-entropy) and ``acc`` (top-1 of the order / in-order classifier).
     """
 
+    @staticmethod
+    def pretext(params) -> Pretext:
+        return Pretext("acc", "order accuracy")
+
     def __init__(self, encoder: nn.Module, params: VCOPParams):
         super().__init__()
         self.params = params
@@ -161,4 +165,5 @@ class VCOP(nn.Module):
         logits = self.head(f)
         target = target.to(logits.device).long()
         loss = F.cross_entropy(logits, target)
-        return {"loss": loss, "acc": (logits.argmax(1) == target).float().mean().detach()}
+        return {"loss": loss, "acc": (logits.argmax(1) == target).float().mean().detach(),
+                "chance": loss.new_tensor(1.0 / logits.shape[1]).detach()}
