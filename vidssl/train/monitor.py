@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import secrets
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from vidssl.errors import MissingDependencyError, VidsslError
 from vidssl.runtime.progress import ProgressBar
@@ -119,3 +119,42 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
                 continue
             by_step[int(rec["step"])] = rec
     return [by_step[s] for s in sorted(by_step)]
+
+
+def pretext_progress(rows_or_path: str | os.PathLike | Iterable[Mapping[str, Any]], method: str, params: dict[str, Any] | None = None, *,
+                     frac: float = 0.1) -> dict[str, Any]:
+    """How a run did on its method's own task: the pretext metric (:func:`vidssl.methods.method_pretext`;
+    ``"loss"`` for a method that names none, the masked-modelling ones) averaged over the first and
+    the last ``frac`` of the logged steps that carry it.
+
+    ``rows_or_path``: a ``metrics.jsonl`` path (read with :func:`read_metrics`) or its records, in
+    order (e.g. a multi-stage run's stages one after another). Returns ``metric``, ``what``,
+    ``chance`` (the mean logged ``"chance"``; ``None`` when no record has one, e.g. runs older than
+    that key), ``first``, ``last`` (``None`` when no record carries the metric) and ``steps`` (how
+    many records carry it). The part averaged is ``frac`` of them, rounded, at least one record.
+    """
+    import math
+
+    from vidssl.methods import method_pretext
+
+    if not 0.0 < frac <= 1.0:
+        raise VidsslError(f"pretext_progress: frac must be in (0, 1], got {frac!r}")
+    if isinstance(rows_or_path, (str, os.PathLike)):
+        rows = read_metrics(os.fspath(rows_or_path))
+    else:
+        rows = list(rows_or_path)
+    pretext = method_pretext(method, params)
+    metric, what = (pretext.metric, pretext.what) if pretext is not None else ("loss", "training loss")
+
+    def values(key: str) -> list[float]:
+        out = [float(r[key]) for r in rows if r.get(key) is not None]
+        return [v for v in out if math.isfinite(v)]
+
+    vals = values(metric)
+    k = max(1, int(round(frac * len(vals))))
+    return {"metric": metric, "what": what, "chance": _mean(values("chance")),
+            "first": _mean(vals[:k]), "last": _mean(vals[-k:]), "steps": len(vals)}
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
