@@ -151,7 +151,7 @@ def pretext_progress(rows_or_path: str | os.PathLike | Iterable[Mapping[str, Any
         return [v for v in out if math.isfinite(v)]
 
     vals = values(metric)
-    k = max(1, int(round(frac * len(vals))))
+    k = max(1, round(frac * len(vals)))
     return {"metric": metric, "what": what, "chance": _mean(values("chance")),
             "first": _mean(vals[:k]), "last": _mean(vals[-k:]), "steps": len(vals)}
 
