@@ -6,6 +6,8 @@ Input is a plain dict (also saved as ``summary.json``)::
     contenders: {name: {"seeds": [int], "metrics": {metric: [value per seed]},
                         "per_video": {metric: [[0/1 per test video] per seed]}}}
     losses: {name: [[(step, loss), ...] per seed]}
+    pretext: {name: {"metric", "what", "chance", "curves": [[(step, value), ...] per seed],
+                     "stage_starts": [step, ...]}}  (optional; vidssl compare)
     retrieval: [{"query": (path, label), "neighbors": [(path, label), ...]}]  (optional)
     timings: {stage: seconds}
 
@@ -108,6 +110,65 @@ def plot_losses(losses: dict[str, list[list[tuple[int, float]]]], path: str) -> 
     return path
 
 
+def moving_average(values: Sequence[float], window: int) -> np.ndarray:
+    """Centred moving average over ``window`` points (fewer where the series ends)."""
+    v = np.asarray(values, dtype=np.float64)
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    idx = np.arange(len(v))
+    lo, hi = np.maximum(idx - window // 2, 0), np.minimum(idx + window // 2 + 1, len(v))
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+def mean_curve(curves: Sequence[Sequence[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and the mean over the curves that logged each step."""
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for step, value in curve:
+            if np.isfinite(value):
+                by_step.setdefault(int(step), []).append(float(value))
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    return steps, np.array([statistics.fmean(by_step[s]) for s in steps])
+
+
+def plot_pretext(pretext: dict[str, dict[str, Any]], path: str) -> str:
+    """One panel per entry: its pretext metric against step for each seed (light), their mean's
+    moving average (over a tenth of the steps), the mean logged chance (dashed) and the steps where
+    a multi-stage method's stages begin (dotted). ``pretext``: ``{entry: record}`` as
+    :func:`vidssl.compare.pretext_record` writes it."""
+    import textwrap
+
+    plt = _plt()
+    cols = min(3, len(pretext))
+    rows = -(-len(pretext) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False)
+    for ax in axes.flat[len(pretext):]:
+        ax.axis("off")
+    for k, (ax, (name, rec)) in enumerate(zip(axes.flat, pretext.items())):
+        for curve in rec["curves"]:
+            if curve:
+                steps, vals = zip(*curve)
+                ax.plot(steps, vals, color=f"C{k}", alpha=0.25, lw=0.8)
+        steps, mean = mean_curve(rec["curves"])
+        if len(steps):
+            ax.plot(steps, moving_average(mean, max(1, len(steps) // 10)), color=f"C{k}", lw=1.6,
+                    label="mean over seeds, smoothed")
+        if rec.get("chance") is not None:
+            ax.axhline(rec["chance"], color="gray", ls="--", lw=1, label="chance")
+        for start in rec.get("stage_starts", []):
+            ax.axvline(start, color="black", ls=":", lw=0.8)
+        ax.set_title(textwrap.fill(f"{name}: {rec['what']}", 48), fontsize=7)
+        ax.set_xlabel("step", fontsize=7)
+        ax.set_ylabel(rec["metric"], fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+        if k == 0:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_metrics(contenders: dict[str, dict[str, Any]], metrics: Sequence[str], path: str,
                  chance: float | None = None) -> str:
     """Grouped bars (mean over seeds, error bar = std) of ``metrics`` per contender."""
@@ -202,6 +263,10 @@ def write_report(out_dir: str, summary: dict[str, Any]) -> str:
     if summary.get("losses"):
         images.append(("Training loss", plot_losses(summary["losses"],
                                                     os.path.join(out_dir, "loss.png"))))
+    if summary.get("pretext"):
+        images.append(("Pretext task per method: its own metric against step (light: seeds; "
+                       "line: their mean, smoothed; dashed: chance; dotted: stage boundaries)",
+                       plot_pretext(summary["pretext"], os.path.join(out_dir, "pretext.png"))))
     probes = [m for m in summary.get("plot_metrics", []) if any(
         m in c["metrics"] for c in summary["contenders"].values())]
     if probes:
