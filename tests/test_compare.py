@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -64,6 +65,7 @@ def test_compare_runs_each_method_in_a_child_and_writes_the_table(tiny_synthetic
     row = next(line for line in table.splitlines() if line.startswith("| cvrl |"))
     assert row.split("|")[2].strip().count("[") == 1            # mean [low, high]
     assert any(n.startswith("BatchNorm: recompute") for n in summary["notes"])
+    assert list(summary["pretext"]) == ["cvrl", "dpc", "coclr"] and (out / "pretext.png").exists()
 
 
 def test_table_intervals_and_bn_columns():
@@ -115,3 +117,110 @@ def test_a_runs_reconstruction_picture_reaches_the_report(tmp_path):
     html = open(write_report(str(out), {"title": "t", "pictures": pictures, "contenders": {
         "random init": {"metrics": {"linear_top1": [0.3]}}}}), encoding="utf-8").read()
     assert "<img src='videomae_seed0_reconstruction.png'>" in html and "input | masked | reconstructed" in html
+
+
+def fake_run(folder, metric_values, *, chance=None, key="acc", losses=None):
+    """A run folder whose metrics.jsonl logs ``key`` = ``metric_values`` (steps 1, 2, ...)."""
+    folder.mkdir(parents=True)
+    rows = []
+    for step, v in enumerate(metric_values, 1):
+        row = {"step": step, "loss": losses[step - 1] if losses else 1.0, "lr": 1e-3}
+        if key != "loss":
+            row[key] = v
+        if chance is not None:
+            row["chance"] = chance
+        rows.append(json.dumps(row))
+    (folder / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+
+
+def test_pretext_curves_records_and_column_from_the_runs_logs(tmp_path):
+    """Fake entry folders (no training): a run logging its chance, an old one without it, CoCLR's
+    three stages as one curve and a masked method measured by its loss."""
+    from PIL import Image
+
+    from vidssl.compare import comparison_summary, write_comparison
+
+    out = tmp_path / "cmp"
+    cfg = load_config(CompareConfig, None, [f"out_dir={out}", "entries=[cvrl,dpc,coclr,videomae]", "seeds=[0,1]"])
+    fake_run(out / "cvrl_seed0", [0.1] * 2 + [0.5] * 16 + [0.9, 0.7], chance=0.1)   # 20 steps: 10% = 2
+    fake_run(out / "cvrl_seed1", [0.4] * 20, chance=0.2)
+    for seed in (0, 1):
+        fake_run(out / f"dpc_seed{seed}", [0.2 + 0.1 * seed] * 10)                   # before "chance" was logged
+        for stage, acc in (("stage1_infonce_rgb", 0.0), ("stage2_infonce_residual", 0.5),
+                           ("stage3_cotrain_rgb", 1.0 - 0.3 * seed)):
+            fake_run(out / f"coclr_seed{seed}" / stage, [acc] * 10, chance=1 / 129)
+        mae = [1.0, 0.9] + [0.8] * 16 + [0.6, 0.5]
+        fake_run(out / f"videomae_seed{seed}", mae, key="loss", losses=mae)
+    contenders = {"random init": {"seeds": [0, 1], "metrics": {"linear_top1": [0.3, 0.4]}},
+                  **{n: {"seeds": [0, 1], "metrics": {"linear_top1": [0.2, 0.3]}} for n in cfg.entries}}
+    write_comparison(str(out), comparison_summary("data", cfg, contenders), cfg.eval)
+
+    png = out / "pretext.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as im:
+        im.verify()
+    pretext = json.loads((out / "comparison.json").read_text())["pretext"]
+    assert list(pretext) == ["cvrl", "dpc", "coclr", "videomae"]
+    cvrl = pretext["cvrl"]
+    assert (cvrl["metric"], cvrl["frac"]) == ("acc", 0.1) and cvrl["what"].startswith("instance accuracy")
+    assert [s["seed"] for s in cvrl["seeds"]] == [0, 1] and [s["steps"] for s in cvrl["seeds"]] == [20, 20]
+    assert [s["first"] for s in cvrl["seeds"]] == pytest.approx([0.1, 0.4])
+    assert [s["last"] for s in cvrl["seeds"]] == pytest.approx([0.8, 0.4])
+    assert [s["chance"] for s in cvrl["seeds"]] == pytest.approx([0.1, 0.2])
+    assert (cvrl["first"], cvrl["last"], cvrl["chance"]) == pytest.approx((0.25, 0.6, 0.15))
+    dpc = pretext["dpc"]                                     # 10 steps: 10% = 1
+    assert dpc["chance"] is None and all(s["chance"] is None for s in dpc["seeds"])
+    assert (dpc["first"], dpc["last"]) == pytest.approx((0.25, 0.25))
+    coclr = pretext["coclr"]                                 # 3 stages x 10 steps: one curve of 30
+    assert coclr["stage_starts"] == [10, 20] and [p[0] for p in coclr["curves"][0]] == list(range(1, 31))
+    assert [s["steps"] for s in coclr["seeds"]] == [30, 30]
+    assert [s["first"] for s in coclr["seeds"]] == [0.0, 0.0]
+    assert [s["last"] for s in coclr["seeds"]] == pytest.approx([1.0, 0.7])
+    assert (coclr["last"], coclr["chance"]) == pytest.approx((0.85, 1 / 129))
+    mae = pretext["videomae"]
+    assert (mae["metric"], mae["what"], mae["chance"]) == ("loss", "training loss", None)
+    assert (mae["first"], mae["last"]) == pytest.approx((0.95, 0.55))
+
+    table = (out / "comparison.md").read_text()
+    head = table.splitlines()[0].split(" | ")
+    col = head.index("pretext metric, last 10% [chance]")
+    assert head[col + 1] == "train clips/s"                   # before the training costs
+    cells = {line.split(" | ")[0][2:]: line.split(" | ")[col] for line in table.splitlines()[2:]
+             if line.startswith("| ")}
+    assert cells == {"random init": "-", "cvrl": "0.60 ± 0.28 [0.15]", "dpc": "0.25 ± 0.07",
+                     "coclr": "0.85 ± 0.21 [0.0078]", "videomae": "loss 0.55 ± 0.00"}
+    assert "![pretext-task curves per method](pretext.png)" in table
+    assert "<img src='pretext.png'>" in (out / "report.html").read_text()
+
+
+def test_a_stage_s_steps_continue_the_curve_and_the_table_ignores_missing_records(tmp_path):
+    from vidssl.compare import entry_records
+
+    fake_run(tmp_path / "a", [0.1, 0.2, 0.3])
+    fake_run(tmp_path / "b", [0.4, 0.5])
+    rows, starts = entry_records([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert [(r["step"], r["acc"]) for r in rows] == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4), (5, 0.5)]
+    assert starts == [3]
+    assert "pretext" not in comparison_table({"dpc": {"metrics": {"linear_top1": [0.4]}}}, None, {})
+
+
+def test_run_compare_reads_the_curves_of_the_runs_it_made(tmp_path, monkeypatch):
+    """The command's own path, with pretraining and evaluation replaced by fakes (no training)."""
+    from vidssl import compare
+    from vidssl.models import checkpoint
+
+    def fake_pretrain(pcfg, threads=None):
+        for k, run in enumerate(compare.entry_runs(pcfg)):
+            fake_run(Path(run), [0.1 * (k + 1)] * 10, chance=0.05)
+        return {"pretrain_s": 1.0, "peak_rss_mb": 100.0}
+
+    monkeypatch.setattr(compare, "pretrain_in_child", fake_pretrain)
+    monkeypatch.setattr(compare, "split1_evaluator", lambda *a, **k: lambda enc: ({"linear_top1": 0.5}, {}))
+    monkeypatch.setattr(checkpoint, "load_encoder", lambda path: None)
+    out = tmp_path / "cmp"
+    summary = compare.run_compare(str(tmp_path), load_config(CompareConfig, None, [
+        f"out_dir={out}", "entries=[cvrl,coclr]", "steps=30"]), quiet=True)
+    assert summary["pretext"]["coclr"]["stage_starts"] == [10, 20]
+    assert summary["pretext"]["coclr"]["last"] == pytest.approx(0.3)
+    assert [len(c) for c in summary["losses"]["coclr"]] == [30]
+    assert (out / "pretext.png").exists() and "| 0.10 [0.05] |" in (out / "comparison.md").read_text()

@@ -6,7 +6,8 @@ number of steps with the same optimiser on the synthetic dataset, in its own pro
 peak memory of each run is its own: the child's peak resident set size from ``wait4``), then
 evaluated exactly like the demo (split 1, frozen features, linear probe, kNN, retrieval and the
 motion-vs-appearance diagnostics). Random init is the baseline row. Output: ``comparison.md``
-(the table), ``comparison.json`` (every metric), ``report.html``.
+(the table), ``comparison.json`` (every metric), ``report.html`` (with ``loss.png`` and
+``pretext.png``, each entry's own pretext task against step: :func:`pretext_record`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 
@@ -208,9 +209,6 @@ def run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = Fa
 def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = False) -> dict[str, Any]:
     from vidssl.models.checkpoint import load_encoder
     from vidssl.models.encoders import create_encoder
-    from vidssl.report import write_report
-    from vidssl.train.monitor import read_metrics
-    from vidssl.train.run import config_stages
 
     unknown = [e for e in cfg.entries if e not in COMPARE_ENTRIES]
     if unknown:
@@ -220,7 +218,6 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
     say = (lambda msg: None) if console is None else (lambda msg: console.rule(msg))
     run_eval = split1_evaluator(root, cfg.eval, cfg.num_workers, quiet)
     contenders: dict[str, dict[str, Any]] = {}
-    losses: dict[str, list] = {}
     pictures: list[tuple[str, str]] = []
 
     def record(name: str, seed: int, result: tuple[dict[str, float], dict[str, list[float]]],
@@ -240,22 +237,29 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
             say(f"{name} (seed {seed}, {cfg.steps} steps)")
             pcfg = entry_config(cfg, name, root, seed, out)
             cost = pretrain_in_child(pcfg, cfg.threads)
-            stages = config_stages(pcfg)          # multi-stage methods: the last stage is the result
-            runs = [s.train.out_dir for _, s in stages] or [out]
-            steps, curve = 0, []
-            for run in runs:
-                recs = read_metrics(os.path.join(run, "metrics.jsonl"))
-                curve += [(steps + r["step"], r["loss"]) for r in recs]
-                steps += recs[-1]["step"] if recs else 0
-            losses.setdefault(name, []).append(curve)
+            runs = entry_runs(pcfg)               # multi-stage methods: the last stage is the result
             result = run_eval(load_encoder(os.path.join(runs[-1], "checkpoints", "last.pt")))
             clips = [_clips_per_s(r) for r in runs]
             record(name, seed, result, **cost, train_clips_per_s=sum(clips) / len(clips))
             pictures += copy_pictures(runs[-1], cfg.out_dir, name, seed)
-    summary = {
+    summary = comparison_summary(root, cfg, contenders, pictures, {"total": time.perf_counter() - t_start})
+    table = write_comparison(cfg.out_dir, summary, cfg.eval)
+    if console is not None:
+        console.print(table, markup=False)
+        console.print(f"report: {summary['report']}")
+    return summary
+
+
+def comparison_summary(root: str, cfg: CompareConfig, contenders: dict[str, dict[str, Any]],
+                       pictures: Sequence[tuple[str, str]] = (), timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """The summary of a comparison whose runs are in ``cfg.out_dir``: the evaluated ``contenders``,
+    the loss curves and pretext records read from the runs' ``metrics.jsonl`` (:func:`training_curves`),
+    settings and notes (saved as ``comparison.json``, the input of the report)."""
+    losses, pretext = training_curves(cfg, root)
+    return {
         "title": "vidssl compare: methods on the synthetic action dataset (split 1)",
-        "command": "vidssl compare", "contenders": contenders, "losses": losses, "pictures": pictures,
-        "timings": {"total": time.perf_counter() - t_start},
+        "command": "vidssl compare", "contenders": contenders, "losses": losses, "pretext": pretext,
+        "pictures": list(pictures), "timings": dict(timings or {}),
         "settings": {"root": root, "steps": cfg.steps, "seeds": cfg.seeds,
                      "optim": dataclasses.asdict(cfg.optim), "encoder": cfg.encoder.name,
                      "eval": dataclasses.asdict(cfg.eval),
@@ -267,22 +271,109 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
                   "seeds, over the seeds]",
                   "action = motion label on the synthetic dataset (appearance independent of the class); "
                   "shape / texture / background probes measure appearance",
-                  "peak RSS: the pretraining process's peak resident memory (CPU run)"],
+                  "peak RSS: the pretraining process's peak resident memory (CPU run)",
+                  PRETEXT_NOTE],
         "plot_metrics": ["linear_top1", "diagnostics_probe/action/acc", "diagnostics_probe/shape/acc",
                          "retrieval_hit@1"],
         "chance": None,
     }
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    with open(os.path.join(cfg.out_dir, "comparison.json"), "w") as f:
+
+
+def write_comparison(out_dir: str, summary: dict[str, Any], ev: DemoEval | None = None) -> str:
+    """Write ``comparison.json``, ``comparison.md`` and the report (PNGs + ``report.html``, whose
+    path goes into ``summary["report"]``) into ``out_dir``; returns the table."""
+    from vidssl.report import write_report
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "comparison.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    table = comparison_table(contenders, cfg.eval)
-    with open(os.path.join(cfg.out_dir, "comparison.md"), "w") as f:
+    pretext = summary.get("pretext") or {}
+    table = comparison_table(summary["contenders"], ev, pretext)
+    with open(os.path.join(out_dir, "comparison.md"), "w") as f:
         f.write(table + "\n")
-    summary["report"] = write_report(cfg.out_dir, summary)
-    if console is not None:
-        console.print(table, markup=False)
-        console.print(f"report: {summary['report']}")
-    return summary
+        if pretext:
+            f.write(f"\n{PRETEXT_NOTE}\n\n![pretext-task curves per method](pretext.png)\n")
+    summary["report"] = write_report(out_dir, summary)
+    return table
+
+
+# --- training curves and pretext records, read from the runs' metrics.jsonl
+
+
+#: The part of an entry's logged steps its pretext record averages at the start and at the end.
+PRETEXT_FRAC = 0.1
+
+PRETEXT_NOTE = (f"pretext metric: each method's own task as its training logged it (vidssl.methods.method_pretext; "
+                f"comparison.json 'pretext'), mean of the last {PRETEXT_FRAC:.0%} of logged steps [its logged "
+                f"chance level]; the masked methods name none: their training loss")
+
+
+def entry_runs(pcfg) -> list[str]:
+    """The run folders of one entry and seed in training order: a multi-stage method's stages,
+    else the run's own."""
+    from vidssl.train.run import config_stages
+
+    return [s.train.out_dir for _, s in config_stages(pcfg)] or [pcfg.train.out_dir]
+
+
+def entry_records(runs: list[str]) -> tuple[list[dict[str, Any]], list[int]]:
+    """The ``metrics.jsonl`` records of one entry's runs as one curve (each stage's steps offset by
+    the steps of the stages before it) and the steps after which stages 2, 3, ... begin."""
+    from vidssl.train.monitor import read_metrics
+
+    rows: list[dict[str, Any]] = []
+    starts: list[int] = []
+    steps = 0
+    for k, run in enumerate(runs):
+        if k:
+            starts.append(steps)
+        recs = read_metrics(os.path.join(run, "metrics.jsonl"))
+        rows += [{**r, "step": steps + r["step"]} for r in recs]
+        steps += recs[-1]["step"] if recs else 0
+    return rows, starts
+
+
+def pretext_record(method: str, params: dict[str, Any], seeds: list[int], rows: list[list[dict[str, Any]]],
+                   stage_starts: Sequence[int] = (), frac: float = PRETEXT_FRAC) -> dict[str, Any]:
+    """An entry's ``pretext`` record from its records per seed (:func:`entry_records`): ``metric``,
+    ``what``, ``frac``, ``chance``, ``first`` and ``last`` (means over the seeds that have them;
+    ``None`` where none does), ``seeds`` (per seed: ``seed`` and :func:`~vidssl.train.monitor.pretext_progress`'s
+    ``first``, ``last``, ``chance``, ``steps``), ``curves`` (per seed ``[(step, value)]``) and
+    ``stage_starts``."""
+    from vidssl.train.monitor import pretext_progress
+
+    per_seed = [pretext_progress(r, method, params, frac=frac) for r in rows]
+    metric, what = per_seed[0]["metric"], per_seed[0]["what"]
+
+    def mean(key: str) -> Optional[float]:
+        vals = [p[key] for p in per_seed if p[key] is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    return {"metric": metric, "what": what, "frac": frac,
+            "chance": mean("chance"), "first": mean("first"), "last": mean("last"),
+            "seeds": [{"seed": seed, **{k: p[k] for k in ("first", "last", "chance", "steps")}}
+                      for seed, p in zip(seeds, per_seed)],
+            "curves": [[(r["step"], float(r[metric])) for r in rs if r.get(metric) is not None] for rs in rows],
+            "stage_starts": list(stage_starts)}
+
+
+def training_curves(cfg: CompareConfig, root: str = "") -> tuple[dict[str, list], dict[str, dict[str, Any]]]:
+    """Every entry's loss curves (``{entry: [[(step, loss)] per seed]}``) and pretext record
+    (:func:`pretext_record`, with the entry's method parameters: the recipe's, the variant's and
+    ``cfg.overrides``) read from its runs under ``cfg.out_dir``."""
+    losses: dict[str, list] = {}
+    pretext: dict[str, dict[str, Any]] = {}
+    for name in cfg.entries:
+        per_seed, starts, pcfg = [], [], None
+        for seed in cfg.seeds:
+            pcfg = entry_config(cfg, name, root, seed, os.path.join(cfg.out_dir, f"{name}_seed{seed}"))
+            rows, starts = entry_records(entry_runs(pcfg))
+            per_seed.append(rows)
+        if pcfg is None:
+            continue
+        losses[name] = [[(r["step"], r["loss"]) for r in rows if "loss" in r] for rows in per_seed]
+        pretext[name] = pretext_record(pcfg.method.name, dict(pcfg.method.params), list(cfg.seeds), per_seed, starts)
+    return losses, pretext
 
 
 def table_columns(contenders: dict[str, dict[str, Any]], ev: DemoEval | None = None) -> list[tuple[str, str, float]]:
@@ -299,17 +390,26 @@ def table_columns(contenders: dict[str, dict[str, Any]], ev: DemoEval | None = N
     return cols
 
 
-def comparison_table(contenders: dict[str, dict[str, Any]], ev: DemoEval | None = None) -> str:
+def comparison_table(contenders: dict[str, dict[str, Any]], ev: DemoEval | None = None,
+                     pretext: dict[str, dict[str, Any]] | None = None) -> str:
     """Markdown: one row per contender; accuracies as mean [95% bootstrap interval over the test
-    videos and seeds], other columns mean (± std over seeds when more than one)."""
+    videos and seeds], other columns mean (± std over seeds when more than one). With ``pretext``
+    records (:func:`pretext_record`), a column of :func:`pretext_cell` before the training costs."""
     from vidssl.report import fmt_cell, mean_std
 
     columns = table_columns(contenders, ev)
+    if pretext:
+        frac = next(iter(pretext.values())).get("frac", PRETEXT_FRAC)
+        at = next((i for i, (k, _, _) in enumerate(columns) if k == "train_clips_per_s"), len(columns))
+        columns.insert(at, ("pretext", f"pretext metric, last {frac:.0%} [chance]", 1.0))
     head = "| method | " + " | ".join(h for _, h, _ in columns) + " |"
     rows = [head, "|---|" + "---:|" * len(columns)]
     for name, c in contenders.items():
         cells = []
         for key, _, scale in columns:
+            if key == "pretext":
+                cells.append(pretext_cell((pretext or {}).get(name)))
+                continue
             values = c["metrics"].get(key)
             if not values:
                 cells.append("-")
@@ -325,3 +425,25 @@ def comparison_table(contenders: dict[str, dict[str, Any]], ev: DemoEval | None 
             cells.append(cell)
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def pretext_cell(record: dict[str, Any] | None) -> str:
+    """``last [chance]`` of a pretext record (``last ± std [chance]`` over several seeds; no
+    ``[chance]`` when none was logged); ``loss last`` for a method that names no pretext metric."""
+    from vidssl.report import mean_std
+
+    if record is None:
+        return "-"
+    lasts = [s["last"] for s in record["seeds"] if s["last"] is not None]
+    if not lasts:
+        return "n/a"
+    m, sd = mean_std(lasts)
+    cell = _short(m) + (f" ± {_short(sd)}" if len(lasts) > 1 else "")
+    if record["chance"] is not None:
+        cell += f" [{_short(record['chance'])}]"
+    return f"loss {cell}" if record["metric"] == "loss" else cell
+
+
+def _short(v: float) -> str:
+    """Two decimals; two significant digits under 0.01 (a chance of 1 in 129 is not 0.00)."""
+    return f"{v:.2f}" if v == 0 or abs(v) >= 0.01 else f"{v:.2g}"
