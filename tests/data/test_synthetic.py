@@ -159,11 +159,34 @@ def test_foreign_directory_and_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"size": 33}, {"groups_per_class": 2}, {"container": "mkv"},
-                                 {"num_classes": 11}, {"appearance_correlation": 1.5}])
+                                 {"num_classes": 11}, {"appearance_correlation": 1.5},
+                                 {"time_cue": 1.0}, {"time_cue": -0.1}])
 def test_invalid_arguments(tmp_path, bad):
     with pytest.raises(ConfigError):
         make_synthetic(tmp_path / "x", **{**SMALL, **bad}, progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_time_cue_dims_every_frame_by_its_time_and_keeps_old_manifests(dataset, tmp_path):
+    """The order pretexts' knob: frame k of a T-frame clip is dimmed by ``time_cue * k / (T-1)``,
+    the same for every class; without it the manifest (and so an existing dataset) is unchanged."""
+    from vidssl.data.synthetic.generate import dusk
+
+    frames = np.full((5, 4, 4, 3), 200, np.uint8)
+    np.testing.assert_array_equal(dusk(frames, 0.0), frames)
+    dimmed = dusk(frames, 0.5)
+    assert dimmed[:, 0, 0, 0].tolist() == [200, 175, 150, 125, 100]
+    root, _ = dataset
+    assert "time_cue" not in json.loads((root / "synthetic.json").read_text())["params"]
+    small = {**SMALL, "num_classes": 1, "tracking_sequences": 0}
+    cued = make_synthetic(tmp_path / "cue", **small, time_cue=0.5, workers=1, progress=False)
+    assert json.loads((tmp_path / "cue" / "synthetic.json").read_text())["params"]["time_cue"] == 0.5
+    name = "videos/Bounce/v_Bounce_g01_c01.avi"
+    plain, cue = _decode_all(root / name).astype(float), _decode_all(tmp_path / "cue" / name).astype(float)
+    ratio = cue.mean(axis=(1, 2, 3)) / plain.mean(axis=(1, 2, 3))
+    assert cued.num_videos == 6
+    assert abs(ratio[0] - 1.0) < 0.03 and abs(ratio[-1] - 0.5) < 0.03   # lossy codecs: a few %
+    assert np.all(np.diff(ratio) < 0.01)
 
 
 # ------------------------------------------------------------------------------ class design --

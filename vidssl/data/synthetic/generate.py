@@ -121,7 +121,7 @@ def _video_job(job: dict) -> dict:
     clip = render_clip(name, app, job["num_frames"], job["size"],
                        np.random.default_rng(np.random.SeedSequence(rng_key)))
     path = os.path.join(job["out_dir"], job["path"])
-    encode_video(clip.frames, path, job["fps"])
+    encode_video(dusk(clip.frames, job.get("time_cue", 0.0)), path, job["fps"])
     return {
         "path": job["path"], "class": name, "label": ci, "class_id": ci + 1,
         "group": g + 1, "clip": c + 1, "seed": seed, "rng_key": rng_key,
@@ -131,6 +131,16 @@ def _video_job(job: dict) -> dict:
         "test_in_splits": job["test_in_splits"], "palette": app.palette,
         "appearance": app.to_dict(), "dynamics": clip.params,
     }
+
+
+def dusk(frames: np.ndarray, strength: float) -> np.ndarray:
+    """The ``time_cue`` knob: the whole frame dims linearly over the clip, from full light to
+    ``1 - strength`` (0: unchanged). The same for every class, so it tells the arrow of time and
+    nothing about the action."""
+    if strength <= 0:
+        return frames
+    light = 1.0 - strength * np.linspace(0.0, 1.0, len(frames), dtype=np.float32)
+    return np.clip(np.rint(frames.astype(np.float32) * light[:, None, None, None]), 0, 255).astype(np.uint8)
 
 
 def _run_job(job: dict) -> tuple[str, int, dict]:
@@ -195,6 +205,8 @@ def _validate(params: dict, workers: int | None) -> None:
         (isinstance(p["appearance_correlation"], (int, float))
          and 0.0 <= p["appearance_correlation"] <= 1.0,
          "appearance_correlation must be in [0, 1]"),
+        (isinstance(p.get("time_cue", 0.0), (int, float)) and 0.0 <= p.get("time_cue", 0.0) < 1.0,
+         "time_cue must be in [0, 1)"),
         (isinstance(p["tracking_sequences"], int) and p["tracking_sequences"] >= 0,
          "tracking_sequences must be an integer >= 0"),
         (isinstance(p["seed"], int) and p["seed"] >= 0, "seed must be an integer >= 0"),
@@ -282,7 +294,7 @@ def make_synthetic(out_dir: str | os.PathLike, *, num_classes: int = 10,
                    groups_per_class: int = 24, clips_per_group: int = 2, num_frames: int = 48,
                    size: int = 64, fps: float = 16, container: str = "mixed",
                    appearance_correlation: float = 0.0, tracking_sequences: int = 4,
-                   seed: int = 0, workers: int | None = None, progress: bool = True,
+                   seed: int = 0, time_cue: float = 0.0, workers: int | None = None, progress: bool = True,
                    overwrite: bool = False) -> SyntheticSummary:
     """Generate the synthetic action dataset (UCF101 layout) and tracking sequences.
 
@@ -297,6 +309,9 @@ def make_synthetic(out_dir: str | os.PathLike, *, num_classes: int = 10,
             from a per-class palette (0 = appearance independent of the class).
         tracking_sequences: multi-object sequences under ``tracking/`` (0 = none).
         seed: everything is a deterministic function of it.
+        time_cue: a class-independent arrow of time for the order pretexts (VCOP, Shuffle &
+            Learn, O3N): every frame is dimmed by ``time_cue * t`` (``t``: 0 at the first frame,
+            1 at the last; 0 = off, the default and the motion-only headline's setting).
         workers: processes (default ``min(2, cpu_count)``); results do not depend on it.
         progress: show a rich progress bar on stderr.
         overwrite: replace an existing dataset (only the generator's own outputs are removed).
@@ -318,6 +333,8 @@ def make_synthetic(out_dir: str | os.PathLike, *, num_classes: int = 10,
         "appearance_correlation": appearance_correlation,
         "tracking_sequences": tracking_sequences, "seed": seed,
     }
+    if time_cue:   # recorded only when used: datasets made before the knob keep their manifest
+        params["time_cue"] = time_cue
     _validate(params, workers)
     out = Path(out_dir)
     found = _existing(out, params, overwrite)
@@ -348,6 +365,7 @@ def make_synthetic(out_dir: str | os.PathLike, *, num_classes: int = 10,
                     "kind": "video", "order": order, "out_dir": str(out), "class_index": ci,
                     "group": g, "clip": c, "seed": seed, "ext": ext, "num_frames": num_frames,
                     "size": size, "fps": fps, "appearance_correlation": appearance_correlation,
+                    "time_cue": time_cue,
                     "test_in_splits": tested_in[g + 1],
                     "path": f"videos/{name}/{video_name(name, g + 1, c + 1, ext, width)}",
                 })

@@ -19,3 +19,4 @@ class SyntheticOptions:
     appearance_correlation: float = 0.0
     tracking_sequences: int = 4
     seed: int = 0
+    time_cue: float = 0.0   # the frame dims by this fraction over the clip (order pretexts); 0 = off
