@@ -138,7 +138,7 @@ class DemoConfig:
     supervised: bool = True
     supervised_steps: int = 200
     supervised_batch_size: int = 16
-    supervised_lr: float = 2e-3
+    supervised_lr: float = 5e-4
     # a supervised seed whose training accuracy (mean of the last quarter of its steps) is below
     # chance + this is dropped from the bound (:func:`~vidssl.train.monitor.pretext_progress`)
     supervised_margin: float = LEARNED_MARGIN
