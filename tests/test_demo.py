@@ -58,8 +58,8 @@ def _stuck_supervised_seeds(monkeypatch, stuck: set[int]) -> None:
         if cfg.method.name == "supervised":
             acc = 0.0 if cfg.train.seed in stuck else 1.0
             with open(f"{result.out_dir}/metrics.jsonl", "w", encoding="utf-8") as f:
-                for step in (1, 2, 3, 4):
-                    f.write(json.dumps({"step": step, "loss": 1.4, "acc": acc, "chance": 0.25}) + "\n")
+                f.writelines(json.dumps({"step": step, "loss": 1.4, "acc": acc, "chance": 0.25}) + "\n"
+                             for step in (1, 2, 3, 4))
         return result
 
     monkeypatch.setattr(vidssl.train.run, "run", run)
@@ -69,8 +69,8 @@ def _stuck_supervised_seeds(monkeypatch, stuck: set[int]) -> None:
 
 
 def _tiny_demo(tiny_synthetic, out):
-    from vidssl.demo import DemoConfig, DemoEval, run_demo
     from vidssl.data.synthetic.options import SyntheticOptions
+    from vidssl.demo import DemoConfig, DemoEval, run_demo
     from vidssl.train.config import MethodConfig
 
     cfg = DemoConfig(out_dir=str(out), synthetic=SyntheticOptions(**TINY_SYNTHETIC), seeds=[0, 1],
@@ -113,8 +113,8 @@ def test_no_supervised_row_when_no_seed_learned(tiny_synthetic, tmp_path, monkey
 @pytest.mark.parametrize("learned,expect", [
     ([True, True, True], ["supervised uses the action labels (upper bound); seeds [0, 1, 2] of [0, 1, 2]"]),
     ([True, False, True], ["supervised uses the action labels (upper bound); seeds [0, 2] of [0, 1, 2]",
-                           "supervised seed 1 did not learn: training accuracy 12.0% vs chance 10.0% "
-                           "(last quarter of 200 steps)"]),
+                           ("supervised seed 1 did not learn: training accuracy 12.0% vs chance 10.0% "
+                            "(last quarter of 200 steps)")]),
     ([], []),
 ])
 def test_supervised_notes(learned, expect):

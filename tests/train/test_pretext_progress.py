@@ -12,8 +12,8 @@ from vidssl.train.monitor import LEARNED_MARGIN, pretext_progress
 
 def write_metrics(path, accs, chance=0.1, key="acc"):
     with open(path, "w", encoding="utf-8") as f:
-        for step, acc in enumerate(accs, 1):
-            f.write(json.dumps({"step": step, "loss": 2.3, key: acc, "chance": chance}) + "\n")
+        f.writelines(json.dumps({"step": step, "loss": 2.3, key: acc, "chance": chance}) + "\n"
+                     for step, acc in enumerate(accs, 1))
     return str(path)
 
 
@@ -44,8 +44,8 @@ def test_chance_comes_from_the_log(tmp_path):
 def test_resumed_logs_keep_the_last_record_of_each_step(tmp_path):
     path = write_metrics(tmp_path / "metrics.jsonl", [0.1] * 4)
     with open(path, "a", encoding="utf-8") as f:   # a resumed run rewrote step 4, then went on
-        for step in (4, 5, 6, 7, 8):
-            f.write(json.dumps({"step": step, "loss": 1.0, "acc": 0.9, "chance": 0.1}) + "\n")
+        f.writelines(json.dumps({"step": step, "loss": 1.0, "acc": 0.9, "chance": 0.1}) + "\n"
+                     for step in (4, 5, 6, 7, 8))
     p = pretext_progress(path, "supervised")
     assert p["steps"] == 8 and p["last"] == pytest.approx(0.9) and p["learned"]
 
