@@ -7,7 +7,8 @@ run id is kept in ``OUT_DIR/wandb_id.txt``, so a resumed run continues the same 
 ``train.wandb.mode: offline`` writes under ``OUT_DIR/wandb`` without a network (``wandb sync``
 uploads it later). ``metrics.jsonl`` holds one JSON object per optimizer step (``step``,
 ``loss`` and the method's other scalars, ``lr``, ``clips_per_s``, ``data_wait``); a resumed
-run appends, so readers keep the last record of each step (:func:`read_metrics`).
+run appends, so readers keep the last record of each step (:func:`read_metrics`), and
+:func:`pretext_progress` says from it whether the run learned its method's own task.
 """
 
 from __future__ import annotations
@@ -158,3 +159,43 @@ def pretext_progress(rows_or_path: str | os.PathLike | Iterable[Mapping[str, Any
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+#: How far above chance (absolute, in accuracy) a run's pretext metric must sit, averaged over
+#: the last quarter of its logged steps, for :func:`pretext_learned` to say it learned. A run
+#: stuck at the start sits within sampling noise of chance: 50 steps of 16 clips guessed at
+#: random (chance 0.10) average 0.10 with a standard deviation of 0.011, so 0.15 is far beyond
+#: noise. It is also a bar a run that learned clears with room: the demo's supervised bound
+#: measured 0.21-0.26 over its last quarter at lr 2e-3 (marginal, 2 of 3 seeds under it) and
+#: 0.34-0.42 at lr 5e-4, its default now (docs/demo.md).
+LEARNED_MARGIN = 0.15
+
+
+def pretext_learned(metrics_path: str, method: str, params: dict[str, Any] | None = None, *,
+                    margin: float = LEARNED_MARGIN, frac: float = 0.25) -> dict[str, Any]:
+    """Whether a run learned its method's pretext task: :func:`pretext_progress` over the first and
+    the last ``frac`` (a quarter) of its ``metrics.jsonl``, plus ``margin`` and ``learned = last >=
+    chance + margin``.
+
+    Raises:
+        VidsslError: no such file, no records, the method declares no pretext metric, or the
+            records lack it (or ``"chance"``).
+    """
+    from vidssl.methods import method_pretext
+
+    pretext = method_pretext(method, params)
+    if pretext is None:
+        raise VidsslError(f"method {method!r} declares no pretext metric: its learning is not "
+                          f"checked by accuracy")
+    if not os.path.exists(metrics_path):
+        raise VidsslError(f"no metrics file at {metrics_path}: the run logged no steps")
+    recs = read_metrics(metrics_path)
+    if not recs:
+        raise VidsslError(f"{metrics_path} holds no step records")
+    missing = [k for k in (pretext.metric, "chance") if any(k not in r for r in recs)]
+    if missing:
+        raise VidsslError(f"{metrics_path} lacks {' and '.join(repr(k) for k in missing)} on some "
+                          f"steps: not a {method} run's metrics")
+    out = {**pretext_progress(recs, method, params, frac=frac), "margin": margin}
+    out["learned"] = out["last"] >= out["chance"] + margin
+    return out
