@@ -353,7 +353,7 @@ def train_supervised(cfg: DemoConfig, root: str, seed: int, num_classes: int):
                             supervised=True, num_classes=num_classes)
     result = run(pcfg)
     check = pretext_learned(os.path.join(result.out_dir, "metrics.jsonl"), "supervised",
-                             pcfg.method.params, margin=cfg.supervised_margin)
+                            pcfg.method.params, margin=cfg.supervised_margin)
     return result, {"seed": seed, **check}
 
 
