@@ -224,3 +224,50 @@ def test_run_compare_reads_the_curves_of_the_runs_it_made(tmp_path, monkeypatch)
     assert summary["pretext"]["coclr"]["last"] == pytest.approx(0.3)
     assert [len(c) for c in summary["losses"]["coclr"]] == [30]
     assert (out / "pretext.png").exists() and "| 0.10 [0.05] |" in (out / "comparison.md").read_text()
+
+
+def test_paired_gain_is_the_per_seed_difference_to_its_own_init():
+    from vidssl.compare import paired_gain
+
+    rand = {"seeds": [0, 1], "metrics": {"linear_top1": [0.25, 0.5]},
+            "per_video": {"linear_top1": [[1, 0, 0, 0], [1, 1, 0, 0]]}}
+    meth = {"seeds": [1, 0], "metrics": {"linear_top1": [0.75, 0.5]},   # seeds in another order
+            "per_video": {"linear_top1": [[1, 1, 1, 0], [1, 1, 0, 0]]}}
+    mean, lo, hi = paired_gain({"random init": rand, "cvrl": meth}, "cvrl")
+    assert mean == pytest.approx(0.25) and lo <= mean <= hi
+    same = {"seeds": [0, 1], "metrics": rand["metrics"], "per_video": rand["per_video"]}
+    assert paired_gain({"random init": rand, "dpc": same}, "dpc") == (0.0, 0.0, 0.0)
+    assert paired_gain({"random init": rand}, "random init") is None
+    assert paired_gain({"random init": rand, "lss": {**meth, "seeds": [5, 6]}}, "lss") is None  # no common seed
+    # an entry training its own encoder is paired with that encoder's random init
+    vit = {"seeds": [0], "metrics": {"linear_top1": [0.5]}, "per_video": {"linear_top1": [[1, 0, 1, 0]]}}
+    assert paired_gain({"random init": rand, "random init (videomae_tiny)": vit,
+                        "videomae": {**vit}}, "videomae")[0] == 0.0
+    table = comparison_table({"random init": rand, "cvrl": meth})
+    assert "gain over its own init, paired (points)" in table.splitlines()[0]
+    assert "| cvrl | 62.5 [" in table and "| +25.0 [" in table
+
+
+def test_each_seed_starts_from_its_random_init_row(tiny_synthetic, tmp_path):
+    """What the paired gain relies on: seed s of an entry trains from the weights the random-init
+    row of seed s evaluates (a real run with lr 0 leaves its parameters where they started)."""
+    import dataclasses
+
+    import torch
+
+    from vidssl.models.checkpoint import load_encoder
+    from vidssl.models.encoders import create_encoder
+    from vidssl.train.run import run
+
+    cfg = load_config(CompareConfig, None, ["steps=1", "num_workers=0", "overrides={dpc: {crop_size: 32, num_blocks: 4}}"])
+    pcfg = entry_config(cfg, "dpc", str(tiny_synthetic), 3, str(tmp_path / "dpc_seed3"))
+    pcfg = dataclasses.replace(pcfg, optim=dataclasses.replace(pcfg.optim, lr=0.0, weight_decay=0.0),
+                               train=dataclasses.replace(pcfg.train, device="cpu"))
+    trained = load_encoder(run(pcfg).checkpoint)
+    torch.manual_seed(3)
+    ref = create_encoder(cfg.encoder.name, **cfg.encoder.kwargs)
+    params = dict(ref.named_parameters())
+    assert params and all(torch.equal(p, params[k]) for k, p in trained.named_parameters())
+    torch.manual_seed(4)
+    other = dict(create_encoder(cfg.encoder.name, **cfg.encoder.kwargs).named_parameters())
+    assert not all(torch.equal(p, other[k]) for k, p in trained.named_parameters())

@@ -398,6 +398,8 @@ def comparison_table(contenders: dict[str, dict[str, Any]], ev: DemoEval | None 
     from vidssl.report import fmt_cell, mean_std
 
     columns = table_columns(contenders, ev)
+    if any(paired_gain(contenders, name) is not None for name in contenders):
+        columns.insert(1, ("gain", "gain over its own init, paired (points)", 100.0))
     if pretext:
         frac = next(iter(pretext.values())).get("frac", PRETEXT_FRAC)
         at = next((i for i, (k, _, _) in enumerate(columns) if k == "train_clips_per_s"), len(columns))
@@ -409,6 +411,11 @@ def comparison_table(contenders: dict[str, dict[str, Any]], ev: DemoEval | None 
         for key, _, scale in columns:
             if key == "pretext":
                 cells.append(pretext_cell((pretext or {}).get(name)))
+                continue
+            if key == "gain":
+                gain = paired_gain(contenders, name)
+                cells.append("-" if gain is None else
+                             f"{scale * gain[0]:+.1f} [{scale * gain[1]:+.1f}, {scale * gain[2]:+.1f}]")
                 continue
             values = c["metrics"].get(key)
             if not values:
@@ -425,6 +432,51 @@ def comparison_table(contenders: dict[str, dict[str, Any]], ev: DemoEval | None 
             cells.append(cell)
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+#: The metric whose paired gain over random init the table shows.
+GAIN_METRIC = "linear_top1"
+
+
+def init_row(contenders: dict[str, dict[str, Any]], name: str) -> str | None:
+    """The random-init row an entry started from: ``random init (<encoder>)`` for an entry that
+    trains its own encoder, else ``random init`` (None for a random-init row itself)."""
+    if name.startswith("random init"):
+        return None
+    entry = COMPARE_ENTRIES[name] if name in COMPARE_ENTRIES else None
+    if entry is not None and "encoder" in entry:
+        return f"random init ({entry['encoder']})"
+    return "random init"
+
+
+def paired_gain(contenders: dict[str, dict[str, Any]], name: str, metric: str = GAIN_METRIC):
+    """``(mean, low, high)`` of ``name``'s ``metric`` minus its random init's, paired by seed and
+    test video: seed ``s`` of an entry starts from exactly the weights of ``random init`` seed
+    ``s`` (both are ``torch.manual_seed(s)`` then the encoder; a test checks it), so the
+    difference of the two per-video outcomes is bootstrapped over the seeds both have and the
+    test videos (:func:`~vidssl.eval.intervals.bootstrap_interval`), which removes the spread
+    between initialisations that an unpaired comparison of two intervals carries. None when
+    there is no such row or no common seed with per-video outcomes."""
+    import numpy as np
+
+    from vidssl.eval.intervals import bootstrap_interval
+
+    base = init_row(contenders, name)
+    if base is None or base not in contenders:
+        return None
+    c, b = contenders[name], contenders[base]
+    pv_c, pv_b = c.get("per_video", {}).get(metric), b.get("per_video", {}).get(metric)
+    if not pv_c or not pv_b:
+        return None
+    where = {s: i for i, s in enumerate(b["seeds"])}
+    diffs = [np.asarray(pv_c[i], float) - np.asarray(pv_b[where[s]], float)
+             for i, s in enumerate(c["seeds"]) if s in where and i < len(pv_c) and where[s] < len(pv_b)
+             and len(pv_c[i]) == len(pv_b[where[s]])]
+    if not diffs:
+        return None
+    d = np.stack(diffs)
+    lo, hi = bootstrap_interval(d)
+    return float(d.mean()), lo, hi
 
 
 def pretext_cell(record: dict[str, Any] | None) -> str:
