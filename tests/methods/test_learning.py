@@ -26,9 +26,10 @@ from typing import Any
 
 import pytest
 
+from vidssl.compare import entry_records, entry_runs
 from vidssl.data.synthetic import make_synthetic
 from vidssl.train.config import load_recipe
-from vidssl.train.monitor import pretext_progress, read_metrics
+from vidssl.train.monitor import pretext_progress
 from vidssl.train.run import run
 
 pytestmark = pytest.mark.slow
@@ -80,7 +81,7 @@ def learning_data(tmp_path_factory):
     return get
 
 
-def _train(name: str, root: str, out: str) -> tuple[str, dict[str, Any]]:
+def _train(name: str, root: str, out: str):
     recipe, check = CHECKS[name]
     cfg = load_recipe(recipe)
     params = {**cfg.method.params, **check.params}
@@ -92,27 +93,16 @@ def _train(name: str, root: str, out: str) -> tuple[str, dict[str, Any]]:
         train=dataclasses.replace(cfg.train, max_steps=check.steps, seed=0, out_dir=out, log_every=1,
                                   progress=False, tensorboard=False, device="cpu"))
     run(cfg)
-    return cfg.method.name, params
-
-
-def _rows(out: str) -> list[dict[str, Any]]:
-    """The run's records; a staged run's stages one after another (CoCLR)."""
-    import glob
-    import os
-
-    paths = [os.path.join(out, "metrics.jsonl")]
-    if not os.path.exists(paths[0]):
-        paths = sorted(glob.glob(os.path.join(out, "stage*", "metrics.jsonl")))
-    assert paths, f"no metrics.jsonl under {out}"
-    return [r for p in paths for r in read_metrics(p)]
+    return cfg
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
 def test_method_learns_its_pretext(name, learning_data, tmp_path):
     check = CHECKS[name][1]
-    method, params = _train(name, learning_data(check.time_cue), str(tmp_path / name))
-    rows = _rows(str(tmp_path / name))
-    got = pretext_progress(rows, method, params, frac=0.1)
+    cfg = _train(name, learning_data(check.time_cue), str(tmp_path / name))
+    method = cfg.method.name
+    rows, _ = entry_records(entry_runs(cfg))   # a staged run's stages one after another (CoCLR)
+    got = pretext_progress(rows, method, cfg.method.params, frac=0.1)
     assert got["chance"] is not None and math.isfinite(got["last"]), got
     assert got["last"] >= got["chance"] + check.margin, (
         f"{name}: {got['what']} {got['last']:.3f} over the last 10% of {got['steps']} steps, "
