@@ -12,6 +12,7 @@ import pytest
 from vidssl.cli import main
 from vidssl.compare import COLUMNS, COMPARE_ENTRIES, CompareConfig, comparison_table, entry_config
 from vidssl.config import load_config
+from vidssl.demo import DemoConfig
 from vidssl.errors import VidsslError
 from vidssl.methods import method_params
 
@@ -46,8 +47,8 @@ def test_compare_runs_each_method_in_a_child_and_writes_the_table(tiny_synthetic
     out = tmp_path / "cmp"
     rc = main(["compare", "--root", str(tiny_synthetic), "--quiet", f"out_dir={out}",
                "entries=[cvrl,dpc,coclr]", "num_workers=0", "eval.num_clips=2", "eval.size=32",
-               "eval.protocols=[linear,retrieval,diagnostics]",
-               "steps=3", "overrides={cvrl: {crop_size: 32}, dpc: {crop_size: 32, num_blocks: 4}, "
+               "eval.protocols=[linear,retrieval,diagnostics,counterfactual]",
+               "eval.counterfactual_triplets=4", "steps=3", "overrides={cvrl: {crop_size: 32}, dpc: {crop_size: 32, num_blocks: 4}, "
                "coclr: {crop_size: 32, num_frames: 4, queue_size: 4, topk: 2}}"])
     assert rc == 0
     summary = json.loads((out / "comparison.json").read_text())
@@ -66,6 +67,21 @@ def test_compare_runs_each_method_in_a_child_and_writes_the_table(tiny_synthetic
     assert row.split("|")[2].strip().count("[") == 1            # mean [low, high]
     assert any(n.startswith("BatchNorm: recompute") for n in summary["notes"])
     assert list(summary["pretext"]) == ["cvrl", "dpc", "coclr"] and (out / "pretext.png").exists()
+    assert "action share of feature change %" in table.splitlines()[0]
+    pv = summary["contenders"]["dpc"]["per_video"]["counterfactual_motion_preference"]
+    assert len(pv) == 1 and len(pv[0]) == 4 and set(pv[0]) <= {0.0, 0.5, 1.0}
+
+
+def test_compare_evaluates_the_counterfactual_triplets_by_default():
+    assert "counterfactual" in CompareConfig().eval.protocols
+    assert "counterfactual" not in DemoConfig().eval.protocols            # the demo stays short
+    table = comparison_table({"a": {"metrics": {"linear_top1": [0.5]}}})
+    assert "action share" not in table                                # absent: no column
+    head = comparison_table({"a": {"metrics": {"linear_top1": [0.5],
+                                               "counterfactual_action_share": [0.25]}}}).splitlines()
+    cells = [c.strip() for c in head[0].split("|")]
+    assert cells.index("action share of feature change %") == cells.index("retrieval R@1 %") - 1
+    assert "| 25.0 |" in head[2]
 
 
 def test_table_intervals_and_bn_columns():

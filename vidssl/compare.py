@@ -100,6 +100,10 @@ COLUMNS: list[tuple[str, str, float]] = [
     ("peak_rss_mb", "peak RSS MB", 1.0),
     ("pretrain_s", "pretrain s", 1.0),
 ]
+#: The counterfactual protocol's column, shown when an entry has it (docs/evaluation.md).
+COUNTERFACTUAL_COLUMN = ("counterfactual_action_share", "action share of feature change %", 100.0)
+#: Compare's evaluation: the demo's protocols plus the counterfactual triplets.
+COMPARE_PROTOCOLS = ["linear", "knn", "retrieval", "diagnostics", "counterfactual"]
 
 
 @dataclass
@@ -115,7 +119,7 @@ class CompareConfig:
     num_workers: int = 2
     threads: Optional[int] = None     # OMP_NUM_THREADS of the pretraining processes
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> params merged in
-    eval: DemoEval = field(default_factory=DemoEval)
+    eval: DemoEval = field(default_factory=lambda: DemoEval(protocols=list(COMPARE_PROTOCOLS)))
 
 
 def entry_config(cfg: CompareConfig, name: str, root: str, seed: int, out: str):
@@ -385,6 +389,9 @@ def table_columns(contenders: dict[str, dict[str, Any]], ev: DemoEval | None = N
         key = f"bn_{other}/linear_top1"
         if any(key in c["metrics"] for c in contenders.values()) and bn_differs(contenders, key):
             cols.insert(1, (key, f"linear probe, BN {other} %", 100.0))
+    if any(COUNTERFACTUAL_COLUMN[0] in c["metrics"] for c in contenders.values()):
+        at = next(i for i, col in enumerate(cols) if col[0] == "retrieval_hit@1")
+        cols.insert(at, COUNTERFACTUAL_COLUMN)
     if ev is not None:
         cols[0] = (cols[0][0], f"action linear probe (BN {ev.bn}) %", cols[0][2])
     return cols

@@ -120,6 +120,8 @@ class DemoEval:
     # Also evaluate linear / kNN / retrieval with the other BN mode; the report shows those rows
     # (prefixed "bn_keep/" or "bn_recompute/") where they differ.
     other_bn: bool = True
+    # Triplets of the `counterfactual` protocol, when `protocols` lists it (compare's default).
+    counterfactual_triplets: int = 100
 
 
 @dataclass
@@ -208,6 +210,7 @@ def split1_evaluator(root: str, ev: DemoEval, num_workers: int, quiet: bool = Fa
         ecfg.features.stride, ecfg.features.size = ev.stride, ev.size
         ecfg.features.resize_size, ecfg.features.num_workers = ev.size, num_workers
         ecfg.bn.mode = mode
+        ecfg.diagnostics.counterfactual_triplets = ev.counterfactual_triplets
         return ecfg
 
     other = "keep" if ev.bn == "recompute" else "recompute"

@@ -90,6 +90,7 @@ class DiagnosticsConfig:
     val_fraction: float = 0.2
     max_iter: int = 300
     seed: int = 0
+    counterfactual_triplets: int = 100  # protocol `counterfactual` (synthetic data only)
 
 
 @dataclass

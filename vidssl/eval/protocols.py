@@ -195,6 +195,15 @@ def run_diagnostics(s: EvalSplit) -> dict[str, float]:
                     config=s.config.diagnostics).outcomes()
 
 
+register_protocol("counterfactual", lazy="vidssl.eval.counterfactual:run_counterfactual", in_all=False,
+                  summary="synthetic only: is an action nearer to itself in another look than to another "
+                          "action in the same look (rendered triplets)",
+                  note=lambda c: (
+    f"counterfactual: {c.diagnostics.counterfactual_triplets} rendered triplets (seed {c.diagnostics.seed}); "
+    "motion_preference = share of anchors nearer (cosine) to the same action in another look than to "
+    "another action in the same look"))
+
+
 # ------------------------------------------------------------------ zero-shot
 
 def zeroshot_setup(ctx: EvalContext) -> dict[str, Any]:
