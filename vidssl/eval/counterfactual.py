@@ -15,7 +15,7 @@ read from a low-variance direction: an encoder can probe well and still sit near
 The features are the evaluation's: the same views and the same encoder, BatchNorm statistics
 recomputed on the split's train clips when ``bn.mode=recompute`` (the triplets' clips are
 rendered by the same generator, so they share those statistics' distribution). The triplets
-are rendered into a temporary folder each time (about 1 s per 30 clips); the same
+are rendered into a temporary folder each time (100 triplets, 300 clips: 15 s on one busy core); the same
 ``diagnostics.counterfactual_triplets`` and ``diagnostics.seed`` give the same files.
 """
 

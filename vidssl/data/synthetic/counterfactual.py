@@ -12,7 +12,7 @@ and another action with the same look. Triplet ``i`` holds
 colours, texture, background, size, and the start position, direction and speed. The
 appearances come from groups the dataset never uses (``group >= FIRST_GROUP``), so the clips are
 new to any encoder trained on it. Frames, size, fps and ``time_cue`` follow the dataset's
-manifest. :func:`vidssl.eval.counterfactual` measures the preference.
+manifest. The `counterfactual` protocol (:mod:`vidssl.eval.counterfactual`) measures it.
 """
 
 from __future__ import annotations
