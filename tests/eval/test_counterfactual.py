@@ -77,6 +77,8 @@ def test_protocol_end_to_end(small_synthetic, tiny_encoder):
     assert set(pv["outcomes"]["motion_preference"]) <= {0.0, 0.5, 1.0}
     assert out["motion_preference"] == pytest.approx(np.mean(pv["outcomes"]["motion_preference"]))
     assert any(n.startswith("counterfactual: 5 rendered triplets") for n in res.info["notes"])
+    row = next(r for r in res.to_markdown().splitlines() if "action_share (%)" in r)
+    assert row.count("[") == 2                                    # split 1 and mean, with intervals
     # deterministic: the same encoder and settings give the same outcomes
     res2 = evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1],
                     protocols=["counterfactual"], config=cfg, progress=False)

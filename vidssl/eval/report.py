@@ -29,7 +29,8 @@ NOT_AVERAGED = frozenset({"weight_decay", "lr", "epochs"})
 
 def is_percent(metric: str) -> bool:
     """Whether ``metric`` is a fraction shown as a percentage."""
-    return (metric in ("top1", "top5", "val_top1") or metric.startswith("hit@")
+    return (metric in ("top1", "top5", "val_top1", "motion_preference", "action_share")
+            or metric.startswith("hit@")
             or metric.endswith("/acc") or metric.endswith("/chance"))
 
 
