@@ -11,7 +11,7 @@ from tests.eval.test_run_report import small_config
 from vidssl.data.synthetic.counterfactual import dataset_params, write_counterfactual
 from vidssl.errors import ConfigError, DatasetError
 from vidssl.eval import evaluate
-from vidssl.eval.counterfactual import motion_preference, run_counterfactual
+from vidssl.eval.counterfactual import counterfactual_setup, motion_preference
 
 
 def test_motion_preference_by_hand():
@@ -89,9 +89,27 @@ def test_protocol_refuses_other_datasets():
     class Ctx:
         dataset, root = "ucf101", None
 
-    class Split:
-        context = Ctx()
-
     with pytest.raises(ConfigError, match="needs the synthetic dataset"):
-        run_counterfactual(Split())
+        counterfactual_setup(Ctx())
 
+
+
+def test_rendered_once_and_encoded_once_per_encoder(small_synthetic, tiny_encoder, monkeypatch):
+    import vidssl.data.synthetic.counterfactual as cf
+    import vidssl.eval.features as features
+
+    renders, encodes = [], []
+    real_write, real_extract = cf.write_counterfactual, features.extract_features
+    monkeypatch.setattr(cf, "write_counterfactual", lambda *a, **k: renders.append(1) or real_write(*a, **k))
+
+    def counting(encoder, index, **kw):
+        encodes.append(index.name)
+        return real_extract(encoder, index, **kw)
+
+    monkeypatch.setattr(features, "extract_features", counting)
+    cfg = small_config()
+    cfg.diagnostics.counterfactual_triplets = 3
+    res = evaluate(tiny_encoder, dataset="synthetic", root=small_synthetic, splits=[1, 2, 3],
+                   protocols=["counterfactual"], config=cfg, progress=False)   # bn keep: one encoder
+    assert renders == [1] and len(encodes) == 1
+    assert len({str(res.per_split[s]["counterfactual"]) for s in (1, 2, 3)}) == 1

@@ -15,8 +15,9 @@ read from a low-variance direction: an encoder can probe well and still sit near
 The features are the evaluation's: the same views and the same encoder, BatchNorm statistics
 recomputed on the split's train clips when ``bn.mode=recompute`` (the triplets' clips are
 rendered by the same generator, so they share those statistics' distribution). The triplets
-are rendered into a temporary folder each time (100 triplets, 300 clips: 15 s on one busy core); the same
-``diagnostics.counterfactual_triplets`` and ``diagnostics.seed`` give the same files.
+are rendered once per evaluation into a temporary folder (100 triplets, 300 clips: 15 s on one
+busy core) and encoded once per encoder (every split shares one under ``bn.mode=keep``); the
+same ``diagnostics.counterfactual_triplets`` and ``diagnostics.seed`` give the same files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -62,44 +64,65 @@ def motion_preference(anchor: np.ndarray, motion: np.ndarray, look: np.ndarray) 
     return {"motion_preference": pref, "action_share": share, "cos_motion": cm, "cos_look": cl}
 
 
-def run_counterfactual(split: Any) -> dict[str, Any]:
-    """The protocol runner (one split): render, encode with the split's encoder, compare."""
+@dataclass
+class Rendered:
+    """The triplets of one evaluation, rendered once (``folder`` is removed with this object)
+    and encoded once per encoder group (:meth:`FeatureCache.group`)."""
+
+    folder: tempfile.TemporaryDirectory
+    triplets: list
+    index: Any
+    outcomes: dict = field(default_factory=dict)     # encoder group -> motion_preference(...)
+
+
+def counterfactual_setup(ctx: Any) -> Rendered:
+    """Once per evaluation: check the dataset and render the triplets."""
     from vidssl.data.index import build_index
     from vidssl.data.synthetic.counterfactual import dataset_params, write_counterfactual
-    from vidssl.eval.cache import default_views
-    from vidssl.eval.features import extract_features
 
-    ctx = split.context
     if ctx.dataset != "synthetic" or ctx.root is None:
         raise ConfigError(f"protocol 'counterfactual' needs the synthetic dataset (it renders new clips "
                           f"with its generator), not {ctx.dataset!r}")
-    cfg = ctx.config
-    n = int(cfg.diagnostics.counterfactual_triplets)
-    params = dataset_params(ctx.root)
-    encoder = ctx.cache.encoder_for(split.split)
-    fc = cfg.features
+    d = ctx.config.diagnostics
+    folder = tempfile.TemporaryDirectory(prefix="vidssl-counterfactual-")
+    triplets = write_counterfactual(folder.name, dataset_params(ctx.root),
+                                    num_triplets=int(d.counterfactual_triplets), seed=int(d.seed))
+    return Rendered(folder, triplets, build_index("folder", folder.name, progress=False))
+
+
+def _encode(ctx: Any, split: int, r: Rendered) -> dict[str, np.ndarray]:
+    from vidssl.eval.cache import default_views
+    from vidssl.eval.features import extract_features
+
+    fc = ctx.config.features
     v = default_views(ctx.encoder, fc)
-    with tempfile.TemporaryDirectory(prefix="vidssl-counterfactual-") as tmp:
-        triplets = write_counterfactual(tmp, params, num_triplets=n, seed=int(cfg.diagnostics.seed))
-        index = build_index("folder", tmp, progress=False)
-        fs = extract_features(encoder, index, num_clips=v.num_clips, num_crops=v.num_crops,
-                              clip_len=v.clip_len, stride=v.stride, size=v.size,
-                              resize_size=v.resize_size, batch_size=fc.batch_size, num_workers=0,
-                              device=ctx.device, decoder=fc.decoder, progress=ctx.progress,
-                              amp=fc.amp)
-        base = os.path.realpath(tmp)
-        row = {os.path.relpath(os.path.realpath(p), base): i for i, p in enumerate(fs.paths)}
-        missing = [r for t in triplets for r in (t.anchor, t.motion, t.look) if r not in row]
-        if missing:
-            raise VidsslError(f"counterfactual: {len(missing)} rendered clips could not be decoded "
-                              f"(first: {missing[0]})")
-        feats = fs.features.double().numpy()
-        out = motion_preference(*(feats[[row[getattr(t, role)] for t in triplets]]
-                                  for role in ("anchor", "motion", "look")))
+    fs = extract_features(ctx.cache.encoder_for(split), r.index, num_clips=v.num_clips,
+                          num_crops=v.num_crops, clip_len=v.clip_len, stride=v.stride, size=v.size,
+                          resize_size=v.resize_size, batch_size=fc.batch_size, num_workers=0,
+                          device=ctx.device, decoder=fc.decoder, progress=ctx.progress, amp=fc.amp)
+    base = os.path.realpath(r.folder.name)
+    row = {os.path.relpath(os.path.realpath(p), base): i for i, p in enumerate(fs.paths)}
+    missing = [f for t in r.triplets for f in (t.anchor, t.motion, t.look) if f not in row]
+    if missing:
+        raise VidsslError(f"counterfactual: {len(missing)} rendered clips could not be decoded "
+                          f"(first: {missing[0]})")
+    feats = fs.features.double().numpy()
+    return motion_preference(*(feats[[row[getattr(t, role)] for t in r.triplets]]
+                               for role in ("anchor", "motion", "look")))
+
+
+def run_counterfactual(split: Any) -> dict[str, Any]:
+    """The protocol runner (one split): the triplets through the split's encoder, compared."""
+    ctx = split.context
+    r: Rendered = ctx.shared["counterfactual"]
+    group = ctx.cache.group(split.split)          # splits sharing an encoder share its outcomes
+    if group not in r.outcomes:
+        r.outcomes[group] = _encode(ctx, split.split, r)
+    out = r.outcomes[group]
     # per-triplet outcomes, named after the anchors as if they lay under the dataset root, so
     # runs on the same dataset pair up (compare's paired gain)
-    split.videos = [os.path.join(ctx.root, ".counterfactual", t.anchor) for t in triplets]
+    split.videos = [os.path.join(ctx.root, ".counterfactual", t.anchor) for t in r.triplets]
     log.info("counterfactual: %d triplets, motion preferred in %.1f%%, action share %.3f (mean cos to "
-             "motion twin %.3f, to look twin %.3f)", n, 100 * out["motion_preference"].mean(),
+             "motion twin %.3f, to look twin %.3f)", len(r.triplets), 100 * out["motion_preference"].mean(),
              out["action_share"].mean(), out["cos_motion"].mean(), out["cos_look"].mean())
     return out

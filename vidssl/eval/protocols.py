@@ -195,7 +195,14 @@ def run_diagnostics(s: EvalSplit) -> dict[str, float]:
                     config=s.config.diagnostics).outcomes()
 
 
+def counterfactual_setup(ctx: EvalContext) -> Any:
+    from vidssl.eval.counterfactual import counterfactual_setup as setup
+
+    return setup(ctx)
+
+
 register_protocol("counterfactual", lazy="vidssl.eval.counterfactual:run_counterfactual", in_all=False,
+                  setup=counterfactual_setup,
                   summary="synthetic only: is an action nearer to itself in another look than to another "
                           "action in the same look (rendered triplets)",
                   note=lambda c: (

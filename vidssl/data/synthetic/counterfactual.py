@@ -39,7 +39,6 @@ ROLES = ("anchor", "motion", "look")
 class Triplet:
     """One triplet's files (relative to the folder it was written to) and classes."""
 
-    index: int
     anchor: str
     motion: str
     look: str
@@ -79,15 +78,15 @@ def write_counterfactual(out: str | os.PathLike, params: dict, *, num_triplets: 
         look_a = clip_appearance(data_seed, a, FIRST_GROUP + 2 * i, 0)
         look_b = clip_appearance(data_seed, a, FIRST_GROUP + 2 * i + 1, 0)
         names = {}
-        for role, (ci, app) in zip(ROLES, ((a, look_a), (a, look_b), (b, look_a))):
+        for k, (role, ci, app) in enumerate(zip(ROLES, (a, a, b), (look_a, look_b, look_a))):
             cname = SYNTHETIC_CLASSES[ci]
             dyn = np.random.default_rng(np.random.SeedSequence(
-                [seed, STREAM_COUNTERFACTUAL, STREAM_DYNAMICS, i, ROLES.index(role)]))
+                [seed, STREAM_COUNTERFACTUAL, STREAM_DYNAMICS, i, k]))
             clip = render_clip(cname, app, frames, size, dyn)
             rel = f"{cname}/cf{i:04d}_{role}.avi"
             (out / cname).mkdir(parents=True, exist_ok=True)
             encode_video(dusk(clip.frames, cue), out / rel, fps)
             names[role] = rel
-        triplets.append(Triplet(i, names["anchor"], names["motion"], names["look"],
+        triplets.append(Triplet(names["anchor"], names["motion"], names["look"],
                                 SYNTHETIC_CLASSES[a], SYNTHETIC_CLASSES[b]))
     return triplets
