@@ -27,6 +27,14 @@ def test_every_entry_is_a_valid_method_config(tmp_path):
         assert pcfg.train.max_steps * stages == cfg.steps and pcfg.optim == cfg.optim  # one budget
 
 
+def test_a_variant_changes_only_what_it_names(tmp_path):
+    cfg = CompareConfig()
+    plain, diff = (entry_config(cfg, n, "r", 0, "o") for n in ("o3n", "o3n_differences"))
+    assert diff.encoder.kwargs == {**plain.encoder.kwargs, "input_mode": "differences"}
+    assert diff.encoder.name == plain.encoder.name == "r3d_tiny"
+    assert diff.method == plain.method and diff.data == plain.data
+
+
 def test_overrides_merge_and_unknown_entries_fail(tmp_path):
     cfg = load_config(CompareConfig, None, ["overrides={dpc: {pred_steps: 2}}"])
     assert entry_config(cfg, "dpc", "r", 0, "o").method.params["pred_steps"] == 2

@@ -38,6 +38,7 @@ class Entry:
     recipe: str
     params: dict[str, Any] = field(default_factory=dict)
     batch_size: Optional[int] = None
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)   # merged over the recipe's
     own_encoder: bool = False   # train the recipe's encoder (name + kwargs), not the compared CNN: the
                                 # masked methods need a ViT with a token interface
 
@@ -51,6 +52,7 @@ ENTRIES: dict[str, Entry] = {
     "vcop": Entry("vcop"),
     "shuffle_learn": Entry("vcop", {"tuple_of": "frames", "min_gap": 2, "max_gap": 8}, batch_size=32),
     "o3n": Entry("o3n"),
+    "o3n_differences": Entry("o3n", encoder_kwargs={"input_mode": "differences"}),  # each element as frame differences
     "dpc": Entry("dpc"),
     "coclr": Entry("coclr"),  # three stages share the budget: RGB InfoNCE, residual InfoNCE, RGB co-training
     "lss": Entry("lss"),      # the synthetic vocabulary encoded by the tiny random-init CLIP text tower
@@ -72,7 +74,7 @@ class _Entries(Mapping):
         params = {**base.method.params, **e.params}
         out = {"recipe": recipe_name(e.recipe), "method": base.method.name,
                "batch_size": e.batch_size or base.data.batch_size,
-               "encoder_kwargs": dict(base.encoder.kwargs), "params": params,
+               "encoder_kwargs": {**base.encoder.kwargs, **e.encoder_kwargs}, "params": params,
                "stages": max(1, len(method_stages(base.method.name, params)))}
         if e.own_encoder:
             out["encoder"] = base.encoder.name

@@ -194,6 +194,35 @@ def test_create_encoder_errors():
         register_encoder("r3d_tiny")(lambda pretrained=None: nn.Identity())
 
 
+@pytest.mark.parametrize("name", ["r3d_tiny", "mc3_tiny", "r2plus1d_tiny"])
+def test_frame_differences_input_is_the_rgb_trunk_on_differences(name, tmp_path):
+    torch.manual_seed(0)
+    diff = create_encoder(name, input_mode="differences").eval()
+    rgb = create_encoder(name).eval()
+    rgb.load_state_dict(diff.state_dict(), strict=True)            # same parameters, no new ones
+    x = clip(2, 9, 32, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(diff(x), rgb(x[:, :, 1:] - x[:, :, :-1]))
+        torch.testing.assert_close(diff.forward_feature_map(x, pre_activation=True),
+                                   rgb.forward_feature_map(x[:, :, 1:] - x[:, :, :-1], pre_activation=True))
+        # a still clip has no differences: its feature is that of an all-zero input, whatever the frame
+        still = x[:, :, :1].expand(-1, -1, 9, -1, -1)
+        torch.testing.assert_close(diff(still), rgb(torch.zeros(2, 3, 8, 32, 32)))
+    # the mode travels with the checkpoint's spec: a rebuilt encoder takes differences again
+    spec = encoder_spec(diff)
+    assert spec["kwargs"]["input_mode"] == "differences"
+    torch.save({"format": "vidssl-checkpoint-1", "encoder": diff.state_dict(), "encoder_spec": spec},
+               tmp_path / "ckpt.pt")
+    from vidssl.models.checkpoint import load_encoder
+    again = load_encoder(tmp_path / "ckpt.pt").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), diff(x))
+    with pytest.raises(ConfigError, match="input_mode must be one of rgb, differences"):
+        create_encoder(name, input_mode="flow")
+    with pytest.raises(ValueError, match="T >= 2"):
+        diff(clip(2, 1, 32))
+
+
 @pytest.mark.parametrize("name", ["r3d_tiny", "r2plus1d_tiny"])
 def test_tclr_dilation_keeps_four_temporal_slices(name):
     plain = create_encoder(name)

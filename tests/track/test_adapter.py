@@ -103,6 +103,8 @@ def test_bad_sources():
         build_adapter("resnet18", layer="layer2")
     with pytest.raises(ConfigError):
         build_adapter(pixels=True).encode_video(np.zeros((2, 8, 8), dtype=np.uint8))
+    with pytest.raises(ConfigError, match="takes differences of frames"):
+        build_adapter(create_encoder("r3d_tiny", input_mode="differences"))
 
 
 def test_fixed_size_encoder_is_resized_and_resampled_to_stride8():

@@ -112,6 +112,9 @@ def resnet2d_trunk(name: str, pretrained: str | bool | None = None, layer: str =
 def _cnn3d_trunk(encoder: nn.Module, layer: str) -> nn.Sequential | None:
     """The stride-8, temporally unstrided trunk of an R3D / R(2+1)D / S3D encoder, or None."""
     if all(hasattr(encoder, a) for a in ("stem", "layer1", "layer2", "layer3", "layer4")):
+        if getattr(encoder, "input_mode", "rgb") != "rgb":
+            raise ConfigError(f"tracking reads frames, but encoder {getattr(encoder, 'encoder_name', '')!r} "
+                              f"takes {encoder.input_mode} of frames (input_mode={encoder.input_mode!r})")
         if layer not in ("layer3", "layer4"):
             raise ConfigError(f"3D ResNet layer must be 'layer3' or 'layer4', got {layer!r}")
         parts = [encoder.stem, encoder.layer1, encoder.layer2, encoder.layer3]

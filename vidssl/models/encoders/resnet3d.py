@@ -55,6 +55,8 @@ KINETICS_R3D_PREPROCESS = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_f
 TINY_PREPROCESS = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_frames=16, stride=2,
                              crop_size=64, resize_size=64)
 TINY_WIDTHS = (16, 32, 64, 128)
+#: What the trunk sees: the frames, or the differences of consecutive frames.
+INPUT_MODES: tuple[str, ...] = ("rgb", "differences")
 TINY_LAYERS = (1, 1, 1, 1)
 
 
@@ -115,6 +117,10 @@ class VideoResNetEncoder(nn.Module):
         layers: blocks per stage.
         temporal_dilation_last_stage: TCLR's dilated last stage (see the module docstring).
         preprocess: the input the weights expect.
+        input_mode: ``"rgb"`` (the frames) or ``"differences"``: the trunk sees the ``T - 1``
+            differences of consecutive (normalised) frames, computed inside the encoder so every
+            caller still passes RGB clips (O3N's *stack of differences* encoding, Fernando et
+            al. 2017; TSN's RGB difference). Needs ``T >= 2``.
 
     Shape:
         - input ``x``: ``(B, 3, T, H, W)`` float, normalised with ``preprocess.mean/std``.
@@ -126,9 +132,13 @@ class VideoResNetEncoder(nn.Module):
 
     def __init__(self, conv: str, widths: Sequence[int] = (64, 128, 256, 512),
                  layers: Sequence[int] = (2, 2, 2, 2), temporal_dilation_last_stage: bool = False,
-                 preprocess: Preprocess = KINETICS_R3D_PREPROCESS, num_classes: int | None = None):
+                 preprocess: Preprocess = KINETICS_R3D_PREPROCESS, num_classes: int | None = None,
+                 input_mode: str = "rgb"):
         super().__init__()
         widths, layers = _check_arch(conv, widths, layers)
+        if input_mode not in INPUT_MODES:
+            raise ConfigError(f"input_mode must be one of {', '.join(INPUT_MODES)}, got {input_mode!r}")
+        self.input_mode = input_mode
         self.stem = _stem(conv, widths[0])
         inplanes = widths[0]
         for i, (planes, blocks) in enumerate(zip(widths, layers)):
@@ -165,6 +175,10 @@ class VideoResNetEncoder(nn.Module):
     def forward_feature_map(self, x: torch.Tensor, pre_activation: bool = False) -> torch.Tensor:
         """``(B, 3, T, H, W)`` -> ``(B, D, T', H', W')``: the last stage's output; with
         ``pre_activation``, the last block's residual sum before its final ReLU (DPC's targets)."""
+        if self.input_mode == "differences":
+            if x.ndim != 5 or x.shape[2] < 2:
+                raise ValueError(f"input_mode 'differences' needs (B, C, T >= 2, H, W) clips, got {tuple(x.shape)}")
+            x = x[:, :, 1:] - x[:, :, :-1]
         x = self.stem(x)
         x = self.layer1(x)
         x = self.layer2(x)
@@ -216,14 +230,15 @@ def _check_classes(name: str, num_classes: int | None) -> None:
 
 def _build(name: str, conv: str, pretrained: Pretrained, widths: Sequence[int],
            layers: Sequence[int], temporal_dilation_last_stage: bool,
-           preprocess: Preprocess, num_classes: int | None = None) -> VideoResNetEncoder:
+           preprocess: Preprocess, num_classes: int | None = None, input_mode: str = "rgb"
+           ) -> VideoResNetEncoder:
     if name not in _WEIGHT_URLS:
         no_pretrained_weights(name, pretrained)
     _check_classes(name, num_classes)
     state, source = fetch_pretrained(pretrained, default_url=_WEIGHT_URLS.get(name),
                                      default_what=f"torchvision {name} Kinetics-400 weights")
     model = VideoResNetEncoder(conv, widths, layers, bool(temporal_dilation_last_stage), preprocess,
-                               num_classes)
+                               num_classes, input_mode)
     model.encoder_name = name
     if state is not None:
         load_state_dict_strict(model, state, source, ignore_prefixes=() if num_classes else ("fc.",))
@@ -232,51 +247,53 @@ def _build(name: str, conv: str, pretrained: Pretrained, widths: Sequence[int],
 
 @register_encoder("r3d_18")
 def r3d_18(*, pretrained: Pretrained = None, temporal_dilation_last_stage: bool = False,
-           num_classes: int | None = None) -> VideoResNetEncoder:
+           num_classes: int | None = None, input_mode: str = "rgb") -> VideoResNetEncoder:
     """R3D-18 (33.2 M parameters, 512-d); ``pretrained="default"``: torchvision
     ``R3D_18_Weights.KINETICS400_V1``."""
     return _build("r3d_18", "3d", pretrained, (64, 128, 256, 512), (2, 2, 2, 2),
-                  temporal_dilation_last_stage, KINETICS_R3D_PREPROCESS, num_classes)
+                  temporal_dilation_last_stage, KINETICS_R3D_PREPROCESS, num_classes, input_mode)
 
 
 @register_encoder("mc3_18")
-def mc3_18(*, pretrained: Pretrained = None, num_classes: int | None = None) -> VideoResNetEncoder:
+def mc3_18(*, pretrained: Pretrained = None, num_classes: int | None = None,
+           input_mode: str = "rgb") -> VideoResNetEncoder:
     """MC3-18 (11.7 M parameters, 512-d): R3D's stem and first stage, then 2D stages;
     ``pretrained="default"``: torchvision ``MC3_18_Weights.KINETICS400_V1``."""
     return _build("mc3_18", "mixed", pretrained, (64, 128, 256, 512), (2, 2, 2, 2), False,
-                  KINETICS_R3D_PREPROCESS, num_classes)
+                  KINETICS_R3D_PREPROCESS, num_classes, input_mode)
 
 
 @register_encoder("r2plus1d_18")
 def r2plus1d_18(*, pretrained: Pretrained = None, temporal_dilation_last_stage: bool = False,
-                num_classes: int | None = None) -> VideoResNetEncoder:
+                num_classes: int | None = None, input_mode: str = "rgb") -> VideoResNetEncoder:
     """R(2+1)D-18 (31.3 M parameters, 512-d); ``pretrained="default"``: torchvision
     ``R2Plus1D_18_Weights.KINETICS400_V1``."""
     return _build("r2plus1d_18", "2plus1d", pretrained, (64, 128, 256, 512), (2, 2, 2, 2),
-                  temporal_dilation_last_stage, KINETICS_R3D_PREPROCESS, num_classes)
+                  temporal_dilation_last_stage, KINETICS_R3D_PREPROCESS, num_classes, input_mode)
 
 
 @register_encoder("r3d_tiny")
 def r3d_tiny(*, pretrained: Pretrained = None, widths: Sequence[int] = TINY_WIDTHS,
-             layers: Sequence[int] = TINY_LAYERS, temporal_dilation_last_stage: bool = False
-             ) -> VideoResNetEncoder:
+             layers: Sequence[int] = TINY_LAYERS, temporal_dilation_last_stage: bool = False,
+             input_mode: str = "rgb") -> VideoResNetEncoder:
     """R3D with small stages (default 16-32-64-128, one block each; 128-d): tests and the CPU
     demo. No published weights; ``pretrained`` may be a path to weights vidssl saved."""
     return _build("r3d_tiny", "3d", pretrained, widths, layers, temporal_dilation_last_stage,
-                  TINY_PREPROCESS)
+                  TINY_PREPROCESS, input_mode=input_mode)
 
 
 @register_encoder("mc3_tiny")
 def mc3_tiny(*, pretrained: Pretrained = None, widths: Sequence[int] = TINY_WIDTHS,
-             layers: Sequence[int] = TINY_LAYERS) -> VideoResNetEncoder:
+             layers: Sequence[int] = TINY_LAYERS, input_mode: str = "rgb") -> VideoResNetEncoder:
     """MC3 with small stages (default 16-32-64-128, one block each; 128-d)."""
-    return _build("mc3_tiny", "mixed", pretrained, widths, layers, False, TINY_PREPROCESS)
+    return _build("mc3_tiny", "mixed", pretrained, widths, layers, False, TINY_PREPROCESS,
+                  input_mode=input_mode)
 
 
 @register_encoder("r2plus1d_tiny")
 def r2plus1d_tiny(*, pretrained: Pretrained = None, widths: Sequence[int] = TINY_WIDTHS,
-                  layers: Sequence[int] = TINY_LAYERS, temporal_dilation_last_stage: bool = False
-                  ) -> VideoResNetEncoder:
+                  layers: Sequence[int] = TINY_LAYERS, temporal_dilation_last_stage: bool = False,
+                  input_mode: str = "rgb") -> VideoResNetEncoder:
     """R(2+1)D with small stages (default 16-32-64-128, one block each; 128-d)."""
     return _build("r2plus1d_tiny", "2plus1d", pretrained, widths, layers,
-                  temporal_dilation_last_stage, TINY_PREPROCESS)
+                  temporal_dilation_last_stage, TINY_PREPROCESS, input_mode=input_mode)
