@@ -33,6 +33,16 @@ def test_a_variant_changes_only_what_it_names(tmp_path):
     assert diff.encoder.kwargs == {**plain.encoder.kwargs, "input_mode": "differences"}
     assert diff.encoder.name == plain.encoder.name == "r3d_tiny"
     assert diff.method == plain.method and diff.data == plain.data
+    from vidssl.compare import init_row, variant_encoders
+
+    # the variant gets its own random-init row: the same weights, another input
+    cfg = load_config(CompareConfig, None, ["entries=[o3n,o3n_differences,cvrl]"])
+    assert [(label, e.kwargs.get("input_mode")) for label, e in variant_encoders(cfg)] == \
+        [("input_mode=differences", "differences")]
+    rows = {"random init": {}, "random init (input_mode=differences)": {}}
+    assert init_row(rows, "o3n_differences") == "random init (input_mode=differences)"
+    assert init_row(rows, "o3n") == "random init"
+    assert init_row({"random init": {}}, "o3n_differences") == "random init"   # results older than the row
 
 
 def test_overrides_merge_and_unknown_entries_fail(tmp_path):

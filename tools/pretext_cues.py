@@ -15,6 +15,12 @@ grey-level frames:
   (a middle frame from outside the span is a detour); in order when below a threshold, chosen
   on half of the questions and scored on the other half.
 
+With ``--encoder NAME`` (random init, seed 0; ``--encoder-kwargs`` JSON, e.g.
+``'{"input_mode": "differences"}'``) it also asks whether the untrained network's pooled features
+point at O3N's odd element: *farthest element*, the element whose standardised feature is
+farthest from the mean of the other five (no training at all; BatchNorm on the question's own
+batch, as at the first training step).
+
 Accuracies come with 95% bootstrap intervals over videos. A statistic far above chance says the
 question is answerable from the pixels (a network that stays at chance is held back by its
 recipe, not by the data); one at chance says the cue a method needs is not in the frames at the
@@ -28,8 +34,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import torch
 
 from vidssl.data.decoders import open_video
 from vidssl.data.samplers import OddOneOutSampler
@@ -40,11 +48,10 @@ from vidssl.eval.intervals import bootstrap_interval
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov")
 
 
-def _grey(path: Path) -> np.ndarray:
-    """``(T, H, W)`` float32 grey frames of one video."""
+def _frames(path: Path) -> torch.Tensor:
+    """``(T, C, H, W)`` uint8 frames of one video."""
     with open_video(path) as dec:
-        frames = dec.get_frames(np.arange(dec.metadata.num_frames))
-    return frames.float().mean(dim=1).numpy()        # (T, C, H, W) -> (T, H, W)
+        return dec.get_frames(np.arange(dec.metadata.num_frames))
 
 
 def _dist(x: np.ndarray, y: np.ndarray) -> float:
@@ -52,11 +59,17 @@ def _dist(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def answer_questions(frames: np.ndarray, rng: np.random.Generator, questions: int,
-                     o3n: OddOneOutSampler, sl: ShuffleLearnSampler) -> dict[str, list]:
-    """Per-question outcomes on one video's grey frames ``(T, H, W)``."""
-    out: dict[str, list] = {"o3n_path_ratio": [], "o3n_roughness": [], "sl_detour": [], "sl_label": []}
+                     o3n: OddOneOutSampler, sl: ShuffleLearnSampler,
+                     encode: Callable[[list[np.ndarray]], torch.Tensor] | None = None) -> dict[str, list]:
+    """Per-question outcomes on one video's grey frames ``(T, H, W)``; ``encode(views)`` (the
+    element indices) -> ``(elements, D)`` features adds them under ``o3n_features``/``o3n_odd``."""
+    out: dict[str, list] = {"o3n_path_ratio": [], "o3n_roughness": [], "sl_detour": [], "sl_label": [],
+                            "o3n_features": [], "o3n_odd": []}
     for _ in range(questions):
         q = o3n(len(frames), 0.0, rng)
+        if encode is not None:
+            out["o3n_features"].append(encode(list(q.views)))
+            out["o3n_odd"].append(q.targets["odd"])
         steps = [np.abs(np.diff(frames[v], axis=0)).mean(axis=(1, 2)) for v in q.views]
         ends = [_dist(frames[v[-1]], frames[v[0]]) for v in q.views]
         ratio = [s.sum() / (e + 1e-6) for s, e in zip(steps, ends)]
@@ -75,7 +88,44 @@ def _interval(per_video: list[list[float]]) -> dict:
     return {"acc": float(means.mean()), "interval": [lo, hi]}
 
 
-def measure(root: str | Path, videos: int = 200, questions: int = 8, seed: int = 0) -> dict:
+def _element_encoder(name: str, kwargs: dict) -> Callable[[torch.Tensor, list[np.ndarray]], torch.Tensor]:
+    """``encode(rgb, views)``: the random-init (seed 0) encoder's pooled features of the elements."""
+    from vidssl.models.encoders import create_encoder
+
+    torch.manual_seed(0)
+    enc = create_encoder(name, **kwargs).train()      # BatchNorm on each question's own batch
+    mean = torch.tensor(enc.preprocess.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(enc.preprocess.std).view(1, 3, 1, 1, 1)
+
+    def encode(rgb: torch.Tensor, views: list[np.ndarray]) -> torch.Tensor:
+        x = torch.stack([rgb[torch.from_numpy(np.array(v, dtype=np.int64))] for v in views])
+        x = x.permute(0, 2, 1, 3, 4).float() / 255
+        try:
+            with torch.no_grad():
+                return enc.forward_features((x - mean) / std).float()
+        except (RuntimeError, ValueError) as err:
+            raise VidsslError(f"encoder {name} cannot take O3N's elements {tuple(x.shape)}: "
+                              f"{' '.join(str(err).split())[:160]}") from None
+
+    return encode
+
+
+def _farthest(per_video: list[dict]) -> dict:
+    feats = torch.stack([f for v in per_video for f in v["o3n_features"]])       # (Q, n, D)
+    flat = feats.flatten(0, 1)
+    feats = (feats - flat.mean(0)) / (flat.std(0) + 1e-6)
+    n = feats.shape[1]
+    others = (feats.sum(1, keepdim=True) - feats) / (n - 1)
+    pick = (feats - others).norm(dim=2).argmax(1).tolist()
+    hits, k = [], 0
+    for v in per_video:
+        hits.append([float(pick[k + i] == odd) for i, odd in enumerate(v["o3n_odd"])])
+        k += len(v["o3n_odd"])
+    return _interval(hits)
+
+
+def measure(root: str | Path, videos: int = 200, questions: int = 8, seed: int = 0,
+            encoder: str | None = None, encoder_kwargs: dict | None = None) -> dict:
     """The statistics' accuracies on ``videos`` files drawn from ``root`` (see the module doc)."""
     root = Path(root)
     if not root.is_dir():
@@ -86,15 +136,17 @@ def measure(root: str | Path, videos: int = 200, questions: int = 8, seed: int =
     rng = np.random.default_rng(seed)
     picked = [files[i] for i in rng.choice(len(files), min(videos, len(files)), replace=False)]
     o3n, sl = OddOneOutSampler(), ShuffleLearnSampler()
+    element_encoder = _element_encoder(encoder, encoder_kwargs or {}) if encoder else None
     per_video: list[dict] = []
     skipped: list[str] = []
     for path in picked:
         try:
-            frames = _grey(path)
+            rgb = _frames(path)
         except (VidsslError, RuntimeError, ValueError) as err:
             skipped.append(f"{path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
             continue
-        per_video.append(answer_questions(frames, rng, questions, o3n, sl))
+        encode = (lambda views, rgb=rgb: element_encoder(rgb, views)) if element_encoder else None
+        per_video.append(answer_questions(rgb.float().mean(dim=1).numpy(), rng, questions, o3n, sl, encode))
     if len(per_video) < 2:
         raise VidsslError(f"--root {root}: only {len(per_video)} readable videos of {len(picked)} "
                           f"(first problem: {skipped[0] if skipped else 'none'})")
@@ -106,11 +158,14 @@ def measure(root: str | Path, videos: int = 200, questions: int = 8, seed: int =
     threshold = float(max(grid, key=lambda th: np.mean((fit < th) == fit_label)))
     sl_scored = [list((np.array(v["sl_detour"]) < threshold) == np.array(v["sl_label"], dtype=bool))
                  for v in per_video[half:]]
+    o3n_out = {"chance": 1.0 / o3n.num_elements, "path_ratio": _interval([v["o3n_path_ratio"] for v in per_video]),
+               "roughness": _interval([v["o3n_roughness"] for v in per_video])}
+    if encoder:
+        o3n_out["farthest_element"] = {**_farthest(per_video), "encoder": encoder,
+                                       "encoder_kwargs": encoder_kwargs or {}}
     return {
         "root": str(root), "videos": len(per_video), "questions_per_video": questions, "seed": seed,
-        "skipped": skipped,
-        "o3n": {"chance": 1.0 / o3n.num_elements, "path_ratio": _interval([v["o3n_path_ratio"] for v in per_video]),
-                "roughness": _interval([v["o3n_roughness"] for v in per_video])},
+        "skipped": skipped, "o3n": o3n_out,
         "shuffle_learn": {"chance": 0.5, "detour": {**_interval([[float(x) for x in s] for s in sl_scored]),
                                                     "threshold": threshold, "scored_videos": len(sl_scored)}},
     }
@@ -122,10 +177,18 @@ def main(argv=None) -> int:
     p.add_argument("--videos", type=int, default=200, help="videos drawn (%(default)s)")
     p.add_argument("--questions", type=int, default=8, help="questions per video and pretext (%(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--encoder", help="also score an untrained encoder's features (a registered name)")
+    p.add_argument("--encoder-kwargs", default="{}", help="its architecture arguments as JSON (%(default)s)")
     p.add_argument("--out", help="also write the result as JSON here")
     args = p.parse_args(argv)
     try:
-        result = measure(args.root, args.videos, args.questions, args.seed)
+        try:
+            kwargs = json.loads(args.encoder_kwargs)
+        except json.JSONDecodeError as err:
+            raise VidsslError(f"--encoder-kwargs is not JSON: {err}") from None
+        if not isinstance(kwargs, dict):
+            raise VidsslError(f"--encoder-kwargs must be a JSON object, got {args.encoder_kwargs!r}")
+        result = measure(args.root, args.videos, args.questions, args.seed, args.encoder, kwargs)
     except VidsslError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

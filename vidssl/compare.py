@@ -38,7 +38,8 @@ class Entry:
     recipe: str
     params: dict[str, Any] = field(default_factory=dict)
     batch_size: Optional[int] = None
-    encoder_kwargs: dict[str, Any] = field(default_factory=dict)   # merged over the recipe's
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)   # merged over the recipe's; such an
+                                                                    # entry gets its own random-init row
     own_encoder: bool = False   # train the recipe's encoder (name + kwargs), not the compared CNN: the
                                 # masked methods need a ViT with a token interface
 
@@ -170,6 +171,29 @@ def own_encoders(cfg: CompareConfig) -> list[EncoderConfig]:
     return found
 
 
+def variant_label(name: str) -> str | None:
+    """``"input_mode=differences"`` for an entry whose variant changes the compared encoder's
+    arguments (its random init is then its own row), else None."""
+    e = ENTRIES.get(name)
+    if e is None or not e.encoder_kwargs:
+        return None
+    return ", ".join(f"{k}={v}" for k, v in sorted(e.encoder_kwargs.items()))
+
+
+def variant_encoders(cfg: CompareConfig) -> list[tuple[str, EncoderConfig]]:
+    """``(label, encoder)`` of the chosen entries' encoder variants, distinct, in order: the
+    compared encoder with the entry's encoder arguments (its recipe's and its variant's)."""
+    found: list[tuple[str, EncoderConfig]] = []
+    for name in cfg.entries:
+        label = variant_label(name)
+        if label is None or "encoder" in COMPARE_ENTRIES[name]:
+            continue
+        enc = dataclasses.replace(cfg.encoder, kwargs={**cfg.encoder.kwargs, **COMPARE_ENTRIES[name]["encoder_kwargs"]})
+        if all(label != seen for seen, _ in found):
+            found.append((label, enc))
+    return found
+
+
 def pretrain_in_child(pcfg, threads: Optional[int] = None) -> dict[str, float]:
     """Run ``vidssl pretrain`` on ``pcfg`` in a child process; its wall time and peak RSS."""
     from vidssl.config import to_yaml
@@ -238,6 +262,9 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
         for enc in own_encoders(cfg):   # the ViT entries' own baseline
             torch.manual_seed(seed)
             record(f"random init ({enc.name})", seed, run_eval(create_encoder(enc.name, **enc.kwargs)))
+        for label, enc in variant_encoders(cfg):   # same weights, another input: its own baseline
+            torch.manual_seed(seed)
+            record(f"random init ({label})", seed, run_eval(create_encoder(enc.name, **enc.kwargs)))
         for name in cfg.entries:
             out = os.path.join(cfg.out_dir, f"{name}_seed{seed}")
             say(f"{name} (seed {seed}, {cfg.steps} steps)")
@@ -455,6 +482,9 @@ def init_row(contenders: dict[str, dict[str, Any]], name: str) -> str | None:
     entry = COMPARE_ENTRIES[name] if name in COMPARE_ENTRIES else None
     if entry is not None and "encoder" in entry:
         return f"random init ({entry['encoder']})"
+    label = variant_label(name)
+    if label is not None and f"random init ({label})" in contenders:
+        return f"random init ({label})"
     return "random init"
 
 
