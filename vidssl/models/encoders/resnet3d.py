@@ -55,9 +55,9 @@ KINETICS_R3D_PREPROCESS = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_f
 TINY_PREPROCESS = Preprocess(mean=KINETICS_MEAN, std=KINETICS_STD, num_frames=16, stride=2,
                              crop_size=64, resize_size=64)
 TINY_WIDTHS = (16, 32, 64, 128)
+TINY_LAYERS = (1, 1, 1, 1)
 #: What the trunk sees: the frames, or the differences of consecutive frames.
 INPUT_MODES: tuple[str, ...] = ("rgb", "differences")
-TINY_LAYERS = (1, 1, 1, 1)
 
 
 def _stem(conv: str, width: int) -> nn.Sequential:
