@@ -48,6 +48,7 @@ class Entry:
 #: pretrain`` and the demo); an entry names only what its variant changes.
 ENTRIES: dict[str, Entry] = {
     "cvrl": Entry("cvrl"),
+    "cvrl_differences": Entry("cvrl", encoder_kwargs={"input_mode": "differences"}),  # the look taken out
     "tclr": Entry("tclr", {"ic_weight": 1.0, "crop_scale": [0.36, 1.0]}),  # the paper's IC + LL + GL
     "tclr_ll_gl": Entry("tclr"),                                            # the recipe (= the demo)
     "vcop": Entry("vcop"),
