@@ -145,6 +145,9 @@ def measure(root: str | Path, videos: int = 200, questions: int = 8, seed: int =
         except (VidsslError, RuntimeError, ValueError) as err:
             skipped.append(f"{path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
             continue
+        if len(rgb) < 2:
+            skipped.append(f"{path}: {len(rgb)} frame(s), a question needs 2 or more")
+            continue
         encode = (lambda views, rgb=rgb: element_encoder(rgb, views)) if element_encoder else None
         per_video.append(answer_questions(rgb.float().mean(dim=1).numpy(), rng, questions, o3n, sl, encode))
     if len(per_video) < 2:
