@@ -42,6 +42,15 @@ def test_pyav_mutation_found_by_fuzzing_fails_cleanly(seeds, tmp_path):
     _run(seeds, tmp_path, "pyav", 1, 937285)
 
 
+def test_torchcodec_mutation_found_by_fuzzing_fails_cleanly(seeds, tmp_path):
+    """The same class of input (a frame size that changes mid-stream) once made the torchcodec
+    backend's final stack raise torch's 'stack expects each tensor to be equal size' (hypothesis
+    seed 502, found by the slow run)."""
+    if "torchcodec" not in BACKENDS:
+        pytest.skip("torchcodec not installed")
+    _run(seeds, tmp_path, "torchcodec", 1, 502)
+
+
 # Backends whose C code is known to abort the process on some corrupt inputs (found by the slow
 # fuzz run, reported in docs/reliability.md). Their inputs are decoded in a forked child so the
 # crash does not take the test run down; a crash there is tolerated, any other finding is not.
