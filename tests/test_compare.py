@@ -33,12 +33,12 @@ def test_a_variant_changes_only_what_it_names(tmp_path):
     assert diff.encoder.kwargs == {**plain.encoder.kwargs, "input_mode": "differences"}
     assert diff.encoder.name == plain.encoder.name == "r3d_tiny"
     assert diff.method == plain.method and diff.data == plain.data
-    from vidssl.compare import init_row, variant_encoders
+    from vidssl.compare import baseline_rows, init_row
 
     # the variant gets its own random-init row: the same weights, another input
     cfg = load_config(CompareConfig, None, ["entries=[o3n,o3n_differences,cvrl]"])
-    assert [(label, e.kwargs.get("input_mode")) for label, e in variant_encoders(cfg)] == \
-        [("input_mode=differences", "differences")]
+    assert [(row, e.kwargs.get("input_mode")) for row, e in baseline_rows(cfg)] == \
+        [("random init (input_mode=differences)", "differences")]
     rows = {"random init": {}, "random init (input_mode=differences)": {}}
     assert init_row(rows, "o3n_differences") == "random init (input_mode=differences)"
     assert init_row(rows, "o3n") == "random init"
@@ -118,7 +118,7 @@ def test_table_intervals_and_bn_columns():
 
 
 def test_masked_entries_train_their_own_vit_and_build(tmp_path):
-    from vidssl.compare import own_encoders
+    from vidssl.compare import baseline_rows
     from vidssl.methods import create_method
     from vidssl.models.encoders import create_encoder
 
@@ -131,8 +131,9 @@ def test_masked_entries_train_their_own_vit_and_build(tmp_path):
                       pcfg.method.params)
     assert entry_config(cfg, "cvrl", "r", 0, "o").encoder.name == "r3d_tiny"
     # one random-init baseline per distinct own encoder (both recipes share theirs)
-    assert [e.name for e in own_encoders(cfg)] == ["videomae_tiny"]
-    assert own_encoders(load_config(CompareConfig, None, ["entries=[cvrl]"])) == []
+    masked = load_config(CompareConfig, None, ["entries=[videomae,vjepa,cvrl]"])
+    assert [(row, e.name) for row, e in baseline_rows(masked)] == [("random init (videomae_tiny)", "videomae_tiny")]
+    assert baseline_rows(load_config(CompareConfig, None, ["entries=[cvrl]"])) == []
 
 
 def test_a_runs_reconstruction_picture_reaches_the_report(tmp_path):

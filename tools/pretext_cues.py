@@ -40,12 +40,11 @@ import numpy as np
 import torch
 
 from vidssl.data.decoders import open_video
+from vidssl.data.index.datasets import VIDEO_EXTENSIONS
 from vidssl.data.samplers import OddOneOutSampler
 from vidssl.data.samplers.order import ShuffleLearnSampler
 from vidssl.errors import VidsslError
 from vidssl.eval.intervals import bootstrap_interval
-
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".webm", ".mov")
 
 
 def _frames(path: Path) -> torch.Tensor:
@@ -130,9 +129,9 @@ def measure(root: str | Path, videos: int = 200, questions: int = 8, seed: int =
     root = Path(root)
     if not root.is_dir():
         raise VidsslError(f"--root {root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not files:
-        raise VidsslError(f"--root {root}: no video files ({', '.join(VIDEO_SUFFIXES)}) under it")
+        raise VidsslError(f"--root {root}: no video files ({', '.join(VIDEO_EXTENSIONS)}) under it")
     rng = np.random.default_rng(seed)
     picked = [files[i] for i in rng.choice(len(files), min(videos, len(files)), replace=False)]
     o3n, sl = OddOneOutSampler(), ShuffleLearnSampler()

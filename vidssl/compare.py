@@ -161,37 +161,36 @@ def copy_pictures(run_dir: str, out_dir: str, name: str, seed: int) -> list[tupl
     return out
 
 
-def own_encoders(cfg: CompareConfig) -> list[EncoderConfig]:
-    """The distinct encoders (name + kwargs) of the chosen entries that train their own, in order."""
-    found: list[EncoderConfig] = []
-    for name in cfg.entries:
-        e = COMPARE_ENTRIES[name]
-        enc = EncoderConfig(e["encoder"], None, dict(e["encoder_kwargs"])) if "encoder" in e else None
-        if enc is not None and enc not in found:
-            found.append(enc)
-    return found
-
-
-def variant_label(name: str) -> str | None:
-    """``"input_mode=differences"`` for an entry whose variant changes the compared encoder's
-    arguments (its random init is then its own row), else None."""
+def own_init_row(name: str) -> str | None:
+    """The name of entry ``name``'s own random-init row, or None when it starts from the compared
+    encoder's ``random init``: ``random init (<encoder>)`` for an entry that trains its own
+    encoder, ``random init (input_mode=differences)`` for a variant that changes the compared
+    encoder's arguments (same weights, another architecture argument)."""
     e = ENTRIES.get(name)
-    if e is None or not e.encoder_kwargs:
+    if e is None:
         return None
-    return ", ".join(f"{k}={v}" for k, v in sorted(e.encoder_kwargs.items()))
+    if e.own_encoder:
+        return f"random init ({COMPARE_ENTRIES[name]['encoder']})"
+    if e.encoder_kwargs:
+        return "random init (" + ", ".join(f"{k}={v}" for k, v in sorted(e.encoder_kwargs.items())) + ")"
+    return None
 
 
-def variant_encoders(cfg: CompareConfig) -> list[tuple[str, EncoderConfig]]:
-    """``(label, encoder)`` of the chosen entries' encoder variants, distinct, in order: the
-    compared encoder with the entry's encoder arguments (its recipe's and its variant's)."""
+def baseline_rows(cfg: CompareConfig) -> list[tuple[str, EncoderConfig]]:
+    """``(row name, encoder)`` of the chosen entries' own random-init rows, distinct, in order
+    (see :func:`own_init_row`): the recipe's encoder for an own-encoder entry, the compared
+    encoder with the entry's arguments (its recipe's and its variant's) for a variant."""
     found: list[tuple[str, EncoderConfig]] = []
     for name in cfg.entries:
-        label = variant_label(name)
-        if label is None or "encoder" in COMPARE_ENTRIES[name]:
+        row = own_init_row(name)
+        if row is None or any(row == seen for seen, _ in found):
             continue
-        enc = dataclasses.replace(cfg.encoder, kwargs={**cfg.encoder.kwargs, **COMPARE_ENTRIES[name]["encoder_kwargs"]})
-        if all(label != seen for seen, _ in found):
-            found.append((label, enc))
+        e = COMPARE_ENTRIES[name]
+        if "encoder" in e:
+            enc = EncoderConfig(e["encoder"], None, dict(e["encoder_kwargs"]))
+        else:
+            enc = dataclasses.replace(cfg.encoder, kwargs={**cfg.encoder.kwargs, **e["encoder_kwargs"]})
+        found.append((row, enc))
     return found
 
 
@@ -260,12 +259,9 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
         say(f"random init (seed {seed})")
         torch.manual_seed(seed)
         record("random init", seed, run_eval(create_encoder(cfg.encoder.name, **cfg.encoder.kwargs)))
-        for enc in own_encoders(cfg):   # the ViT entries' own baseline
+        for row, enc in baseline_rows(cfg):   # the ViT entries' and the encoder variants' own baselines
             torch.manual_seed(seed)
-            record(f"random init ({enc.name})", seed, run_eval(create_encoder(enc.name, **enc.kwargs)))
-        for label, enc in variant_encoders(cfg):   # same weights, another input: its own baseline
-            torch.manual_seed(seed)
-            record(f"random init ({label})", seed, run_eval(create_encoder(enc.name, **enc.kwargs)))
+            record(row, seed, run_eval(create_encoder(enc.name, **enc.kwargs)))
         for name in cfg.entries:
             out = os.path.join(cfg.out_dir, f"{name}_seed{seed}")
             say(f"{name} (seed {seed}, {cfg.steps} steps)")
@@ -480,13 +476,10 @@ def init_row(contenders: dict[str, dict[str, Any]], name: str) -> str | None:
     trains its own encoder, else ``random init`` (None for a random-init row itself)."""
     if name.startswith("random init"):
         return None
-    entry = COMPARE_ENTRIES[name] if name in COMPARE_ENTRIES else None
-    if entry is not None and "encoder" in entry:
-        return f"random init ({entry['encoder']})"
-    label = variant_label(name)
-    if label is not None and f"random init ({label})" in contenders:
-        return f"random init ({label})"
-    return "random init"
+    row = own_init_row(name)
+    if row is not None and (row in contenders or ENTRIES[name].own_encoder):
+        return row
+    return "random init"          # results older than a variant's own row: the compared init
 
 
 def paired_gain(contenders: dict[str, dict[str, Any]], name: str, metric: str = GAIN_METRIC):
