@@ -15,6 +15,7 @@ from vidssl.errors import ConfigError
 from vidssl.methods import create_method
 from vidssl.data.transforms.functional import residual_frames
 from vidssl.losses.coclr import mine_positives, multi_positive_nce
+from vidssl.methods.coclr import mined_same_label
 from vidssl.models.encoders import create_encoder
 from vidssl.models.checkpoint import save_checkpoint
 
@@ -231,6 +232,43 @@ def test_same_video_and_group_entries_are_never_mined(residual_checkpoint, monke
     assert not mined[0, :2].any() and int(mined[0].sum()) == SMALL["topk"]
     assert pos[0, 1].item() == (mode == "positive") and pos[0, 2].item()   # slot 0 video, slot 1 group
     assert int(pos[0].sum()) == 1 + SMALL["topk"] + 1 + (mode == "positive")
+
+
+def test_mined_same_label_by_hand():
+    mined = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
+    queue_label = torch.tensor([3, 5, -1, 3])
+    # row 0 (label 3): slots 0 (3, same) and 1 (5); row 1 (label 5): slots 1 (5, same), 2 (unknown), 3 (3)
+    assert mined_same_label(mined, torch.tensor([3, 5]), queue_label).item() == pytest.approx(2 / 4)
+    assert mined_same_label(mined, torch.tensor([-1, 5]), queue_label).item() == pytest.approx(1 / 2)
+    assert mined_same_label(mined, torch.tensor([-1, -1]), queue_label).item() == 0.0
+    assert mined_same_label(mined, torch.tensor([3, 5]), torch.full((4,), -1)) is None
+
+
+def test_mined_same_label_is_logged_from_queued_labels_and_never_changes_the_loss(residual_checkpoint,
+                                                                                monkeypatch):
+    """The labels of enqueued keys travel with the queue; the diagnostic reads the mined slots'
+    labels against the query's; the loss is the same with or without labels."""
+    params = {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint, "self_positive_mask_prob": 0.0}
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"), params)
+    for step in range(2):                       # 2 x 4 keys with labels 0..3 fill the queue of 8
+        out = method({"views": views(step), "targets": {}, "label": torch.arange(4)})
+        assert "mined_same_label" not in out     # nothing mined before the queue is full
+        method.after_step(step, 10)
+    assert method.queue_label.tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert "queue_label" not in method.state_dict()     # not saved: checkpoints keep their keys
+    captured = _spy_on_mining(monkeypatch)
+    label = torch.tensor([0, 0, 1, 2])
+    state = torch.get_rng_state()
+    out = method({"views": views(5), "targets": {}, "label": label})
+    same = captured["mined"] & (label[:, None] == method.queue_label[None])
+    assert out["mined_same_label"].item() == pytest.approx(same.sum().item() / (4 * SMALL["topk"]))
+    torch.set_rng_state(state)
+    unlabelled = method({"views": views(5), "targets": {}})
+    assert unlabelled["mined_same_label"].item() == 0.0   # queue labelled, queries not
+    torch.testing.assert_close(unlabelled["loss"], out["loss"])
+    method.queue_label.fill_(-1)
+    assert "mined_same_label" not in method({"views": views(5), "targets": {}, "label": label})
 
 
 def test_mine_positives_skips_excluded_entries():

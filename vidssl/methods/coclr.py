@@ -203,9 +203,10 @@ class CoCLR(nn.Module):
 
     ``forward(batch)``: ``batch["views"]`` = ``[clip0, clip1]`` uint8 ``(B, T + 1, C, H, W)``.
     Returns ``loss``, ``acc`` (the true key ranks first), ``num_positives`` (mean positives per
-    query), ``queue_fill`` (fraction of the queue holding real keys) and, while a ``cotrain``
-    queue is filling under ``until_queue_full: skip``, ``skip_update = 1`` (the trainer then
-    skips the optimiser step).
+    query), ``queue_fill`` (fraction of the queue holding real keys), once a ``cotrain`` stage
+    mines and the data has labels ``mined_same_label`` (:func:`mined_same_label`) and, while a
+    ``cotrain`` queue is filling under ``until_queue_full: skip``, ``skip_update = 1`` (the
+    trainer then skips the optimiser step).
     ``after_step`` updates the momentum encoder and enqueues the step's keys.
     """
 
@@ -251,6 +252,9 @@ class CoCLR(nn.Module):
         self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("queue_video", torch.full((p.queue_size,), -2, dtype=torch.long))
         self.register_buffer("queue_group", torch.full((p.queue_size,), -2, dtype=torch.long))
+        # labels of the queued keys, for the mined_same_label diagnostic only (never the loss);
+        # not saved: after a resume it refills with the queue
+        self.register_buffer("queue_label", torch.full((p.queue_size,), -1, dtype=torch.long), persistent=False)
         self._pending: Optional[tuple] = None
 
     def train(self, mode: bool = True):
@@ -311,8 +315,10 @@ class CoCLR(nn.Module):
                     self.other.encoder, self.other.head, m0[1 - own])
         video = batch.get("index", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
         group = batch.get("group", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
+        label = batch.get("label", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
         self._pending = (_gather(k), None if k_other is None else _gather(k_other),
-                         _gather(video.double()).long(), _gather(group.double()).long())
+                         _gather(video.double()).long(), _gather(group.double()).long(),
+                         _gather(label.double()).long())
         full = int(self.queue_count) >= p.queue_size
         q = self.embed_split(self.encoder, self.head, m0[own])
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.T], 1) / p.temperature
@@ -320,8 +326,11 @@ class CoCLR(nn.Module):
                                                 same_video=p.queue_same_video, group_positives=p.group_positives)
         out: dict[str, torch.Tensor] = {}
         if self.other is not None and full:   # new positives only: same video / group excluded
-            positives[:, 1:] |= mine_positives(anchor, self.queue_other, p.topk,
-                                               exclude=positives[:, 1:] | same_video[:, 1:])
+            mined = mine_positives(anchor, self.queue_other, p.topk, exclude=positives[:, 1:] | same_video[:, 1:])
+            positives[:, 1:] |= mined
+            same_label = mined_same_label(mined, label, self.queue_label)
+            if same_label is not None:
+                out["mined_same_label"] = same_label
         elif self.other is not None and p.until_queue_full == "skip":
             out["skip_update"] = torch.tensor(1.0)
         if p.queue_same_video == "ignore":  # out of the denominator, and so never a positive
@@ -346,7 +355,7 @@ class CoCLR(nn.Module):
         ema_update([(self.encoder, self.encoder_k), (self.head, self.head_k)], self.params.momentum)
         if self._pending is None:
             return
-        keys, keys_other, video, group = self._pending
+        keys, keys_other, video, group, label = self._pending
         self._pending = None
         size = self.params.queue_size
         keys = keys[-size:]
@@ -355,10 +364,24 @@ class CoCLR(nn.Module):
         self.queue[idx] = keys
         self.queue_video[idx] = video[-size:]
         self.queue_group[idx] = group[-size:]
+        self.queue_label[idx] = label[-size:]
         if keys_other is not None:
             self.queue_other[idx] = keys_other[-size:]
         self.queue_ptr.fill_((int(self.queue_ptr) + n) % size)
         self.queue_count.add_(n)
+
+
+def mined_same_label(mined: torch.Tensor, label: torch.Tensor, queue_label: torch.Tensor) -> Optional[torch.Tensor]:
+    """Fraction of the mined positives whose label is the query's (labels < 0: unknown, left
+    out): how often the other modality's neighbours are the same class. A diagnostic only:
+    labels never enter the loss. ``None`` when the queue holds no known label (the same on every
+    rank: the queue is shared, so every rank logs the metric or none does); 0 for a rank whose
+    own queries have no known label."""
+    if not bool((queue_label >= 0).any()):
+        return None
+    known = mined & (label[:, None] >= 0) & (queue_label[None] >= 0)
+    same = known & (label[:, None] == queue_label[None])
+    return same.sum().float() / known.sum().clamp(min=1).float()
 
 
 def _gather(z: torch.Tensor) -> torch.Tensor:
