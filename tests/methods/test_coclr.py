@@ -271,6 +271,27 @@ def test_mined_same_label_is_logged_from_queued_labels_and_never_changes_the_los
     assert "mined_same_label" not in method({"views": views(5), "targets": {}, "label": label})
 
 
+def test_oracle_mining_mines_only_the_querys_label(residual_checkpoint, monkeypatch):
+    """The diagnostic upper bound: every mined positive carries the query's label (the label
+    queue's), still the other modality's nearest among them; unlabelled data is an error."""
+    torch.manual_seed(0)
+    method = create_method("coclr", create_encoder("r3d_tiny"),
+                           {**SMALL, "stage": "cotrain", "other_checkpoint": residual_checkpoint,
+                            "oracle_mining": True, "self_positive_mask_prob": 0.0})
+    for step in range(2):
+        method({"views": views(step), "targets": {}, "label": torch.tensor([0, 1, 0, 1])})
+        method.after_step(step, 10)
+    captured = _spy_on_mining(monkeypatch)
+    label = torch.tensor([0, 1, 1, 0])
+    out = method({"views": views(5), "targets": {}, "label": label})
+    mined = captured["mined"]
+    assert out["mined_same_label"].item() == 1.0
+    assert mined.sum(1).tolist() == [SMALL["topk"]] * 4     # 4 entries of each label: 2 mined each
+    assert bool((method.queue_label[None].expand(4, -1)[mined] == label.repeat_interleave(SMALL["topk"])).all())
+    with pytest.raises(ConfigError, match="oracle_mining needs labelled data"):
+        method({"views": views(6), "targets": {}})
+
+
 def test_mine_positives_skips_excluded_entries():
     anchor = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
     queue = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [0.0, 1.0]]), dim=1)

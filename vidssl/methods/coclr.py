@@ -106,6 +106,10 @@ class CoCLRParams:
         ``"positive"`` (they are the same instance), ``"ignore"`` (out of the denominator) or
         ``"negative"`` (plain MoCo). group_positives: entries of the same dataset group (UCF101's
         ``gGG``: clips cut from one longer video) count as positives too.
+    oracle_mining (False): a diagnostic upper bound, not CoCLR: mine only among queue entries
+        whose label is the query's (the batch's ``label``), so every mined positive is of the
+        query's class; it needs labelled data. It asks whether a co-training stage fails for its
+        positives or for its optimisation (docs/compare.md, CoCLR ablation).
     """
 
     num_frames: int = 32
@@ -134,6 +138,7 @@ class CoCLRParams:
     bn_splits: int = 2
     queue_same_video: str = "positive"
     group_positives: bool = False
+    oracle_mining: bool = False
     schedule: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -326,7 +331,13 @@ class CoCLR(nn.Module):
                                                 same_video=p.queue_same_video, group_positives=p.group_positives)
         out: dict[str, torch.Tensor] = {}
         if self.other is not None and full:   # new positives only: same video / group excluded
-            mined = mine_positives(anchor, self.queue_other, p.topk, exclude=positives[:, 1:] | same_video[:, 1:])
+            exclude = positives[:, 1:] | same_video[:, 1:]
+            if p.oracle_mining:
+                if bool((label < 0).any()):
+                    raise ConfigError("coclr oracle_mining needs labelled data: a batch has clips "
+                                      "without a label (-1)")
+                exclude |= label[:, None] != self.queue_label[None]
+            mined = mine_positives(anchor, self.queue_other, p.topk, exclude=exclude)
             positives[:, 1:] |= mined
             same_label = mined_same_label(mined, label, self.queue_label)
             if same_label is not None:
