@@ -257,8 +257,9 @@ class CoCLR(nn.Module):
         self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("queue_video", torch.full((p.queue_size,), -2, dtype=torch.long))
         self.register_buffer("queue_group", torch.full((p.queue_size,), -2, dtype=torch.long))
-        # labels of the queued keys, for the mined_same_label diagnostic only (never the loss);
-        # not saved: after a resume it refills with the queue
+        # labels of the queued keys, for the mined_same_label diagnostic and the oracle_mining
+        # upper bound (CoCLR itself never reads them); not saved: after a resume it refills with
+        # the queue (until then oracle_mining finds fewer entries to mine)
         self.register_buffer("queue_label", torch.full((p.queue_size,), -1, dtype=torch.long), persistent=False)
         self._pending: Optional[tuple] = None
 
@@ -384,8 +385,8 @@ class CoCLR(nn.Module):
 
 def mined_same_label(mined: torch.Tensor, label: torch.Tensor, queue_label: torch.Tensor) -> Optional[torch.Tensor]:
     """Fraction of the mined positives whose label is the query's (labels < 0: unknown, left
-    out): how often the other modality's neighbours are the same class. A diagnostic only:
-    labels never enter the loss. ``None`` when the queue holds no known label (the same on every
+    out): how often the other modality's neighbours are the same class. A diagnostic: it does
+    not touch the loss. ``None`` when the queue holds no known label (the same on every
     rank: the queue is shared, so every rank logs the metric or none does); 0 for a rank whose
     own queries have no known label."""
     if not bool((queue_label >= 0).any()):
