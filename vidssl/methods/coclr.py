@@ -322,9 +322,8 @@ class CoCLR(nn.Module):
         video = batch.get("index", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
         group = batch.get("group", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
         label = batch.get("label", torch.full((b,), -1, dtype=torch.long)).to(k.device).long()
-        self._pending = (_gather(k), None if k_other is None else _gather(k_other),
-                         _gather(video.double()).long(), _gather(group.double()).long(),
-                         _gather(label.double()).long())
+        ids = _gather(torch.stack([video, group, label], 1).double()).long()   # one collective
+        self._pending = (_gather(k), None if k_other is None else _gather(k_other), *ids.unbind(1))
         full = int(self.queue_count) >= p.queue_size
         q = self.embed_split(self.encoder, self.head, m0[own])
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.T], 1) / p.temperature
