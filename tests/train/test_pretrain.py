@@ -140,6 +140,32 @@ def test_coclr_schedule_runs_its_stages_and_resumes_between_them(tiny_synthetic,
                                                         f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path}"]))
 
 
+def test_coclr_schedule_under_torchrun_two_processes(tiny_synthetic, tmp_path):
+    """All three CoCLR stages under DDP (it once hung entering its first stage): every rank's keys
+    and their video / label ids reach the shared queue, mining runs, one log line per stage."""
+    base = [a for a in TINY_CVRL if not a.startswith("method.") and not a.startswith("data.batch_size")]
+    args = ["pretrain", *base, "method.name=coclr", "method.params.num_frames=4", "method.params.crop_size=32",
+            "method.params.queue_size=16", "method.params.topk=2", "data.batch_size=8",
+            "method.params.schedule=[infonce:rgb,infonce:residual,cotrain:rgb]",
+            f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path}", "train.max_steps=3",
+            "train.epochs=2"]   # 16 train videos: 2 steps of 8 per epoch
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29737", "-m", "vidssl", *args],
+                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    out = ddp.stdout + ddp.stderr
+    assert ddp.returncode == 0, out[-4000:]
+    names = ["stage1_infonce_rgb", "stage2_infonce_residual", "stage3_cotrain_rgb"]
+    assert all((tmp_path / n / "stage_done.json").exists() for n in names)
+    assert out.count("stage 1/3 stage1_infonce_rgb ->") == 1      # rank 0 only
+    assert "deprecated" not in out
+    state = load_checkpoint(tmp_path / names[2] / "checkpoints" / "last.pt")["model"]
+    assert int(state["queue_count"]) == 3 * 8     # 3 steps x both ranks' 4 keys
+    assert len(set(state["queue_video"].tolist())) > 8   # not one rank's keys twice
+    cotrain = read_metrics(str(tmp_path / names[2] / "metrics.jsonl"))
+    assert [r["queue_fill"] for r in cotrain] == [0.0, 0.5, 1.0]
+    assert "mined_same_label" in cotrain[-1] and "mined_same_label" not in cotrain[0]
+
+
 def test_unknown_keys_and_missing_root_are_one_line_errors(tiny_synthetic, tmp_path):
     from vidssl.cli import main
     from vidssl.errors import ConfigError

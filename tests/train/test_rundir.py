@@ -91,6 +91,40 @@ def test_lock_is_per_folder_and_stages_nest(tmp_path):
     assert not holds_run(tmp_path / "a")
 
 
+def _nested_claim_worker(rank: int, world: int, root: str) -> None:
+    import os
+    import torch.distributed as tdist
+
+    tdist.init_process_group("gloo", init_method="file://" + os.path.join(root, "rendezvous"),
+                             rank=rank, world_size=world)
+    try:
+        with claim_run_dir(os.path.join(root, "run")) as run_dir:      # rank 0 locks, all agree
+            with claim_run_dir(os.path.join(run_dir, "stage1")) as stage:  # a stage: no new claim
+                with open(os.path.join(root, f"rank{rank}.txt"), "w") as f:
+                    f.write(stage)
+            tdist.barrier()
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_a_stage_folder_is_claimed_on_every_ddp_rank(tmp_path):
+    """Under DDP rank 0 holds the run folder's lock; a stage folder inside it must count as held on
+    every rank (it once did on rank 0 only, so rank 1 waited for a broadcast rank 0 skipped:
+    multi-stage CoCLR hung under torchrun)."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.start_processes(_nested_claim_worker, args=(2, str(tmp_path)), nprocs=2, join=False,
+                             start_method="spawn")
+    deadline = time.monotonic() + 90
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a rank hung claiming the stage folder")
+    expected = str(tmp_path / "run" / "stage1")
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == [expected, expected]
+
+
 def test_overrides_anywhere_and_resume_never_swallows_one():
     from vidssl.cli import build_parser, split_overrides
 

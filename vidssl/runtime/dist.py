@@ -78,27 +78,31 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """
     if not is_distributed():
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return _ContiguousGrad.apply(torch.cat(all_gather(x.contiguous()), dim=0))
+    return _GatherWithGrad.apply(x)
 
 
-class _ContiguousGrad(torch.autograd.Function):
-    """Identity whose backward makes the incoming gradient contiguous.
-
-    ``all_gather``'s backward on gloo (an all-to-all of the per-rank gradient slices) sends
-    wrong values when those slices are not contiguous, which is what a later ``movedim`` or
-    ``unbind`` of the gathered tensor hands back (measured in tests/losses: wrong gradients for
-    part of each rank's rows).
-    """
+class _GatherWithGrad(torch.autograd.Function):
+    """``all_gather`` forward; backward: every rank's gradient for the gathered rows is summed
+    (``all_reduce``) and this rank keeps its own rows, so ``x`` gets the gradient of every
+    rank's loss. Written here instead of ``torch.distributed.nn.functional.all_gather``, which
+    is deprecated (a FutureWarning on every run) and whose gloo backward sent wrong values for
+    non-contiguous gradient slices (measured in tests/losses); here the gradient is copied
+    contiguous before it is reduced."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return x.view_as(x)
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(world_size())]
+        dist.all_gather(parts, x)
+        ctx.rows = x.shape[0]
+        return torch.cat(parts, dim=0)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return grad.contiguous()
+        grad = grad.clone(memory_format=torch.contiguous_format)  # reduced in place: not autograd's
+        dist.all_reduce(grad)
+        start = rank() * ctx.rows
+        return grad[start:start + ctx.rows]
 
 
 def all_gather_object(obj: object) -> list:

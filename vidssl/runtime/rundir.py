@@ -10,7 +10,8 @@ A new run never writes into a directory that holds another run's outputs:
 Continuing a run (``resume``) uses the directory as it is. While a run writes, it holds an
 exclusive lock on ``OUT/.vidssl.lock`` (``fcntl.flock``: released by the kernel when the process
 dies, so a killed run never leaves a stale lock); a second run into the same directory fails at
-once with one line naming the holder. Under DDP only rank 0 claims; the chosen path is broadcast.
+once with one line naming the holder. Under DDP only rank 0 claims and locks; the chosen path is
+broadcast, and every rank records it (so every rank sees a stage folder inside it as claimed).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tb", "config.yaml", "run.json", 
                "results.json", "results.md", "vis", "stage_done.json", "summary.json", "comparison.json",
                "comparison.md", "report.html")
 
-_HELD: dict[str, int] = {}  # absolute path -> lock file descriptor held by this process
+#: absolute path -> the lock file descriptor this process holds on it; ``None`` on the other DDP
+#: ranks, which write under rank 0's lock (every rank records the claim, so a stage folder inside
+#: the run's folder is recognised on every rank and no rank waits for a broadcast rank 0 skips)
+_HELD: dict[str, int | None] = {}
 
 
 def _forget_locks_in_child() -> None:
@@ -44,8 +48,9 @@ def _forget_locks_in_child() -> None:
     unlocking: the parent keeps the lock, and when the parent dies (even by SIGKILL) the lock
     goes with it instead of living on in orphaned workers."""
     for fd in _HELD.values():
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
     _HELD.clear()
 
 
@@ -163,13 +168,13 @@ def claim_run_dir(path: str | os.PathLike, *, resume: bool = False, if_exists: s
     if isinstance(chosen[0], BaseException):
         raise chosen[0]
     path = chosen[0]
-    if fd is not None:
-        _HELD[os.path.abspath(path)] = fd
+    key = os.path.abspath(path)
+    _HELD[key] = fd
     try:
         yield path
     finally:
+        _HELD.pop(key, None)
         if fd is not None:  # the lock file stays (unlinking it could let two later runs both lock)
-            _HELD.pop(os.path.abspath(path), None)
             os.close(fd)
 
 

@@ -66,7 +66,8 @@ def run_stages(stages: list[tuple[str, PretrainConfig]], resume: bool | str | No
         done = os.path.join(cfg.train.out_dir, "stage_done.json")
         last = os.path.join(cfg.train.out_dir, "checkpoints", "last.pt")
         if resume and os.path.exists(done):
-            log.info("stage %d/%d %s: finished earlier, skipped", i + 1, len(stages), name)
+            if dist.is_main():
+                log.info("stage %d/%d %s: finished earlier, skipped", i + 1, len(stages), name)
             with open(done, encoding="utf-8") as f:
                 rec = json.load(f)
             done_stages.append(PretrainResult(
@@ -74,7 +75,8 @@ def run_stages(stages: list[tuple[str, PretrainConfig]], resume: bool | str | No
                 updates=rec.get("updates", 0), last_update_loss=rec.get("last_update_loss", float("nan")),
                 name=name))
             continue
-        log.info("stage %d/%d %s -> %s", i + 1, len(stages), name, cfg.train.out_dir)
+        if dist.is_main():  # one line per stage, not one per rank
+            log.info("stage %d/%d %s -> %s", i + 1, len(stages), name, cfg.train.out_dir)
         result = pretrain(cfg, resume=True if resume and os.path.exists(last) else None)
         result.name = name
         done_stages.append(result)
