@@ -51,6 +51,19 @@ def test_missing_config_file_is_one_line(tmp_path, capsys):
     assert "none.yaml" in _one_line_error(capsys)
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_line(small_synthetic, tmp_path, capsys):
+    """An output path under a file: the run-folder claim (pretrain, eval, track, compare) and any
+    other command's folder creation (make-synthetic) say what and where in one line."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["make-synthetic", "--out", str(blocker / "syn")]) == 2
+    assert "a_file" in _one_line_error(capsys)
+    assert main(["pretrain", "encoder.name=r3d_tiny", f"data.root={small_synthetic}",
+                 f"train.out_dir={blocker / 'run'}", "train.max_steps=1"]) == 2
+    line = _one_line_error(capsys)
+    assert "cannot create the training run folder" in line and "a_file" in line
+
+
 def test_kinetics_needs_csv(tmp_path, capsys):
     assert main(["index", "kinetics_csv", "--root", str(tmp_path)]) == 2
     assert "--csv" in _one_line_error(capsys)

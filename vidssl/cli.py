@@ -674,6 +674,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"vidssl {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as err:
+        # a path the command was given (or one made from it) that cannot be read or written
+        if args.debug:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"vidssl {args.command}: error: {err.strerror or err}{where} (--debug for the traceback)",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"vidssl {args.command}: interrupted", file=sys.stderr)
         return 130

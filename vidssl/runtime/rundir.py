@@ -161,6 +161,9 @@ def claim_run_dir(path: str | os.PathLike, *, resume: bool = False, if_exists: s
             fd = _lock(chosen[0])
         except VidsslError as err:  # sent to the other ranks too, instead of leaving them waiting
             chosen = [err]
+        except OSError as err:  # a folder that cannot be made (missing parent, read-only, a file)
+            chosen = [ConfigError(f"cannot create the {what} folder {path}: "
+                                  f"{err.strerror or err}{f' ({err.filename})' if err.filename else ''}")]
     if dist.is_distributed():  # rank 0's choice (or its error) for every rank
         import torch.distributed
 
