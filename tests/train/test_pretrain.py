@@ -30,6 +30,12 @@ TINY_CVRL = ["encoder.name=r3d_tiny", "method.name=cvrl", "method.params.clip_le
              "train.progress=false", "train.tensorboard=false", "optim.warmup_steps=1"]
 
 
+#: CoCLR's three stages (RGB InfoNCE, residual InfoNCE, RGB co-training) at the tiny setting
+TINY_COCLR_STAGES = [*(a for a in TINY_CVRL if not a.startswith("method.")), "method.name=coclr",
+                     "method.params.num_frames=4", "method.params.crop_size=32", "method.params.topk=2",
+                     "method.params.schedule=[infonce:rgb,infonce:residual,cotrain:rgb]"]
+
+
 def tiny_config(root: Path, out: Path, *extra: str) -> PretrainConfig:
     return load_config(PretrainConfig, None, [*TINY_CVRL, f"data.root={root}",
                                               f"train.out_dir={out}", *extra])
@@ -113,11 +119,8 @@ def test_schedule_hook_follows_the_step_across_resume(tiny_synthetic, tmp_path):
 def test_coclr_schedule_runs_its_stages_and_resumes_between_them(tiny_synthetic, tmp_path):
     """One config: RGB InfoNCE, residual InfoNCE, then RGB co-training with the residual
     network frozen; --resume skips finished stages."""
-    base = [a for a in TINY_CVRL if not a.startswith("method.")]
-    args = [*base, "method.name=coclr", "method.params.num_frames=4", "method.params.crop_size=32",
-            "method.params.queue_size=8", "method.params.topk=2",
+    args = [*TINY_COCLR_STAGES, "method.params.queue_size=8",
             "method.params.until_queue_full=skip",   # the skip bookkeeping (default: train)
-            "method.params.schedule=[infonce:rgb,infonce:residual,cotrain:rgb]",
             f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path}", "train.max_steps=3"]
     torch.manual_seed(0)
     result = training.run(load_config(PretrainConfig, None, args))
@@ -143,11 +146,9 @@ def test_coclr_schedule_runs_its_stages_and_resumes_between_them(tiny_synthetic,
 def test_coclr_schedule_under_torchrun_two_processes(tiny_synthetic, tmp_path):
     """All three CoCLR stages under DDP (it once hung entering its first stage): every rank's keys
     and their video / label ids reach the shared queue, mining runs, one log line per stage."""
-    base = [a for a in TINY_CVRL if not a.startswith("method.") and not a.startswith("data.batch_size")]
-    args = ["pretrain", *base, "method.name=coclr", "method.params.num_frames=4", "method.params.crop_size=32",
-            "method.params.queue_size=16", "method.params.topk=2", "data.batch_size=8",
-            "method.params.schedule=[infonce:rgb,infonce:residual,cotrain:rgb]",
-            f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path}", "train.max_steps=3",
+    args = ["pretrain", *(a for a in TINY_COCLR_STAGES if not a.startswith("data.batch_size")),
+            "method.params.queue_size=16", "data.batch_size=8", f"data.root={tiny_synthetic}",
+            f"train.out_dir={tmp_path}", "train.max_steps=3",
             "train.epochs=2"]   # 16 train videos: 2 steps of 8 per epoch
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "--master_port", "29737", "-m", "vidssl", *args],

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.train.test_pretrain import REPO, TINY_CVRL, _env, cli_args, tiny_config
+from tests.train.test_pretrain import REPO, TINY_COCLR_STAGES, _env, cli_args, tiny_config
 from vidssl.errors import VidsslError
 from vidssl.models.checkpoint import load_checkpoint
 from vidssl.runtime.optim import warmup_cosine
@@ -170,11 +170,8 @@ def test_multi_stage_summary_reports_each_stage_and_its_updates(tiny_synthetic, 
     from vidssl.train.config import PretrainConfig
     from vidssl.train.run import run
 
-    base = [a for a in TINY_CVRL if not a.startswith("method.")]
-    args = [*base, "method.name=coclr", "method.params.num_frames=4", "method.params.crop_size=32",
-            "method.params.queue_size=8", "method.params.topk=2",
+    args = [*TINY_COCLR_STAGES, "method.params.queue_size=8",
             "method.params.until_queue_full=skip",   # the skip bookkeeping (default: train)
-            "method.params.schedule=[infonce:rgb,infonce:residual,cotrain:rgb]",
             f"data.root={tiny_synthetic}", f"train.out_dir={tmp_path / 'run'}", "train.max_steps=3"]
     result = run(load_config(PretrainConfig, None, args))
     assert [s.name for s in result.stages] == ["stage1_infonce_rgb", "stage2_infonce_residual",
