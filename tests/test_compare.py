@@ -29,20 +29,32 @@ def test_every_entry_is_a_valid_method_config(tmp_path):
 
 def test_a_variant_changes_only_what_it_names(tmp_path):
     cfg = CompareConfig()
-    plain, diff = (entry_config(cfg, n, "r", 0, "o") for n in ("o3n", "o3n_differences"))
-    assert diff.encoder.kwargs == {**plain.encoder.kwargs, "input_mode": "differences"}
-    assert diff.encoder.name == plain.encoder.name == "r3d_tiny"
-    assert diff.method == plain.method and diff.data == plain.data
+    recipe, rgb = (entry_config(cfg, n, "r", 0, "o") for n in ("o3n", "o3n_rgb"))
+    assert recipe.encoder.kwargs["input_mode"] == "differences"      # O3N's small-scale recipe
+    assert rgb.encoder.kwargs == {**recipe.encoder.kwargs, "input_mode": "rgb"}
+    assert rgb.encoder.name == recipe.encoder.name == "r3d_tiny"
+    assert rgb.method == recipe.method and rgb.data == recipe.data
     from vidssl.compare import baseline_rows, init_row
 
-    # the variant gets its own random-init row: the same weights, another input
-    cfg = load_config(CompareConfig, None, ["entries=[o3n,o3n_differences,cvrl]"])
-    assert [(row, e.kwargs.get("input_mode")) for row, e in baseline_rows(cfg)] == \
-        [("random init (input_mode=differences)", "differences")]
-    rows = {"random init": {}, "random init (input_mode=differences)": {}}
-    assert init_row(rows, "o3n_differences") == "random init (input_mode=differences)"
-    assert init_row(rows, "o3n") == "random init"
-    assert init_row({"random init": {}}, "o3n_differences") == "random init"   # results older than the row
+    # an entry whose encoder arguments differ from the compared encoder's defaults (its recipe's
+    # or its variant's) gets its own random-init row: the same weights, another input; one row
+    # per distinct setting, shared by the entries that have it
+    cfg = load_config(CompareConfig, None, ["entries=[o3n,o3n_rgb,cvrl,cvrl_rgb,vcop,tclr_ll_gl]"])
+    assert [(row, e.kwargs) for row, e in baseline_rows(cfg)] == [
+        ("random init (input_mode=differences)", {"input_mode": "differences"}),
+        ("random init (temporal_dilation_last_stage=True)", {"temporal_dilation_last_stage": True})]
+    rows = {"random init": {}, "random init (input_mode=differences)": {},
+            "random init (temporal_dilation_last_stage=True)": {}}
+    assert init_row(rows, "o3n") == init_row(rows, "cvrl") == "random init (input_mode=differences)"
+    assert init_row(rows, "o3n_rgb") == init_row(rows, "cvrl_rgb") == init_row(rows, "vcop") == "random init"
+    assert init_row(rows, "tclr_ll_gl") == "random init (temporal_dilation_last_stage=True)"
+    assert init_row({"random init": {}}, "o3n") == "random init"   # results older than the row
+    # rows are relative to the compared encoder: compared on differences, the RGB variant is the odd one
+    cfg = load_config(CompareConfig, None, ["entries=[o3n,o3n_rgb]", "encoder.kwargs={input_mode: differences}"])
+    assert [(row, e.kwargs) for row, e in baseline_rows(cfg)] == [("random init (input_mode=rgb)", {"input_mode": "rgb"})]
+    # and the table pairs an entry with the row its run recorded
+    rows = {"random init": {}, "random init (input_mode=rgb)": {}, "o3n_rgb": {"init_row": "random init (input_mode=rgb)"}}
+    assert init_row(rows, "o3n_rgb") == "random init (input_mode=rgb)"
 
 
 def test_overrides_merge_and_unknown_entries_fail(tmp_path):
@@ -70,7 +82,11 @@ def test_compare_runs_each_method_in_a_child_and_writes_the_table(tiny_synthetic
                "coclr: {crop_size: 32, num_frames: 4, queue_size: 4, topk: 2}}"])
     assert rc == 0
     summary = json.loads((out / "comparison.json").read_text())
-    assert list(summary["contenders"]) == ["random init", "cvrl", "dpc", "coclr"]
+    # CVRL's recipe feeds frame differences: its own random-init row, evaluated per seed
+    assert list(summary["contenders"]) == ["random init", "random init (input_mode=differences)",
+                                           "cvrl", "dpc", "coclr"]
+    assert [summary["contenders"][n]["init_row"] for n in ("cvrl", "dpc", "coclr")] == \
+        ["random init (input_mode=differences)", "random init", "random init"]
     for name in ("cvrl", "dpc", "coclr"):
         m = summary["contenders"][name]["metrics"]
         assert m["peak_rss_mb"][0] > 50                       # a torch process: not a unit slip
@@ -131,9 +147,9 @@ def test_masked_entries_train_their_own_vit_and_build(tmp_path):
                       pcfg.method.params)
     assert entry_config(cfg, "cvrl", "r", 0, "o").encoder.name == "r3d_tiny"
     # one random-init baseline per distinct own encoder (both recipes share theirs)
-    masked = load_config(CompareConfig, None, ["entries=[videomae,vjepa,cvrl]"])
+    masked = load_config(CompareConfig, None, ["entries=[videomae,vjepa,vcop]"])
     assert [(row, e.name) for row, e in baseline_rows(masked)] == [("random init (videomae_tiny)", "videomae_tiny")]
-    assert baseline_rows(load_config(CompareConfig, None, ["entries=[cvrl]"])) == []
+    assert baseline_rows(load_config(CompareConfig, None, ["entries=[vcop]"])) == []
 
 
 def test_a_runs_reconstruction_picture_reaches_the_report(tmp_path):

@@ -47,14 +47,14 @@ class Entry:
 #: The compared runs. Sizes live in the recipes (one home per method, shared with ``vidssl
 #: pretrain`` and the demo); an entry names only what its variant changes.
 ENTRIES: dict[str, Entry] = {
-    "cvrl": Entry("cvrl"),
-    "cvrl_differences": Entry("cvrl", encoder_kwargs={"input_mode": "differences"}),  # the look taken out
+    "cvrl": Entry("cvrl"),    # the recipe: frame differences (RGB's instance task is solved by the look)
+    "cvrl_rgb": Entry("cvrl", encoder_kwargs={"input_mode": "rgb"}),      # the paper's input, the frames
     "tclr": Entry("tclr", {"ic_weight": 1.0, "crop_scale": [0.36, 1.0]}),  # the paper's IC + LL + GL
     "tclr_ll_gl": Entry("tclr"),                                            # the recipe (= the demo)
     "vcop": Entry("vcop"),
     "shuffle_learn": Entry("vcop", {"tuple_of": "frames", "min_gap": 2, "max_gap": 8}, batch_size=32),
-    "o3n": Entry("o3n"),
-    "o3n_differences": Entry("o3n", encoder_kwargs={"input_mode": "differences"}),  # each element as frame differences
+    "o3n": Entry("o3n"),      # the recipe: each element as its frame differences
+    "o3n_rgb": Entry("o3n", encoder_kwargs={"input_mode": "rgb"}),        # each element as its RGB clip
     "dpc": Entry("dpc"),
     "coclr": Entry("coclr"),  # three stages share the budget: RGB InfoNCE, residual InfoNCE, RGB co-training
     "lss": Entry("lss"),      # the synthetic vocabulary encoded by the tiny random-init CLIP text tower
@@ -161,18 +161,25 @@ def copy_pictures(run_dir: str, out_dir: str, name: str, seed: int) -> list[tupl
     return out
 
 
-def own_init_row(name: str) -> str | None:
+def own_init_row(name: str, encoder: EncoderConfig | None = None) -> str | None:
     """The name of entry ``name``'s own random-init row, or None when it starts from the compared
     encoder's ``random init``: ``random init (<encoder>)`` for an entry that trains its own
-    encoder, ``random init (input_mode=differences)`` for a variant that changes the compared
-    encoder's arguments (same weights, another architecture argument)."""
+    encoder, ``random init (input_mode=differences)`` for an entry whose encoder arguments (its
+    recipe's and its variant's, over the compared ``encoder``'s: default ``r3d_tiny`` with its
+    defaults) differ from the compared encoder's (same weights, another architecture argument:
+    the recipes of CVRL and O3N, TCLR's dilated last stage)."""
     e = ENTRIES.get(name)
     if e is None:
         return None
     if e.own_encoder:
         return f"random init ({COMPARE_ENTRIES[name]['encoder']})"
-    if e.encoder_kwargs:
-        return "random init (" + ", ".join(f"{k}={v}" for k, v in sorted(e.encoder_kwargs.items())) + ")"
+    from vidssl.models.encoders import encoder_defaults
+
+    encoder = encoder or EncoderConfig("r3d_tiny", None, {})
+    base = {**encoder_defaults(encoder.name), **encoder.kwargs}
+    changed = {k: v for k, v in COMPARE_ENTRIES[name]["encoder_kwargs"].items() if k not in base or base[k] != v}
+    if changed:
+        return "random init (" + ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) + ")"
     return None
 
 
@@ -182,7 +189,7 @@ def baseline_rows(cfg: CompareConfig) -> list[tuple[str, EncoderConfig]]:
     encoder with the entry's arguments (its recipe's and its variant's) for a variant."""
     found: list[tuple[str, EncoderConfig]] = []
     for name in cfg.entries:
-        row = own_init_row(name)
+        row = own_init_row(name, cfg.encoder)
         if row is None or any(row == seen for seen, _ in found):
             continue
         e = COMPARE_ENTRIES[name]
@@ -271,6 +278,7 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
             result = run_eval(load_encoder(os.path.join(runs[-1], "checkpoints", "last.pt")))
             clips = [_clips_per_s(r) for r in runs]
             record(name, seed, result, **cost, train_clips_per_s=sum(clips) / len(clips))
+            contenders[name]["init_row"] = own_init_row(name, cfg.encoder) or "random init"
             pictures += copy_pictures(runs[-1], cfg.out_dir, name, seed)
     summary = comparison_summary(root, cfg, contenders, pictures, {"total": time.perf_counter() - t_start})
     table = write_comparison(cfg.out_dir, summary, cfg.eval)
@@ -472,10 +480,14 @@ GAIN_METRIC = "linear_top1"
 
 
 def init_row(contenders: dict[str, dict[str, Any]], name: str) -> str | None:
-    """The random-init row an entry started from: ``random init (<encoder>)`` for an entry that
-    trains its own encoder, else ``random init`` (None for a random-init row itself)."""
+    """The random-init row an entry started from: the one its run recorded (``init_row``), else
+    its own row by :func:`own_init_row` when the results have it, else ``random init`` (None for
+    a random-init row itself)."""
     if name.startswith("random init"):
         return None
+    recorded = contenders.get(name, {}).get("init_row")
+    if recorded in contenders:
+        return recorded
     row = own_init_row(name)
     if row is not None and (row in contenders or ENTRIES[name].own_encoder):
         return row
