@@ -117,6 +117,19 @@ def test_bench_decode_writes_results(small_synthetic, tmp_path, capsys):
     assert "| contender |" in (out_dir / "decode_throughput.md").read_text()
 
 
+def test_train_benchmark_report_names_the_encoder_arguments():
+    """A recipe's encoder arguments change what a step costs (CVRL's recipe feeds frame
+    differences): the report's title says which were measured."""
+    from vidssl.bench.train import to_markdown
+
+    result = {"method": "cvrl", "encoder": "r3d_tiny", "encoder_kwargs": {"input_mode": "differences"},
+              "device": "cpu", "batch_size": 16, "views": 2, "clip_shape": [16, 3, 64, 64], "num_workers": 2,
+              "rounds": 3, "steps_per_round": 8, "clips_per_s": {"loader": 30.0, "in_memory": 36.0},
+              "efficiency": 0.83, "environment": {}}
+    assert to_markdown(result).startswith("# Training throughput (cvrl, r3d_tiny(input_mode=differences), cpu)")
+    assert to_markdown({**result, "encoder_kwargs": {}}).startswith("# Training throughput (cvrl, r3d_tiny, cpu)")
+
+
 def test_bench_gpu_runs_its_cpu_parts(small_synthetic, tmp_path, capsys):
     """Without CUDA the GPU benchmark still decodes with every CPU backend and runs the step
     comparison, and says which GPU backends were unavailable (the GPU numbers need a GPU)."""

@@ -75,7 +75,7 @@ def run_train_benchmark(cfg: PretrainConfig, *, steps: int = 8, rounds: int = 3,
                      f"in-memory {times['in_memory'][-1]:.2f} s")
     ratio = statistics.median(m / ld for m, ld in zip(times["in_memory"], times["loader"]))
     return {
-        "method": cfg.method.name, "encoder": cfg.encoder.name,
+        "method": cfg.method.name, "encoder": cfg.encoder.name, "encoder_kwargs": dict(cfg.encoder.kwargs),
         "batch_size": cfg.data.batch_size, "num_workers": cfg.data.num_workers,
         "device": str(device), "steps_per_round": steps, "rounds": rounds,
         "clip_shape": list(memory[0]["views"][0].shape[1:]), "views": len(memory[0]["views"]),
@@ -86,8 +86,10 @@ def run_train_benchmark(cfg: PretrainConfig, *, steps: int = 8, rounds: int = 3,
 
 def to_markdown(result: dict) -> str:
     c = result["clips_per_s"]
+    kwargs = ", ".join(f"{k}={v}" for k, v in sorted(result.get("encoder_kwargs", {}).items()))
+    encoder = f"{result['encoder']}({kwargs})" if kwargs else result["encoder"]
     return "\n".join([
-        f"# Training throughput ({result['method']}, {result['encoder']}, {result['device']})", "",
+        f"# Training throughput ({result['method']}, {encoder}, {result['device']})", "",
         f"Batch {result['batch_size']} clips x {result['views']} views of "
         f"{tuple(result['clip_shape'])} (T, C, H, W), {result['num_workers']} loader workers, "
         f"{result['rounds']} interleaved rounds of {result['steps_per_round']} steps.", "",
