@@ -63,6 +63,14 @@ def test_overrides_merge_and_unknown_entries_fail(tmp_path):
     with pytest.raises(VidsslError, match="unknown compare entry 'moco'"):
         entry_config(cfg, "moco", "r", 0, "o")
     assert main(["compare", "--root", str(tmp_path), "entries=[moco]"]) == 2
+    # an entry whose recipe sets an argument the compared encoder does not take: one line, before any work
+    assert main(["compare", "--root", str(tmp_path), "entries=[vcop,cvrl]", "encoder.name=s3d_tiny"]) == 2
+    from vidssl.compare import check_encoder_arguments
+
+    with pytest.raises(VidsslError, match=r"entry 'cvrl' sets encoder argument\(s\) input_mode .*"
+                                          r"configs/pretrain/cvrl_synthetic.yaml.* 's3d_tiny' does not take"):
+        check_encoder_arguments(load_config(CompareConfig, None, ["entries=[vcop,cvrl]", "encoder.name=s3d_tiny"]))
+    check_encoder_arguments(load_config(CompareConfig, None, ["entries=[vcop,dpc]", "encoder.name=s3d_tiny"]))
 
 
 def test_table_has_a_row_per_contender():

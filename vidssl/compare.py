@@ -38,8 +38,9 @@ class Entry:
     recipe: str
     params: dict[str, Any] = field(default_factory=dict)
     batch_size: Optional[int] = None
-    encoder_kwargs: dict[str, Any] = field(default_factory=dict)   # merged over the recipe's; such an
-                                                                    # entry gets its own random-init row
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)   # merged over the recipe's; an entry
+                                    # whose resolved arguments change the compared encoder gets its own
+                                    # random-init row (:func:`own_init_row`)
     own_encoder: bool = False   # train the recipe's encoder (name + kwargs), not the compared CNN: the
                                 # masked methods need a ViT with a token interface
 
@@ -201,6 +202,26 @@ def baseline_rows(cfg: CompareConfig) -> list[tuple[str, EncoderConfig]]:
     return found
 
 
+def check_encoder_arguments(cfg: CompareConfig) -> None:
+    """Fail before any work when an entry's encoder arguments (its recipe's and its variant's) are
+    not arguments of the compared encoder: CVRL's and O3N's recipes set ``input_mode``, which only
+    the R3D family takes."""
+    from vidssl.models.encoders import encoder_defaults
+
+    accepted = encoder_defaults(cfg.encoder.name)
+    for name in cfg.entries:
+        e = COMPARE_ENTRIES[name]
+        if "encoder" in e:        # trains its own encoder
+            continue
+        unknown = sorted(set(e["encoder_kwargs"]) - set(accepted))
+        if unknown:
+            raise VidsslError(
+                f"compare entry {name!r} sets encoder argument(s) {', '.join(unknown)} (its recipe "
+                f"configs/{e['recipe']}.yaml or its variant), which encoder {cfg.encoder.name!r} "
+                f"does not take; compare it with an encoder that does (r3d_tiny, r3d_18, r2plus1d_18, ...) "
+                f"or leave the entry out")
+
+
 def pretrain_in_child(pcfg, threads: Optional[int] = None) -> dict[str, float]:
     """Run ``vidssl pretrain`` on ``pcfg`` in a child process; its wall time and peak RSS."""
     from vidssl.config import to_yaml
@@ -252,6 +273,7 @@ def _run_compare(root: str, cfg: CompareConfig, *, console=None, quiet: bool = F
         raise VidsslError(f"unknown compare entries {unknown}; known: {', '.join(COMPARE_ENTRIES)}")
     if not os.path.isdir(root):
         raise VidsslError(f"dataset folder {root} does not exist; run `vidssl make-synthetic --out {root}`")
+    check_encoder_arguments(cfg)
     say = (lambda msg: None) if console is None else (lambda msg: console.rule(msg))
     run_eval = split1_evaluator(root, cfg.eval, cfg.num_workers, quiet)
     contenders: dict[str, dict[str, Any]] = {}
@@ -300,6 +322,7 @@ def comparison_summary(root: str, cfg: CompareConfig, contenders: dict[str, dict
         "pictures": list(pictures), "timings": dict(timings or {}),
         "settings": {"root": root, "steps": cfg.steps, "seeds": cfg.seeds,
                      "optim": dataclasses.asdict(cfg.optim), "encoder": cfg.encoder.name,
+                     "encoder_kwargs": dict(cfg.encoder.kwargs),
                      "eval": dataclasses.asdict(cfg.eval),
                      "entries": {n: {**COMPARE_ENTRIES[n], "params": {**COMPARE_ENTRIES[n]["params"],
                                                                        **cfg.overrides.get(n, {})}}
@@ -482,7 +505,9 @@ GAIN_METRIC = "linear_top1"
 def init_row(contenders: dict[str, dict[str, Any]], name: str) -> str | None:
     """The random-init row an entry started from: the one its run recorded (``init_row``), else
     its own row by :func:`own_init_row` when the results have it, else ``random init`` (None for
-    a random-init row itself)."""
+    a random-init row itself). Results written before runs recorded their row are read with
+    today's entries and the default compared encoder: rename their entries first where a name
+    changed meaning (``cvrl`` / ``o3n`` were RGB before 2026-12-07, docs/compare.md)."""
     if name.startswith("random init"):
         return None
     recorded = contenders.get(name, {}).get("init_row")
