@@ -135,15 +135,22 @@ def entry_config(cfg: CompareConfig, name: str, root: str, seed: int, out: str):
         raise VidsslError(f"unknown compare entry {name!r}; known: {', '.join(COMPARE_ENTRIES)}")
     e = COMPARE_ENTRIES[name]
     params = {**e["params"], **cfg.overrides.get(name, {})}
-    if "encoder" in e:       # its own encoder (a ViT): the recipe's, not the compared one
-        encoder = EncoderConfig(e["encoder"], None, dict(e["encoder_kwargs"]))
-    else:
-        encoder = dataclasses.replace(cfg.encoder, kwargs={**cfg.encoder.kwargs, **e.get("encoder_kwargs", {})})
+    encoder = entry_encoder(name, cfg.encoder)
     return PretrainConfig(
         data=DataConfig(dataset="synthetic", root=root, num_workers=cfg.num_workers, batch_size=e["batch_size"]),
         encoder=encoder, method=MethodConfig(e["method"], params), optim=dataclasses.replace(cfg.optim),
         train=TrainConfig(epochs=10_000, max_steps=max(1, cfg.steps // e.get("stages", 1)), seed=seed, out_dir=out, progress=False,
                           log_every=max(1, cfg.steps // 10), tensorboard=False))
+
+
+def entry_encoder(name: str, encoder: EncoderConfig) -> EncoderConfig:
+    """The encoder entry ``name`` trains (and its own random-init row evaluates): its recipe's own
+    for an own-encoder entry (a ViT), else the compared ``encoder`` with the entry's arguments
+    (its recipe's and its variant's) over its own."""
+    e = COMPARE_ENTRIES[name]
+    if "encoder" in e:
+        return EncoderConfig(e["encoder"], None, dict(e["encoder_kwargs"]))
+    return dataclasses.replace(encoder, kwargs={**encoder.kwargs, **e["encoder_kwargs"]})
 
 
 def copy_pictures(run_dir: str, out_dir: str, name: str, seed: int) -> list[tuple[str, str]]:
@@ -193,12 +200,7 @@ def baseline_rows(cfg: CompareConfig) -> list[tuple[str, EncoderConfig]]:
         row = own_init_row(name, cfg.encoder)
         if row is None or any(row == seen for seen, _ in found):
             continue
-        e = COMPARE_ENTRIES[name]
-        if "encoder" in e:
-            enc = EncoderConfig(e["encoder"], None, dict(e["encoder_kwargs"]))
-        else:
-            enc = dataclasses.replace(cfg.encoder, kwargs={**cfg.encoder.kwargs, **e["encoder_kwargs"]})
-        found.append((row, enc))
+        found.append((row, entry_encoder(name, cfg.encoder)))
     return found
 
 
